@@ -1,0 +1,1 @@
+"""The `edgeproj` command line: one module per verb, assembled in `app.py`."""

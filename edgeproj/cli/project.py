@@ -1,0 +1,8 @@
+"""`edgeproj project` (placeholder until implemented)."""
+
+import typer
+
+
+def command():
+    """Not implemented yet."""
+    raise typer.Exit(1)

@@ -1,8 +1,71 @@
-"""`edgeproj train` (placeholder until implemented)."""
+"""`edgeproj train`: train one of the paper's four autoencoders on normal images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 
-def command():
-    """Not implemented yet."""
-    raise typer.Exit(1)
+def command(
+    data: Path = typer.Argument(..., help="MVTec AD root (with --category), a category folder, or a folder of normal images."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory to write (resumes if it holds a checkpoint)."),
+    category: Optional[str] = typer.Option(None, "--category", "-c", help="Category under an MVTec root."),
+    variant: str = typer.Option("l2ae", "--variant", "-v", help="l2ae | dsae | vae | gvae"),
+    steps: int = typer.Option(5000, help="Optimizer steps."),
+    batch: int = typer.Option(16, help="Batch size."),
+    lr: float = typer.Option(1e-4, help="Adam learning rate (paper: 1e-4)."),
+    latent: int = typer.Option(100, help="Latent dimension (paper: 100)."),
+    width: int = typer.Option(32, help="Base width of the SSIM-AE layers (paper: 32)."),
+    mode: Optional[str] = typer.Option(None, help="texture | object (default from the category name)."),
+    resize: Optional[int] = typer.Option(None, help="Texture mode: side images are resized to (paper: 512)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
+    seed: int = typer.Option(0, help="Seed for initialization and patch sampling."),
+    workers: int = typer.Option(0, help="DataLoader worker processes."),
+    checkpoint_every: int = typer.Option(500, help="Steps between resumable checkpoints."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+):
+    """Train an autoencoder on normal images; writes weights, config, log and L_r statistics."""
+    from edgeproj.cli.output import console, emit_json, progress
+    from edgeproj.data.images import read_image
+    from edgeproj.data.mvtec import normal_images
+    from edgeproj.models.config import ModelConfig
+    from edgeproj.preprocess import Preprocess
+    from edgeproj.training.trainer import TrainConfig, train, _dist_info
+
+    source = data / category if category else data
+    images = normal_images(source)
+    channels = read_image(images[0]).shape[2]
+    name = category or source.name
+    pre = Preprocess.for_category(name, channels, resize=resize, mode=mode)
+    model_cfg = ModelConfig(variant=variant, channels=channels, latent=latent, width=width)
+    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, device=device, seed=seed, workers=workers, checkpoint_every=checkpoint_every)
+    rank, _ = _dist_info()
+    with progress(enabled=not json_out and rank == 0) as prog:
+        task = prog.add_task(f"train {variant}", total=steps, info="")
+
+        def on_step(step: int, loss: float):
+            prog.update(task, completed=step, info=f"loss {loss:.4g}")
+
+        result = train(images, out, model_cfg, pre, cfg, data_info={"source": str(source), "category": name}, on_step=on_step)
+    if rank != 0:
+        return
+    summary = {
+        "run": str(result.run),
+        "variant": variant,
+        "steps": result.steps,
+        "resumed_from": result.resumed_from,
+        "first_loss": result.first_loss,
+        "last_loss": result.last_loss,
+        "seconds": round(result.seconds, 2),
+        "seconds_per_1000_steps": round(1000 * result.seconds / max(1, result.steps - result.resumed_from), 2),
+        "rec_loss_stats": result.rec_loss_stats,
+        "preprocess": pre.to_dict(),
+    }
+    if json_out:
+        emit_json(summary)
+    else:
+        c = console()
+        c.print(f"trained {variant} for {result.steps} steps in {result.seconds:.1f} s: loss {result.first_loss:.4g} -> {result.last_loss:.4g}")
+        c.print(f"min L_r over training patches: {result.rec_loss_stats.get('min', float('nan')):.4g}; run written to {out}")

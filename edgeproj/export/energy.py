@@ -1,0 +1,177 @@
+"""The energy E(x) = L_r(x) + lam * ||x - x0||_1, its analytic gradient, and the masked-Adam step, as ONNX.
+
+Gradient graph  inputs: x, x0 (N x C x H x W), lam [1]
+                outputs: energy [N], rec_loss [N], grad (N x C x H x W), recon (N x C x H x W)
+Step graph      inputs: x, x0, m, v (N x C x H x W), step [N], weight (N x C x H x W), tuned [1],
+                        tuned_on_step [1], alpha [1], lam [1], active [N]
+                outputs: x_next, m_next, v_next, step_next, energy, rec_loss, recon
+
+One step (Adam with beta1 0.9, beta2 0.999, eps 1e-8, bias correction per sample):
+    e2  = (x - f(x))^2                       the paper's tuned weight (eq. 8), not differentiated
+    g   = weight * grad_x E * (tuned and not tuned_on_step ? e2 : 1)     [weight: 1, or Omega (eq. 7)]
+    m'  = b1 m + (1 - b1) g ;  v' = b2 v + (1 - b2) g^2 ;  t' = step + 1
+    d   = alpha * (m' / (1 - b1^t')) / (sqrt(v' / (1 - b2^t')) + eps)
+    d  *= (tuned and tuned_on_step ? e2 / max_sample(e2) : 1)
+    x'  = clip(x - d, 0, 1)
+Samples with active = 0 keep x, m, v and step unchanged, so a batch can finish sample by sample.
+x is clipped to [0, 1], the range of the training images and of the sigmoid decoder: a projection
+outside it is not an image the autoencoder has seen.
+The tuned weight before Adam (eq. 8 read literally) is largely normalized away by Adam's per-pixel
+scaling; after Adam it really slows well-reconstructed pixels. Both are selectable at run time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeproj.export.builder import GraphBuilder
+from edgeproj.export.network import NetworkEmitter
+from edgeproj.models.ssim import C1, C2, gaussian_window
+
+ADAM_BETA1 = 0.9
+ADAM_BETA2 = 0.999
+ADAM_EPS = 1e-8
+E2_FLOOR = 1e-12
+
+
+def _squared_error_head(b: GraphBuilder, x: str, r: str, scale: float, const: float):
+    """L_r = scale * sum (x - r)^2 + const: returns (rec_loss, grad wrt x directly, grad wrt r)."""
+    d = b.sub(x, r, "diff")
+    rec = b.sum_chw(b.mul(d, d), "sqsum")
+    if scale != 1.0:
+        rec = b.mul(rec, b.const(scale, "scale"))
+    if const != 0.0:
+        rec = b.add(rec, b.const(const, "logdet"))
+    g_x = b.mul(d, b.const(2.0 * scale, "two_scale"), "g_direct")
+    g_r = b.op("Neg", [g_x], "g_recon")
+    return rec, g_x, g_r
+
+
+def _dssim_head(b: GraphBuilder, a: str, r: str, channels: int, window: int):
+    """L_r = sum over valid windows of (1 - SSIM(a, r)) / 2, with its gradient wrt both images.
+
+    With moments mu_a, mu_b, m_aa = G*a^2, m_bb, m_ab and S = A1 A2 / (B1 B2):
+      dS/dm_ab = 2 A1 / D,  dS/dm_aa = dS/dm_bb = -S / B2,
+      dS/dmu_a = 2 mu_b (A2 - A1) / D - 2 mu_a S (1/B1 - 1/B2)   (mu_b symmetrically),
+    then the adjoint of the valid Gaussian filter (a full-padding Conv of the symmetric kernel).
+    """
+    k = window
+    five = 5 * channels
+    kern = np.broadcast_to(gaussian_window(k).astype(np.float32), (five, 1, k, k)).copy()
+    w = b.const(kern, "gauss")
+    moments = b.op("Concat", [a, r, b.mul(a, a), b.mul(r, r), b.mul(a, r)], "moments", axis=1)
+    blurred = b.op("Conv", [moments, w], "blurred", kernel_shape=[k, k], group=five)
+    mu_a, mu_b, m_aa, m_bb, m_ab = b.op("Split", [blurred], "mom", n_out=5, axis=1)
+    two = b.const(2.0, "two")
+    mu_ab = b.mul(mu_a, mu_b)
+    mu_aa = b.mul(mu_a, mu_a)
+    mu_bb = b.mul(mu_b, mu_b)
+    a1 = b.add(b.mul(two, mu_ab), b.const(C1, "C1"), "A1")
+    a2 = b.add(b.mul(two, b.sub(m_ab, mu_ab)), b.const(C2, "C2"), "A2")
+    b1 = b.add(b.add(mu_aa, mu_bb), b.const(C1, "C1"), "B1")
+    b2 = b.add(b.sub(b.add(m_aa, m_bb), b.add(mu_aa, mu_bb)), b.const(C2, "C2"), "B2")
+    den = b.mul(b1, b2, "D")
+    s = b.div(b.mul(a1, a2), den, "S")
+    half = b.const(0.5, "half")
+    rec = b.sum_chw(b.sub(half, b.mul(half, s)), "dssim_sum")
+    # dL/dS = -1/2 everywhere; fold it into the partial derivatives.
+    inv_den = b.div(b.const(1.0, "one"), den)
+    d_mab = b.mul(b.mul(a1, inv_den), b.const(-1.0, "neg_one"))  # -0.5 * 2 A1 / D
+    d_m2 = b.mul(b.div(s, b2), b.const(0.5, "half"))  # -0.5 * (-S / B2)
+    diff_ad = b.mul(b.sub(a2, a1), inv_den)  # (A2 - A1) / D
+    s_term = b.mul(s, b.sub(b.div(b.const(1.0, "one"), b1), b.div(b.const(1.0, "one"), b2)))
+    d_mua = b.mul(b.sub(b.mul(mu_b, diff_ad), b.mul(mu_a, s_term)), b.const(-1.0, "neg_one"))  # -0.5 * 2 (...)
+    d_mub = b.mul(b.sub(b.mul(mu_a, diff_ad), b.mul(mu_b, s_term)), b.const(-1.0, "neg_one"))
+    grads = b.op("Concat", [d_mua, d_mub, d_m2, d_m2, d_mab], "dmom", axis=1)
+    back = b.op("Conv", [grads, w], "dmom_full", kernel_shape=[k, k], group=five, pads=[k - 1] * 4)
+    p_mua, p_mub, p_aa, p_bb, p_ab = b.op("Split", [back], "pmom", n_out=5, axis=1)
+    g_a = b.add(b.add(p_mua, b.mul(b.mul(two, a), p_aa)), b.mul(r, p_ab), "g_direct")
+    g_r = b.add(b.add(p_mub, b.mul(b.mul(two, r), p_bb)), b.mul(a, p_ab), "g_recon")
+    return rec, g_a, g_r
+
+
+def emit_energy(b: GraphBuilder, net: NetworkEmitter, spec: dict, x: str, x0: str, lam: str):
+    """Emit f(x), L_r, E and grad_x E. Returns dict of value names: recon, rec_loss, energy, grad."""
+    recon = net.forward(b, x)
+    variant = spec["variant"]
+    if variant == "dsae":
+        rec, g_x, g_r = _dssim_head(b, x, recon, spec["channels"], spec["ssim_window"])
+    else:
+        scale, const = {"l2ae": (1.0, 0.0), "vae": (0.5, 0.0)}.get(variant, (None, None))
+        if variant == "gvae":
+            gamma = spec["gamma"]
+            scale = 1.0 / (2.0 * gamma * gamma)
+            const = spec["channels"] * spec["size"] ** 2 * float(np.log(gamma))
+        rec, g_x, g_r = _squared_error_head(b, x, recon, scale, const)
+    g_net = net.backward(b, g_r)
+    diff0 = b.sub(x, x0, "diff0")
+    l1 = b.sum_chw(b.op("Abs", [diff0]), "l1")
+    energy = b.add(rec, b.mul(lam, l1), "energy_v")
+    grad = b.add(b.add(g_x, g_net), b.mul(lam, b.op("Sign", [diff0])), "grad_v")
+    return {"recon": recon, "rec_loss": rec, "energy": energy, "grad": grad}
+
+
+def _image_shape(spec: dict) -> list:
+    return ["N", spec["channels"], spec["size"], spec["size"]]
+
+
+def build_gradient_graph(net: NetworkEmitter, spec: dict):
+    """The gradient graph (module docstring) as a checked onnx.ModelProto."""
+    b = GraphBuilder("edgeproj_gradient")
+    img = _image_shape(spec)
+    x, x0, lam = b.input("x", img), b.input("x0", img), b.input("lam", [1])
+    out = emit_energy(b, net, spec, x, x0, lam)
+    b.output(out["energy"], "energy", ["N"])
+    b.output(out["rec_loss"], "rec_loss", ["N"])
+    b.output(out["grad"], "grad", img)
+    b.output(out["recon"], "recon", img)
+    return b.model("grad_x of E(x) = L_r(x) + lam * ||x - x0||_1 for an edgeproj autoencoder")
+
+
+def build_step_graph(net: NetworkEmitter, spec: dict):
+    """The one-iteration masked-Adam step graph (module docstring) as a checked onnx.ModelProto."""
+    b = GraphBuilder("edgeproj_step")
+    img = _image_shape(spec)
+    x, x0, m, v = (b.input(n, img) for n in ("x", "x0", "m", "v"))
+    step = b.input("step", ["N"])
+    weight = b.input("weight", img)
+    tuned, on_step, alpha, lam = (b.input(n, [1]) for n in ("tuned", "tuned_on_step", "alpha", "lam"))
+    active = b.input("active", ["N"])
+    out = emit_energy(b, net, spec, x, x0, lam)
+
+    one = b.const(1.0, "one")
+    err = b.sub(x, out["recon"], "err")
+    e2 = b.mul(err, err, "e2")
+    # Blend instead of branching (no If nodes for TensorRT): w = 1 + on * (e2 - 1).
+    before = b.mul(tuned, b.sub(one, on_step), "tuned_before")
+    after = b.mul(tuned, on_step, "tuned_after")
+    w_grad = b.add(one, b.mul(before, b.sub(e2, one)), "w_grad")
+    g = b.mul(b.mul(out["grad"], weight), w_grad, "g_eff")
+
+    b1, b2 = b.const(ADAM_BETA1, "beta1"), b.const(ADAM_BETA2, "beta2")
+    m_new = b.add(b.mul(b1, m), b.mul(b.const(1 - ADAM_BETA1, "one_m_beta1"), g), "m_new")
+    v_new = b.add(b.mul(b2, v), b.mul(b.const(1 - ADAM_BETA2, "one_m_beta2"), b.mul(g, g)), "v_new")
+    t_new = b.add(step, one, "t_new")
+    t4 = b.per_sample(t_new, "t4")
+    bc1 = b.sub(one, b.op("Pow", [b1, t4]), "bc1")
+    bc2 = b.sub(one, b.op("Pow", [b2, t4]), "bc2")
+    denom = b.add(b.op("Sqrt", [b.div(v_new, bc2)]), b.const(ADAM_EPS, "eps"), "denom")
+    delta = b.mul(alpha, b.div(b.div(m_new, bc1), denom), "delta")
+    e2_max = b.op("ReduceMax", [e2], "e2_max", axes=[1, 2, 3], keepdims=1)
+    e2n = b.div(e2, b.add(e2_max, b.const(E2_FLOOR, "e2_floor")), "e2n")
+    w_step = b.add(one, b.mul(after, b.sub(e2n, one)), "w_step")
+    x_new = b.op("Clip", [b.sub(x, b.mul(delta, w_step)), b.const(0.0, "zero"), one], "x_new")
+
+    act = b.per_sample(active, "act4")
+
+    def keep(new, old, hint):
+        return b.add(old, b.mul(act, b.sub(new, old)), hint)
+
+    b.output(keep(x_new, x, "x_keep"), "x_next", img)
+    b.output(keep(m_new, m, "m_keep"), "m_next", img)
+    b.output(keep(v_new, v, "v_keep"), "v_next", img)
+    b.output(b.add(step, active, "step_keep"), "step_next", ["N"])
+    b.output(out["energy"], "energy", ["N"])
+    b.output(out["rec_loss"], "rec_loss", ["N"])
+    b.output(out["recon"], "recon", img)
+    return b.model("one masked-Adam step of the energy-based projection (Dehaene et al. 2020, eq. 5/7/8)")

@@ -1,0 +1,175 @@
+"""The autoencoder as ONNX nodes: forward pass and its hand-written vector-Jacobian product.
+
+The backward ops are written the way ONNX Runtime's CPU kernels run fastest (edge-facts.md):
+LeakyReLU's backward is a multiply by a precomputed 1/0.2 mask, and a stride-1 convolution's input
+gradient is a plain Conv with flipped, transposed weights. Stride-2 transposed convolutions (decoder
+forward, encoder backward) can be emitted as four 2x2 phase convolutions and a DepthToSpace
+(`convtranspose="phase"`), which avoids ConvTranspose kernels altogether.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeproj.export.builder import GraphBuilder
+
+CONVTRANSPOSE_MODES = ("native", "phase")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of the plan: kind in conv, convT, lrelu, sigmoid, dense_in, dense_out."""
+
+    kind: str
+    weight: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    stride: int = 1
+    pad: int = 0
+    slope: float = 0.2
+    shape: tuple = ()  # dense_out: (channels, h, w) of the reshaped output
+
+
+def plan_from_model(model) -> list[Layer]:
+    """The deterministic reconstruction x -> f(x) of a ConvAutoencoder as a flat layer list (float32)."""
+    from torch import nn
+
+    def np32(t):
+        return t.detach().cpu().numpy().astype(np.float32)
+
+    def convert(mod) -> Layer:
+        if isinstance(mod, nn.Conv2d):
+            return Layer("conv", np32(mod.weight), np32(mod.bias), mod.stride[0], mod.padding[0])
+        if isinstance(mod, nn.ConvTranspose2d):
+            return Layer("convT", np32(mod.weight), np32(mod.bias), mod.stride[0], mod.padding[0])
+        if isinstance(mod, nn.LeakyReLU):
+            return Layer("lrelu", slope=float(mod.negative_slope))
+        if isinstance(mod, nn.Sigmoid):
+            return Layer("sigmoid")
+        raise TypeError(f"no ONNX emitter for layer {type(mod).__name__}")
+
+    z = model.config.latent
+    layers = [convert(m) for m in model.encoder]
+    # 8x8 latent conv on an 8x8 map is a dense layer; VAEs keep only the mean half.
+    w_lat, b_lat = np32(model.to_latent.weight)[:z], np32(model.to_latent.bias)[:z]
+    layers.append(Layer("dense_in", w_lat.reshape(z, -1).T.copy(), b_lat))
+    first, *rest = list(model.decoder)
+    wd = np32(first.weight)  # (z, w, 8, 8)
+    layers.append(
+        Layer("dense_out", wd.reshape(z, -1).copy(), np.repeat(np32(first.bias), wd.shape[2] * wd.shape[3]), shape=wd.shape[1:])
+    )
+    layers += [convert(m) for m in rest]
+    return layers
+
+
+def _phase_weights(w: np.ndarray) -> list[tuple[np.ndarray, list[int]]]:
+    """Split a k4 s2 p1 ConvTranspose weight (Cin, Cout, 4, 4) into four 2x2 Conv weights and pads.
+
+    Output pixel (2i+r, 2j+s) sees input rows i-1, i (r = 0: kernel rows 3, 1) or i, i+1
+    (r = 1: kernel rows 2, 0); likewise for columns. Order (r, s) = 00, 01, 10, 11 matches
+    DepthToSpace's DCR layout.
+    """
+    taps = {0: ([3, 1], (1, 0)), 1: ([2, 0], (0, 1))}  # kernel indices for offsets, (pad before, after)
+    out = []
+    for r in (0, 1):
+        for s in (0, 1):
+            rows, (pt, pb) = taps[r]
+            cols, (pl, pr) = taps[s]
+            k = w[:, :, rows][:, :, :, cols]  # Cin, Cout, 2, 2
+            out.append((np.ascontiguousarray(k.transpose(1, 0, 2, 3)), [pt, pl, pb, pr]))
+    return out
+
+
+def conv_transpose(b: GraphBuilder, h: str, w: np.ndarray, bias: np.ndarray | None, stride: int, pad: int, mode: str, hint: str) -> str:
+    """ConvTranspose as an ONNX ConvTranspose, or (k4 s2 p1, mode 'phase') as phase convs + DepthToSpace."""
+    if mode == "phase" and stride == 2 and pad == 1 and w.shape[2:] == (4, 4):
+        parts = []
+        for i, (k, pads) in enumerate(_phase_weights(w)):
+            ins = [h, b.const(k, f"{hint}_ph{i}")]
+            if bias is not None:
+                ins.append(b.const(bias, f"{hint}_b"))
+            parts.append(b.op("Conv", ins, f"{hint}_ph", kernel_shape=[2, 2], pads=pads))
+        cat = b.op("Concat", parts, f"{hint}_cat", axis=1)
+        return b.op("DepthToSpace", [cat], hint, blocksize=2, mode="DCR")
+    ins = [h, b.const(w, f"{hint}_w")]
+    if bias is not None:
+        ins.append(b.const(bias, f"{hint}_b"))
+    k = list(w.shape[2:])
+    return b.op("ConvTranspose", ins, hint, kernel_shape=k, strides=[stride] * 2, pads=[pad] * 4)
+
+
+class NetworkEmitter:
+    """Emits f(x) and, after it, J_f(x)^T g for a layer plan."""
+
+    def __init__(self, layers: list[Layer], convtranspose: str = "phase"):
+        if convtranspose not in CONVTRANSPOSE_MODES:
+            raise ValueError(f"convtranspose must be one of {CONVTRANSPOSE_MODES}")
+        self.layers = layers
+        self.mode = convtranspose
+        self._saved: list = []
+
+    def forward(self, b: GraphBuilder, x: str) -> str:
+        self._saved = []
+        h = x
+        for i, L in enumerate(self.layers):
+            tag = f"f{i}"
+            saved = None
+            if L.kind == "conv":
+                k = list(L.weight.shape[2:])
+                h = b.op("Conv", [h, b.const(L.weight, f"{tag}_w"), b.const(L.bias, f"{tag}_b")], tag,
+                         kernel_shape=k, strides=[L.stride] * 2, pads=[L.pad] * 4)
+            elif L.kind == "convT":
+                h = conv_transpose(b, h, L.weight, L.bias, L.stride, L.pad, self.mode, tag)
+            elif L.kind == "lrelu":
+                # The mask is what the backward needs: 1 where the input was positive, else the slope.
+                pos = b.op("Greater", [h, b.const(0.0, "zero")], f"{tag}_pos")
+                saved = b.op("Where", [pos, b.const(1.0, "one"), b.const(L.slope, "slope")], f"{tag}_mask")
+                h = b.op("LeakyRelu", [h], tag, alpha=L.slope)
+            elif L.kind == "sigmoid":
+                h = b.op("Sigmoid", [h], tag)
+                saved = h
+            elif L.kind == "dense_in":
+                flat = b.op("Flatten", [h], f"{tag}_flat", axis=1)
+                h = b.add(b.op("MatMul", [flat, b.const(L.weight, f"{tag}_w")], f"{tag}_mm"), b.const(L.bias, f"{tag}_b"), tag)
+            elif L.kind == "dense_out":
+                mm = b.add(b.op("MatMul", [h, b.const(L.weight, f"{tag}_w")], f"{tag}_mm"), b.const(L.bias, f"{tag}_b"))
+                h = b.op("Reshape", [mm, b.const([-1, *L.shape], f"{tag}_shape", np.int64)], tag)
+            else:
+                raise ValueError(f"unknown layer kind {L.kind}")
+            self._saved.append(saved)
+        return h
+
+    def backward(self, b: GraphBuilder, g: str) -> str:
+        """Vector-Jacobian product of the last `forward`: returns J^T g with the input's shape."""
+        for i in reversed(range(len(self.layers))):
+            L, saved, tag = self.layers[i], self._saved[i], f"b{i}"
+            if L.kind == "conv":
+                k = L.weight.shape[2]
+                if L.stride == 1:
+                    w_flip = np.ascontiguousarray(L.weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+                    g = b.op("Conv", [g, b.const(w_flip, f"{tag}_w")], tag, kernel_shape=[k, k], pads=[k - 1 - L.pad] * 4)
+                else:
+                    g = conv_transpose(b, g, L.weight, None, L.stride, L.pad, self.mode, tag)
+            elif L.kind == "convT":
+                k = L.weight.shape[2]
+                g = b.op("Conv", [g, b.const(L.weight, f"{tag}_w")], tag, kernel_shape=[k, k],
+                         strides=[L.stride] * 2, pads=[L.pad] * 4)
+            elif L.kind == "lrelu":
+                g = b.mul(g, saved, tag)
+            elif L.kind == "sigmoid":
+                g = b.mul(g, b.mul(saved, b.sub(b.const(1.0, "one"), saved)), tag)
+            elif L.kind == "dense_in":
+                mm = b.op("MatMul", [g, b.const(np.ascontiguousarray(L.weight.T), f"{tag}_wt")], f"{tag}_mm")
+                g = b.op("Reshape", [mm, b.const(self._flat_shape, f"{tag}_shape", np.int64)], tag)
+            elif L.kind == "dense_out":
+                flat = b.op("Flatten", [g], f"{tag}_flat", axis=1)
+                g = b.op("MatMul", [flat, b.const(np.ascontiguousarray(L.weight.T), f"{tag}_wt")], tag)
+        return g
+
+    @property
+    def _flat_shape(self) -> list[int]:
+        dense_in = next(L for L in self.layers if L.kind == "dense_in")
+        c = next(L for L in reversed(self.layers[: self.layers.index(dense_in)]) if L.kind == "conv").weight.shape[0]
+        hw = int(round((dense_in.weight.shape[0] / c) ** 0.5))
+        return [-1, c, hw, hw]

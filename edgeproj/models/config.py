@@ -1,0 +1,53 @@
+"""Model configuration: a frozen dataclass that travels with the weights (config.json in a run)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from edgeproj.errors import CheckpointError, ConfigError
+
+VARIANTS = ("l2ae", "dsae", "vae", "gvae")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and variant of one autoencoder.
+
+    Attributes:
+        variant: l2ae (L2 loss), dsae (DSSIM loss), vae (unit decoder variance), gvae (learned gamma).
+        channels: 1 (grayscale) or 3 (RGB).
+        size: input height and width; the architecture needs 128 (latent conv is 8x8 on 8x8 maps).
+        latent: latent dimension (paper: 100).
+        width: base width; the Bergmann layers are width, width, width, 2w, 2w, 4w, 2w, w (paper: 32).
+        ssim_window: SSIM window size for DSAE's loss (paper: 11, Gaussian sigma 1.5).
+    """
+
+    variant: str = "l2ae"
+    channels: int = 1
+    size: int = 128
+    latent: int = 100
+    width: int = 32
+    ssim_window: int = 11
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"unknown variant '{self.variant}'; choose one of {', '.join(VARIANTS)}")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
+        if self.size != 128:
+            raise ConfigError(f"the SSIM-AE architecture takes 128x128 inputs, got size {self.size}")
+        if self.latent < 1 or self.width < 1:
+            raise ConfigError("latent and width must be positive")
+        if self.ssim_window % 2 != 1:
+            raise ConfigError("ssim_window must be odd")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise CheckpointError(f"model config has unknown keys {sorted(unknown)}; was it written by a newer edgeproj?")
+        return cls(**data)

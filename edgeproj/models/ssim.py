@@ -1,0 +1,46 @@
+"""SSIM for the DSAE loss and its energy, in torch (valid 11x11 Gaussian window, sigma 1.5, data range 1).
+
+The loss uses the 'valid' window positions only, as scikit-image does for its mean SSIM, so no padding
+convention leaks into the gradient; the anomaly map (runtime, numpy/OpenCV) is the full-size map.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+C1 = 0.01**2
+C2 = 0.03**2
+SIGMA = 1.5
+
+
+def gaussian_window(size: int = 11, sigma: float = SIGMA) -> np.ndarray:
+    """Normalized 2-D Gaussian window (float64), the same kernel the runtime and the ONNX graph use."""
+    r = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    g = np.exp(-(r**2) / (2 * sigma**2))
+    g /= g.sum()
+    return np.outer(g, g)
+
+
+def ssim_map_valid(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> torch.Tensor:
+    """Per-channel SSIM map at valid window positions: N x C x (H-w+1) x (W-w+1)."""
+    c = a.shape[1]
+    k = torch.as_tensor(gaussian_window(window), dtype=a.dtype, device=a.device)
+    k = k.expand(c, 1, window, window).contiguous()
+
+    def blur(t):
+        return F.conv2d(t, k, groups=c)
+
+    mu_a, mu_b = blur(a), blur(b)
+    s_aa = blur(a * a) - mu_a * mu_a
+    s_bb = blur(b * b) - mu_b * mu_b
+    s_ab = blur(a * b) - mu_a * mu_b
+    num = (2 * mu_a * mu_b + C1) * (2 * s_ab + C2)
+    den = (mu_a * mu_a + mu_b * mu_b + C1) * (s_aa + s_bb + C2)
+    return num / den
+
+
+def dssim_sum(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> torch.Tensor:
+    """Per-sample sum of DSSIM = (1 - SSIM) / 2 over channels and valid positions: shape N."""
+    return ((1.0 - ssim_map_valid(a, b, window)) / 2).flatten(1).sum(1)

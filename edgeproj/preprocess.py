@@ -1,0 +1,137 @@
+"""Preprocessing shared by training, export and the runtime (numpy/OpenCV only), described by the manifest.
+
+Two modes, as in the paper (section 4.1):
+  texture: the image is resized to `resize` x `resize` (paper: 512); training takes random 128x128 crops,
+           inference tiles it into overlapping 128x128 patches and stitches the maps (mean over overlaps).
+  object:  the image is resized to 128x128; training adds rotation and translation augmentation.
+Maps are resized back to the original image size before scoring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from edgeproj.errors import ConfigError
+
+MODES = ("texture", "object")
+# MVTec AD's texture categories; everything else defaults to the object pipeline.
+MVTEC_TEXTURES = ("carpet", "grid", "leather", "tile", "wood")
+DEMO_TEXTURES = ("grid", "stone")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a raw image becomes 128x128 model inputs.
+
+    Attributes:
+        mode: texture or object.
+        resize: side the whole image is resized to (texture: paper 512; object: equals patch).
+        patch: model input side (128).
+        stride: tile stride at inference (texture mode); patch // 2 gives 50% overlap.
+        channels: 1 or 3.
+        rotation: object augmentation, max degrees.
+        translation: object augmentation, max fraction of the side.
+    """
+
+    mode: str = "texture"
+    resize: int = 512
+    patch: int = 128
+    stride: int = 64
+    channels: int = 1
+    rotation: float = 15.0
+    translation: float = 0.05
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ConfigError(f"preprocessing mode must be one of {MODES}, got '{self.mode}'")
+        if self.mode == "object" and self.resize != self.patch:
+            raise ConfigError("object mode resizes to the patch size: set resize equal to patch")
+        if self.resize < self.patch:
+            raise ConfigError(f"resize ({self.resize}) must be at least the patch size ({self.patch})")
+        if not 0 < self.stride <= self.patch:
+            raise ConfigError(f"stride must be in 1..{self.patch}, got {self.stride}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Preprocess":
+        return cls(**data)
+
+    @classmethod
+    def for_category(cls, category: str | None, channels: int, resize: int | None = None, mode: str | None = None) -> "Preprocess":
+        """Paper defaults for a category name (MVTec textures vs objects), overridable."""
+        mode = mode or ("texture" if (category or "").lower() in MVTEC_TEXTURES + DEMO_TEXTURES else "object")
+        if mode == "object":
+            return cls(mode="object", resize=128, channels=channels)
+        return cls(mode="texture", resize=resize or 512, channels=channels)
+
+
+def resize_image(img: np.ndarray, side: int) -> np.ndarray:
+    """Resize HxWxC float32 to side x side x C (area filter when shrinking)."""
+    h, w = img.shape[:2]
+    if (h, w) == (side, side):
+        return img
+    interp = cv2.INTER_AREA if side < min(h, w) else cv2.INTER_LINEAR
+    out = cv2.resize(img, (side, side), interpolation=interp)
+    return out.reshape(side, side, img.shape[2])
+
+
+def tile_origins(side: int, patch: int, stride: int) -> list[int]:
+    """Top-left offsets covering [0, side) with the given stride; the last tile is flush with the edge."""
+    if side <= patch:
+        return [0]
+    starts = list(range(0, side - patch + 1, stride))
+    if starts[-1] != side - patch:
+        starts.append(side - patch)
+    return starts
+
+
+def to_patches(img: np.ndarray, pre: Preprocess) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """An HxWxC image as model inputs (P x C x 128 x 128) and the tile origins in the resized frame."""
+    side = pre.resize
+    work = resize_image(img, side)
+    origins = [(y, x) for y in tile_origins(side, pre.patch, pre.stride) for x in tile_origins(side, pre.patch, pre.stride)]
+    p = pre.patch
+    tiles = np.stack([work[y : y + p, x : x + p] for y, x in origins]).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(tiles, dtype=np.float32), origins
+
+
+def stitch(maps: np.ndarray, origins: list[tuple[int, int]], pre: Preprocess, out_hw: tuple[int, int]) -> np.ndarray:
+    """Average per-tile maps (P x 128 x 128) over overlaps, then resize to the original image size."""
+    side, p = pre.resize, pre.patch
+    acc = np.zeros((side, side), np.float64)
+    cnt = np.zeros((side, side), np.float64)
+    for m, (y, x) in zip(maps, origins):
+        acc[y : y + p, x : x + p] += m
+        cnt[y : y + p, x : x + p] += 1
+    full = (acc / np.maximum(cnt, 1)).astype(np.float32)
+    h, w = out_hw
+    if (h, w) != (side, side):
+        full = cv2.resize(full, (w, h), interpolation=cv2.INTER_LINEAR)
+    return full
+
+
+def augment_object(img: np.ndarray, pre: Preprocess, rng: np.random.Generator) -> np.ndarray:
+    """Random rotation and translation of a resized object image (border replicated)."""
+    side = img.shape[0]
+    angle = rng.uniform(-pre.rotation, pre.rotation)
+    tx, ty = rng.uniform(-pre.translation, pre.translation, size=2) * side
+    mat = cv2.getRotationMatrix2D((side / 2, side / 2), angle, 1.0)
+    mat[:, 2] += (tx, ty)
+    out = cv2.warpAffine(img, mat, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return out.reshape(side, side, img.shape[2])
+
+
+def random_patch(img: np.ndarray, pre: Preprocess, rng: np.random.Generator) -> np.ndarray:
+    """One training sample (C x 128 x 128) from a preprocessed (resized) image."""
+    p = pre.patch
+    if pre.mode == "object":
+        out = augment_object(img, pre, rng)
+    else:
+        y, x = rng.integers(0, img.shape[0] - p + 1), rng.integers(0, img.shape[1] - p + 1)
+        out = img[y : y + p, x : x + p]
+    return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32)

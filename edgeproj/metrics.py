@@ -63,12 +63,17 @@ def au_pro(masks: list[np.ndarray], maps: list[np.ndarray], fpr_limit: float = 0
         return float("nan")
     flat = np.concatenate([np.asarray(a, np.float64).ravel() for a in maps])
     normal = np.sort(np.concatenate(normal_scores))
-    # Thresholds from the normal-pixel quantiles give an even FPR grid on [0, fpr_limit].
-    fprs = np.linspace(0.0, fpr_limit, steps + 1)
-    thresholds = np.quantile(normal, 1.0 - fprs) if normal.size else np.linspace(flat.max(), flat.min(), steps + 1)
+    # Thresholds from the normal-pixel quantiles give an even FPR grid; one more point past the limit
+    # lets the curve be interpolated exactly at fpr_limit (actual FPRs are quantized by the pixel count).
+    fprs = np.append(np.linspace(0.0, fpr_limit, steps + 1), min(1.0, fpr_limit + 2.0 / max(1, normal.size)))
+    thresholds = np.quantile(normal, 1.0 - fprs)
     actual_fpr = 1.0 - np.searchsorted(normal, thresholds, side="right") / max(1, normal.size)
     pros = np.array([np.mean([np.mean(flat[r] > t) for r in regions]) for t in thresholds])
-    fpr_axis = np.clip(actual_fpr, 0.0, fpr_limit)
-    order = np.argsort(fpr_axis, kind="mergesort")
-    area = np.trapezoid(pros[order], fpr_axis[order]) if hasattr(np, "trapezoid") else np.trapz(pros[order], fpr_axis[order])
-    return float(area / fpr_limit)
+    order = np.argsort(actual_fpr, kind="mergesort")
+    f, p = actual_fpr[order], pros[order]
+    end = float(np.interp(fpr_limit, f, p))
+    keep = f < fpr_limit
+    f = np.append(f[keep], fpr_limit)
+    p = np.append(p[keep], end)
+    area = float(np.sum((f[1:] - f[:-1]) * (p[1:] + p[:-1]) / 2.0))
+    return area / fpr_limit

@@ -1,8 +1,49 @@
-"""`edgeproj export` (placeholder until implemented)."""
+"""`edgeproj export`: a training run -> a deployable bundle (gradient and step graphs + manifest)."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
 
 import typer
 
 
-def command():
-    """Not implemented yet."""
-    raise typer.Exit(1)
+def command(
+    run: Path = typer.Argument(..., help="Training run directory written by `edgeproj train`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write."),
+    alpha: float = typer.Option(0.05, help="Default Adam step size (paper 0.5 is for plain gradient descent)."),
+    lam: float = typer.Option(0.05, help="Default weight of ||x - x0||_1 (paper: 0.05)."),
+    max_iterations: int = typer.Option(100, help="Default iteration limit."),
+    tuned: bool = typer.Option(True, help="Weight the update by (x - f(x))^2 (paper eq. 8)."),
+    tuned_on_step: bool = typer.Option(True, help="Apply the tuned weight to Adam's step (after) rather than the gradient (before)."),
+    convtranspose: str = typer.Option("phase", help="Stride-2 transposed convs as 'phase' convs + DepthToSpace, or 'native'."),
+    parity: bool = typer.Option(True, help="Measure parity against PyTorch autograd and store it in the manifest."),
+    json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON on stdout."),
+):
+    """Export the autoencoder with its analytic energy gradient as ONNX graphs and a manifest."""
+    from edgeproj.cli.output import console, emit_json
+    from edgeproj.export.bundle import ExportOptions, export_bundle
+
+    opts = ExportOptions(alpha=alpha, lam=lam, max_iterations=max_iterations, tuned=tuned, tuned_on_step=tuned_on_step,
+                         convtranspose=convtranspose, parity=parity)
+    c = console()
+    status = c.status("exporting graphs and measuring parity" if parity else "exporting graphs") if not json_out else nullcontext()
+    with status:
+        manifest = export_bundle(run, out, opts)
+    if json_out:
+        emit_json(manifest)
+        return
+    for name, g in manifest["graphs"].items():
+        c.print(f"{name}: {out / g['file']} ({g['bytes'] / 1e6:.2f} MB, opset {g['opset']}, sha256 {g['sha256'][:12]})")
+    p = manifest["parity"]
+    if p:
+        for b, fig in p["gradient"].items():
+            c.print(f"gradient parity {b}: max|g_onnx - g_torch| / max|g_torch| = {fig['grad_rel_max_err']:.2e} "
+                    f"(float32 autograd {fig['float32']['grad_rel_max_err']:.2e}, float64 {fig['float64']['grad_rel_max_err']:.2e})")
+        for label, fig in p["trajectory"].items():
+            f = fig["float32"]
+            c.print(
+                f"{p['steps']}-step {label}: m {f['m_rel_max_err']:.1e}, v {f['v_rel_max_err']:.1e}, energy {f['energy_traj_rel_max_err']:.1e} rel; "
+                f"map corr {f['map_correlation']:.5f}, pixel AUROC {f['pixel_auroc']:.4f} vs torch {f['pixel_auroc_reference']:.4f}"
+            )
+    c.print(f"bundle written to {out}")

@@ -36,9 +36,15 @@ def probe_inputs(patches: np.ndarray | None, n: int, channels: int, seed: int = 
 
 
 def gradient_parity(session, model, x0: np.ndarray, x: np.ndarray, lam: float) -> dict:
-    """ORT gradient graph vs torch autograd (float32 and float64) of the same energy."""
+    """ORT gradient graph vs torch autograd of the same energy, in float32 and float64.
+
+    `grad_rel_max_err` is the smaller of the two: two float32 implementations sum in different orders,
+    and a LeakyReLU input within rounding of zero then takes the other slope in one of them, which moves
+    every pixel of that unit's receptive field (seen: torch float32 off float64 by 4e-4 where the graph
+    was within 2e-6). A wrong graph is far from both references.
+    """
     out = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"x": x, "x0": x0, "lam": np.array([lam], np.float32)})))
-    figures = {}
+    figures: dict = {}
     for name, dtype in (("float32", torch.float32), ("float64", torch.float64)):
         m = model.to(dtype)
         xt = torch.from_numpy(x).to(dtype).requires_grad_(True)
@@ -50,6 +56,9 @@ def gradient_parity(session, model, x0: np.ndarray, x: np.ndarray, lam: float) -
             "recon_max_abs_err": float(np.abs(out["recon"] - recon.detach().numpy()).max()),
         }
     model.to(torch.float32)
+    best = min(("float32", "float64"), key=lambda k: figures[k]["grad_rel_max_err"])
+    figures["grad_rel_max_err"] = figures[best]["grad_rel_max_err"]
+    figures["reference"] = best
     return figures
 
 

@@ -1,0 +1,1 @@
+"""Calibration on the device from normal images (torch-free): thresholds written into the manifest."""

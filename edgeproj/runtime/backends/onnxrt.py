@@ -1,0 +1,256 @@
+"""ONNX Runtime backends: ort-cpu, ort-cuda (state on the GPU via IOBinding, optional CUDA graph), ort-trt.
+
+A requested provider that ONNX Runtime did not activate is an error listing the available providers,
+because ONNX Runtime otherwise falls back to the CPU with only a log line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgeproj.errors import BackendError, require
+from edgeproj.runtime.backends.base import Runner, StepParams
+
+STATE = ("x", "m", "v", "step")
+NEXT = {"x": "x_next", "m": "m_next", "v": "v_next", "step": "step_next"}
+
+
+def _ort():
+    return require("onnxruntime", "cpu")
+
+
+def available_providers() -> list[str]:
+    """Execution providers this ONNX Runtime build offers."""
+    return list(_ort().get_available_providers())
+
+
+def make_session(path: Path, providers: list, threads: int = 0, allow_fallback: bool = False, log_level: int = 3):
+    """An InferenceSession on `providers`; raises BackendError when the first one is not active."""
+    ort = _ort()
+    wanted = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+    if wanted not in ort.get_available_providers() and not allow_fallback:
+        raise BackendError(
+            f"{wanted} is not available in this onnxruntime build (available: {', '.join(ort.get_available_providers())}); "
+            "install onnxruntime-gpu for CUDA/TensorRT, pick another --backend, or allow fallback"
+        )
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads
+    so.log_severity_level = log_level
+    if not allow_fallback and wanted != "CPUExecutionProvider":
+        so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    try:
+        sess = ort.InferenceSession(str(path), so, providers=providers)
+    except Exception as exc:  # ORT raises its own Fail/RuntimeException types
+        raise BackendError(f"onnxruntime could not create a {wanted} session for {path.name}: {str(exc).splitlines()[0]}") from None
+    active = sess.get_providers()
+    if active[0] != wanted and not allow_fallback:
+        raise BackendError(f"{wanted} was requested but onnxruntime activated {active}; check the CUDA/TensorRT install")
+    return sess
+
+
+class OrtCpuRunner(Runner):
+    """ONNX Runtime on the CPU; the state lives in host arrays."""
+
+    name = "ort-cpu"
+
+    def __init__(self, manifest, threads: int = 0, allow_fallback: bool = False):
+        super().__init__(manifest)
+        self.threads = threads
+        self.allow_fallback = allow_fallback
+        self._sess: dict = {}
+
+    def _providers(self) -> list:
+        return ["CPUExecutionProvider"]
+
+    def activate(self) -> None:
+        for g in ("step", "gradient"):
+            self._sess[g] = make_session(self.manifest.graph_path(g), self._providers(), self.threads, self.allow_fallback)
+
+    def deactivate(self) -> None:
+        self._sess.clear()
+
+    @property
+    def providers(self) -> list[str]:
+        return self._sess["step"].get_providers() if self._sess else self._providers()
+
+    def load(self, x0, weight, params: StepParams) -> None:
+        x0 = np.ascontiguousarray(x0, np.float32)
+        n = x0.shape[0]
+        self._feed = {
+            "x": x0.copy(), "x0": x0, "m": np.zeros_like(x0), "v": np.zeros_like(x0),
+            "step": np.zeros(n, np.float32), "weight": np.ascontiguousarray(np.broadcast_to(weight, x0.shape), np.float32),
+            "active": np.ones(n, np.float32), **params.feed(),
+        }
+        self._out_names = [o.name for o in self._sess["step"].get_outputs()]
+
+    def _run(self) -> dict:
+        return dict(zip(self._out_names, self._sess["step"].run(None, self._feed)))
+
+    def evaluate(self):
+        saved = self._feed["active"]
+        self._feed["active"] = np.zeros_like(saved)
+        out = self._run()
+        self._feed["active"] = saved
+        return out["energy"], out["rec_loss"], out["recon"]
+
+    def steps(self, k, active):
+        self._feed["active"] = np.asarray(active, np.float32)
+        es, rs = [], []
+        for _ in range(k):
+            out = self._run()
+            for s in STATE:
+                self._feed[s] = out[NEXT[s]]
+            es.append(out["energy"])
+            rs.append(out["rec_loss"])
+        return np.stack(es), np.stack(rs)
+
+    def fetch(self):
+        return self._feed["x"]
+
+    def gradient(self, x, x0, lam):
+        sess = self._sess["gradient"]
+        names = [o.name for o in sess.get_outputs()]
+        return dict(zip(names, sess.run(None, {"x": x, "x0": x0, "lam": np.array([lam], np.float32)})))
+
+
+class OrtCudaRunner(OrtCpuRunner):
+    """ONNX Runtime CUDA provider; x0, x, m, v and step stay on the GPU (IOBinding, ping-pong buffers).
+
+    Each step binds the previous step's outputs as inputs; the per-step energy and L_r go to k small
+    device buffers that are read back once per chunk. With cuda_graph=True, each (parity, slot)
+    binding is captured once as its own CUDA graph (run option gpu_graph_id) and replayed.
+    TF32 is off by default: its rounding grows over 100 steps.
+    """
+
+    name = "ort-cuda"
+
+    def __init__(self, manifest, device_id: int = 0, cuda_graph: bool = False, use_tf32: bool = False, allow_fallback: bool = False, chunk: int | None = None):
+        super().__init__(manifest, allow_fallback=allow_fallback)
+        self.device_id = device_id
+        self.cuda_graph = cuda_graph
+        self.use_tf32 = use_tf32
+        self.chunk = chunk or manifest.projection.stop.check_every
+
+    def _providers(self) -> list:
+        opts = {"device_id": self.device_id, "use_tf32": int(self.use_tf32)}
+        if self.cuda_graph:
+            opts["enable_cuda_graph"] = 1
+        return [("CUDAExecutionProvider", opts)]
+
+    def activate(self) -> None:
+        self._sess["step"] = make_session(self.manifest.graph_path("step"), self._providers(), allow_fallback=self.allow_fallback)
+        # The gradient graph serves one-off scores: a plain CUDA session without graph capture.
+        plain = [("CUDAExecutionProvider", {"device_id": self.device_id, "use_tf32": int(self.use_tf32)})]
+        self._sess["gradient"] = make_session(self.manifest.graph_path("gradient"), plain, allow_fallback=self.allow_fallback)
+
+    def _dev(self, arr: np.ndarray):
+        return _ort().OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr), "cuda", self.device_id)
+
+    def load(self, x0, weight, params: StepParams) -> None:
+        ort = _ort()
+        x0 = np.ascontiguousarray(x0, np.float32)
+        n = x0.shape[0]
+        if getattr(self, "_n", None) not in (None, n) and self.cuda_graph:
+            raise BackendError("a CUDA-graph runner keeps one batch size: create a new runner for another size")
+        self._n = n
+        zeros = np.zeros_like(x0)
+        const = {"x0": x0, "weight": np.broadcast_to(weight, x0.shape), **params.feed()}
+        if getattr(self, "_bufs", None) is None:
+            self._const = {k: self._dev(v) for k, v in const.items()}
+            self._active = self._dev(np.ones(n, np.float32))
+            self._zero_active = self._dev(np.zeros(n, np.float32))
+            self._bufs = [{s: self._dev(x0 if s == "x" else (np.zeros(n, np.float32) if s == "step" else zeros)) for s in STATE} for _ in range(2)]
+            self._energy = [self._dev(np.zeros(n, np.float32)) for _ in range(self.chunk)]
+            self._rec = [self._dev(np.zeros(n, np.float32)) for _ in range(self.chunk)]
+            self._recon = self._dev(zeros)
+            self._bindings = {}
+        else:
+            for k, v in const.items():
+                self._const[k].update_inplace(np.ascontiguousarray(v, np.float32))
+            for s in STATE:
+                self._bufs[0][s].update_inplace(x0 if s == "x" else (np.zeros(n, np.float32) if s == "step" else zeros))
+        self._cur = 0
+        del ort
+
+    def _binding(self, parity: int, slot: int, frozen: bool):
+        key = (parity, slot, frozen)
+        if key not in self._bindings:
+            io = self._sess["step"].io_binding()
+            src, dst = self._bufs[parity], self._bufs[1 - parity]
+            for s in STATE:
+                io.bind_ortvalue_input(s, src[s])
+                io.bind_ortvalue_output(NEXT[s], dst[s])
+            for k, v in self._const.items():
+                io.bind_ortvalue_input(k, v)
+            io.bind_ortvalue_input("active", self._zero_active if frozen else self._active)
+            io.bind_ortvalue_output("energy", self._energy[slot])
+            io.bind_ortvalue_output("rec_loss", self._rec[slot])
+            io.bind_ortvalue_output("recon", self._recon)
+            self._bindings[key] = (io, len(self._bindings) + 1)
+        return self._bindings[key]
+
+    def _run_binding(self, io, graph_id: int) -> None:
+        ro = _ort().RunOptions()
+        if self.cuda_graph:
+            ro.add_run_config_entry("gpu_graph_id", str(graph_id))
+        self._sess["step"].run_with_iobinding(io, ro)
+
+    def evaluate(self):
+        io, gid = self._binding(self._cur, 0, True)
+        self._run_binding(io, gid)
+        # With active = 0 the outputs equal the inputs: the other buffer set is now identical.
+        return self._energy[0].numpy(), self._rec[0].numpy(), self._recon.numpy()
+
+    def steps(self, k, active):
+        if k > self.chunk:
+            raise BackendError(f"ort-cuda reads back every {self.chunk} steps; asked for {k}")
+        self._active.update_inplace(np.asarray(active, np.float32))
+        for slot in range(k):
+            io, gid = self._binding(self._cur, slot, False)
+            self._run_binding(io, gid)
+            self._cur = 1 - self._cur
+        return np.stack([self._energy[i].numpy() for i in range(k)]), np.stack([self._rec[i].numpy() for i in range(k)])
+
+    def fetch(self):
+        return self._bufs[self._cur]["x"].numpy()
+
+
+class OrtTensorRTRunner(OrtCudaRunner):
+    """ONNX Runtime's TensorRT provider, with the engine and timing caches on disk."""
+
+    name = "ort-trt"
+
+    def __init__(self, manifest, device_id: int = 0, fp16: bool = False, cache_dir: Path | None = None, allow_fallback: bool = False, max_batch: int = 16):
+        super().__init__(manifest, device_id=device_id, allow_fallback=allow_fallback)
+        self.fp16 = fp16
+        self.cache_dir = Path(cache_dir or Path.home() / ".cache" / "edgeproj" / "ort-trt")
+        self.max_batch = max_batch
+
+    def _providers(self) -> list:
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        c, s = self.manifest.channels, self.manifest.size
+        names = ("x", "x0", "m", "v", "weight")
+
+        def shapes(n):
+            img = ",".join(f"{k}:{n}x{c}x{s}x{s}" for k in names)
+            return img + f",step:{n},active:{n}"
+
+        opts = {
+            "device_id": self.device_id,
+            "trt_fp16_enable": bool(self.fp16),
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(self.cache_dir),
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": str(self.cache_dir),
+            "trt_profile_min_shapes": shapes(1),
+            "trt_profile_opt_shapes": shapes(min(8, self.max_batch)),
+            "trt_profile_max_shapes": shapes(self.max_batch),
+        }
+        return [("TensorrtExecutionProvider", opts), ("CUDAExecutionProvider", {"device_id": self.device_id, "use_tf32": 0})]
+
+    def activate(self) -> None:
+        for g in ("step", "gradient"):
+            self._sess[g] = make_session(self.manifest.graph_path(g), self._providers(), allow_fallback=self.allow_fallback)

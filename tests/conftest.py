@@ -1,0 +1,101 @@
+"""Shared fixtures: a tiny demo data set, briefly trained runs of each variant, and their bundles.
+
+`requires_*` conditions become skips with a stated reason, so a CPU machine runs everything it can.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+VARIANTS = ("l2ae", "dsae", "vae", "gvae")
+
+
+def _has_cuda_ep() -> bool:
+    try:
+        import onnxruntime as ort
+
+        return "CUDAExecutionProvider" in ort.get_available_providers()
+    except ImportError:
+        return False
+
+
+def _has_tensorrt() -> bool:
+    try:
+        from edgeproj.runtime.backends.trt import trt_available
+
+        return trt_available()
+    except Exception:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_gpu = pytest.mark.skip(reason="needs onnxruntime-gpu with a CUDA GPU (CUDAExecutionProvider not available)")
+    skip_trt = pytest.mark.skip(reason="needs TensorRT, cuda-python and a CUDA GPU")
+    cuda, trt = _has_cuda_ep(), _has_tensorrt()
+    for item in items:
+        if "gpu" in item.keywords and not cuda:
+            item.add_marker(skip_gpu)
+        if "tensorrt" in item.keywords and not trt:
+            item.add_marker(skip_trt)
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """A small demo data set: 128x128 images, two categories, every defect kind."""
+    from edgeproj.data.demo import make_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    make_demo(root, seed=0, size=128, n_train=8, n_test_good=2, n_test_per_defect=1)
+    return root
+
+
+def _train(data: Path, out: Path, variant: str, steps: int = 40) -> Path:
+    from edgeproj.models.config import ModelConfig
+    from edgeproj.preprocess import Preprocess
+    from edgeproj.training.trainer import TrainConfig, train
+    from edgeproj.data.mvtec import normal_images
+
+    images = normal_images(data)
+    pre = Preprocess(mode="texture", resize=128, stride=64, channels=1)
+    train(images, out, ModelConfig(variant=variant), pre, TrainConfig(steps=steps, batch=4, seed=0, checkpoint_every=20),
+          data_info={"source": str(data), "category": data.name})
+    return out
+
+
+@pytest.fixture(scope="session")
+def runs(demo_root, tmp_path_factory) -> dict[str, Path]:
+    """A briefly trained run per variant (trained weights make gradient checks meaningful)."""
+    base = tmp_path_factory.mktemp("runs")
+    return {v: _train(demo_root / "grid", base / v, v) for v in VARIANTS}
+
+
+@pytest.fixture(scope="session")
+def bundles(runs, tmp_path_factory) -> dict[str, Path]:
+    """A bundle per variant, exported without the (slow) parity figures."""
+    from edgeproj.export.bundle import ExportOptions, export_bundle
+
+    base = tmp_path_factory.mktemp("bundles")
+    out = {}
+    for v, run in runs.items():
+        export_bundle(run, base / v, ExportOptions(parity=False, max_iterations=30))
+        out[v] = base / v
+    return out
+
+
+@pytest.fixture
+def bundle_copy(bundles, tmp_path) -> Path:
+    """A private copy of the l2ae bundle that a test may modify."""
+    dst = tmp_path / "bundle"
+    shutil.copytree(bundles["l2ae"], dst)
+    return dst
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_threads():
+    # Two cores on CI: keep torch from oversubscribing next to ONNX Runtime.
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    yield

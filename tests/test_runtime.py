@@ -1,0 +1,222 @@
+"""Runtime: torch-free import, loop parity with the PyTorch reference, stop rules, NaN guard, tiling, providers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from edgeproj.errors import BackendError, ConfigError
+from edgeproj.export.parity import probe_inputs
+from edgeproj.metrics import roc_auc
+from edgeproj.models.projection import torch_project
+from edgeproj.preprocess import Preprocess, to_patches
+from edgeproj.runtime import Projector, load_manifest
+from edgeproj.runtime.backends.base import Runner, StepParams
+from edgeproj.runtime.loop import run_projection
+from edgeproj.runtime.manifest import StopRule
+from edgeproj.runtime.scoring import dssim_map
+from edgeproj.training.run import load_run
+
+from conftest import VARIANTS
+
+BLOCK_TORCH = textwrap.dedent(
+    """
+    import importlib.abc, sys
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split('.')[0] in ('torch', 'onnx', 'onnxscript', 'safetensors'):
+                raise ImportError(f'{name} is blocked: the runtime must not import it')
+    sys.meta_path.insert(0, Block())
+    """
+)
+
+
+def test_runtime_runs_without_torch_or_onnx(bundles, demo_root):
+    image = sorted((demo_root / "grid" / "test" / "hole").glob("*.png"))[0]
+    code = BLOCK_TORCH + textwrap.dedent(
+        f"""
+        import json
+        import edgeproj.runtime
+        import edgeproj.runtime.backends.onnxrt, edgeproj.runtime.scoring, edgeproj.runtime.render
+        import edgeproj.calibration
+        from edgeproj.runtime import Projector
+        with Projector.from_bundle({str(bundles['l2ae'])!r}) as p:
+            (r,) = p.project([{str(image)!r}], max_iterations=5)
+        bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx')]
+        print(json.dumps({{'score': r.score, 'iters': r.iterations, 'bad': bad}}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    assert doc["bad"] == [] and doc["score"] > 0
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("tuned", [False, True])
+def test_runtime_tracks_torch_reference(bundles, runs, variant, tuned):
+    """ort-cpu loop vs the torch.optim.Adam loop: energy trajectory, map correlation, AUROC on a defect."""
+    model, _, _ = load_run(runs[variant])
+    steps = 30
+    _, _, (defect, mask) = probe_inputs(None, 2, 1, seed=5)
+    with Projector.from_bundle(bundles[variant]) as p:
+        res = p.project_patches(defect, tuned=tuned, max_iterations=steps, rec_loss_threshold=-np.inf, energy_rtol=0.0)
+    assert (res.iterations == steps).all()
+    xt, et, _ = torch_project(model, torch.from_numpy(defect), 0.05, 0.05, steps, tuned=tuned, tuned_on_step=True)
+    et = et.numpy()
+    traj = np.array(res.traces).T
+    assert np.max(np.abs(traj - et) / np.abs(et)) < 1e-2
+    maps_r = [dssim_map(defect[i], res.projection[i]) for i in range(2)]
+    maps_t = [dssim_map(defect[i], xt[i].numpy()) for i in range(2)]
+    for a, b in zip(maps_r, maps_t):
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99
+    labels = np.broadcast_to(mask, (2, *mask.shape))
+    assert abs(roc_auc(labels, np.stack(maps_r)) - roc_auc(labels, np.stack(maps_t))) < 0.01
+
+
+class FakeRunner(Runner):
+    """A scripted runner: energies and L_r per step from a function of (step, sample)."""
+
+    name = "fake"
+
+    def __init__(self, energy_fn, rec_fn):
+        self.energy_fn, self.rec_fn = energy_fn, rec_fn
+
+    def load(self, x0, weight, params):
+        self.x = x0.copy()
+        self.t = np.zeros(len(x0), int)
+
+    def evaluate(self):
+        n = len(self.x)
+        return np.array([self.energy_fn(t, i) for i, t in enumerate(self.t)], np.float32), \
+            np.array([self.rec_fn(t, i) for i, t in enumerate(self.t)], np.float32), self.x.copy()
+
+    def steps(self, k, active):
+        es, rs = [], []
+        for _ in range(k):
+            e, r, _ = self.evaluate()
+            es.append(e)
+            rs.append(r)
+            self.t += active.astype(int)
+            self.x[active > 0] += 0.01
+        return np.stack(es), np.stack(rs)
+
+    def fetch(self):
+        return self.x
+
+    def gradient(self, x, x0, lam):
+        raise NotImplementedError
+
+
+PARAMS = StepParams(0.05, 0.05, True, True)
+
+
+def test_stop_rules_each_fire_and_finished_samples_stay_put():
+    x0 = np.zeros((4, 1, 8, 8), np.float32)
+    # Step j reports the values at x_{j-1}. sample 0: L_r < 5 from x_4 on (5th step); 1: energy flat from t=4; 2: keeps decreasing; 3: NaN at t=2
+    energy = lambda t, i: {0: 100 - t, 1: 100 - min(t, 4), 2: 100 - 2 * t, 3: np.nan if t >= 2 else 50}[i]  # noqa: E731
+    rec = lambda t, i: {0: 8 - t, 1: 50, 2: 50 - 0.1 * t, 3: 20}[i]  # noqa: E731
+    stop = StopRule(rec_loss_threshold=5.0, energy_rtol=1e-3, window=3)
+    res = run_projection(FakeRunner(energy, rec), x0, PARAMS, 20, stop)
+    assert res.stop_reasons == ["rec_loss_threshold", "converged", "max_iterations", "diverged"]
+    assert res.iterations[0] == 5 and res.iterations[2] == 20
+    assert res.iterations[1] == 8
+    # Finished samples stopped changing; the diverged one is reset to x0 (baseline fallback).
+    assert np.allclose(res.projection[0], 0.05) and np.allclose(res.projection[2], 0.2)
+    assert np.allclose(res.projection[3], 0.0)
+    assert len(res.traces[2]) == 20 and len(res.traces[0]) == 5
+
+
+def test_stop_rule_checked_every_k_steps():
+    x0 = np.zeros((1, 1, 8, 8), np.float32)
+    stop = StopRule(rec_loss_threshold=5.0, energy_rtol=0.0)
+    res = run_projection(FakeRunner(lambda t, i: 100 - t, lambda t, i: 8 - t), x0, PARAMS, 20, stop, chunk=5)
+    # Below threshold at the 4th step; read back after the 5th.
+    assert res.stop_reasons == ["rec_loss_threshold"] and res.iterations[0] == 5
+
+
+def test_nan_guard_in_the_real_runtime(bundle_copy):
+    """A NaN input pixel diverges that sample only; the rest of the batch goes on."""
+    x0 = np.full((3, 1, 128, 128), 0.5, np.float32)
+    x0[1, 0, 5, 5] = np.nan
+    with Projector.from_bundle(bundle_copy) as p:
+        res = p.project_patches(x0, max_iterations=3)
+    assert res.stop_reasons[1] == "diverged"
+    assert res.stop_reasons[0] != "diverged" and res.stop_reasons[2] != "diverged"
+    assert np.isfinite(res.projection[0]).all()
+
+
+def test_tiling_and_stitching_cover_a_large_image(bundle_copy, demo_root):
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0, 1, (300, 200, 1)).astype(np.float32)
+    m = load_manifest(bundle_copy)
+    pre = Preprocess(mode="texture", resize=256, stride=64, channels=1)
+    tiles, origins = to_patches(img, pre)
+    assert len(tiles) == 9 and origins[-1] == (128, 128)
+    doc = json.loads((bundle_copy / "manifest.json").read_text())
+    doc["preprocess"] = pre.to_dict()
+    (bundle_copy / "manifest.json").write_text(json.dumps(doc))
+    with Projector.from_bundle(bundle_copy) as p:
+        (res,) = p.project([img], max_iterations=2)
+    assert res.map.shape == (300, 200) and len(res.iterations) == 9
+    assert res.projection.shape == (256, 256, 1)
+    assert m.preprocess.resize == 128
+
+
+def test_requesting_an_inactive_provider_lists_available(bundle_copy):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has the CUDA provider")
+    with pytest.raises(BackendError, match="CPUExecutionProvider"):
+        with Projector.from_bundle(bundle_copy, backend="ort-cuda"):
+            pass
+
+
+def test_unknown_backend_and_map_kind(bundle_copy):
+    with pytest.raises(BackendError, match="unknown backend"):
+        Projector.from_bundle(bundle_copy, backend="tpu")
+    with Projector.from_bundle(bundle_copy) as p, pytest.raises(ConfigError, match="map kind"):
+        p.project_patches(np.zeros((1, 1, 128, 128), np.float32), map_kind="l1")
+
+
+def test_map_kinds_differ_and_are_recorded(bundle_copy, demo_root):
+    image = sorted((demo_root / "grid" / "test" / "scratch").glob("*.png"))[0]
+    with Projector.from_bundle(bundle_copy) as p:
+        maps = {k: p.project([image], map_kind=k, max_iterations=5)[0] for k in ("dssim_projection", "dssim_recon", "squared_error")}
+    assert {r.map_kind for r in maps.values()} == set(maps)
+    assert not np.allclose(maps["dssim_projection"].map, maps["squared_error"].map)
+
+
+@pytest.mark.gpu
+def test_ort_cuda_matches_ort_cpu(bundles):
+    _, _, (defect, _) = probe_inputs(None, 4, 1, seed=2)
+    kw = dict(max_iterations=20, rec_loss_threshold=-np.inf, energy_rtol=0.0)
+    with Projector.from_bundle(bundles["l2ae"]) as p:
+        ref = p.project_patches(defect, **kw)
+    for graph in (False, True):
+        with Projector.from_bundle(bundles["l2ae"], backend="ort-cuda", cuda_graph=graph) as p:
+            got = p.project_patches(defect, **kw)
+        traj_r, traj_g = np.array(ref.traces), np.array(got.traces)
+        assert np.max(np.abs(traj_r - traj_g) / np.abs(traj_r)) < 1e-2
+        for i in range(4):
+            a, b = dssim_map(defect[i], ref.projection[i]), dssim_map(defect[i], got.projection[i])
+            assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99
+
+
+@pytest.mark.tensorrt
+def test_native_trt_matches_ort_cpu(bundles, tmp_path):
+    _, _, (defect, _) = probe_inputs(None, 4, 1, seed=2)
+    kw = dict(max_iterations=20, rec_loss_threshold=-np.inf, energy_rtol=0.0)
+    with Projector.from_bundle(bundles["l2ae"]) as p:
+        ref = p.project_patches(defect, **kw)
+    with Projector.from_bundle(bundles["l2ae"], backend="trt", cache_dir=tmp_path) as p:
+        got = p.project_patches(defect, **kw)
+    traj_r, traj_g = np.array(ref.traces), np.array(got.traces)
+    assert np.max(np.abs(traj_r - traj_g) / np.abs(traj_r)) < 1e-2

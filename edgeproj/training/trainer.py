@@ -83,6 +83,7 @@ def rec_loss_stats(model, patches: np.ndarray, device, batch: int = 32) -> dict:
     return {
         "count": int(v.size),
         "min": float(v.min()),
+        "max": float(v.max()),
         "mean": float(v.mean()),
         "quantiles": {f"{q:g}": float(np.quantile(v, q)) for q in STAT_QUANTILES},
     }
@@ -132,7 +133,10 @@ def train(
     batches = [
         [((s * world + rank) * cfg.batch) + j for j in range(cfg.batch)] for s in range(start, cfg.steps)
     ]
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=cfg.workers)
+    # The loader gets its own generator: drawing its base seed from the global RNG would shift the
+    # VAE's reparameterization noise after a resume (the checkpointed RNG state already holds that draw).
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=cfg.workers,
+                                         generator=torch.Generator().manual_seed(cfg.seed))
     net = model
     if distributed:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

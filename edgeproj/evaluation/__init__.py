@@ -1,0 +1,1 @@
+"""Evaluation like the paper, through the deployed runtime: pixel AUROC, AU-PRO, image AUROC, studies."""

@@ -34,7 +34,7 @@ def _session(model_proto):
     return ort.InferenceSession(model_proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
-def _graphs(run, mode="phase"):
+def _graphs(run, mode="native"):
     model, cfg, _ = load_run(run)
     net = NetworkEmitter(plan_from_model(model), mode)
     spec = model_spec(model)
@@ -42,7 +42,7 @@ def _graphs(run, mode="phase"):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("mode", ["phase", "native"])
+@pytest.mark.parametrize("mode", ["native", "phase", "phase3"])
 def test_gradient_matches_autograd(runs, demo_root, variant, mode):
     model, grad_graph, _ = _graphs(runs[variant], mode)
     sess = _session(grad_graph)

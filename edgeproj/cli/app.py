@@ -46,13 +46,17 @@ def _root(
 
 
 def _register() -> None:
-    from edgeproj.cli import data, export, inpaint, project, train
+    from edgeproj.cli import bench, calibrate, data, demo, evaluate, export, inpaint, project, train
 
     app.add_typer(data.app, name="data")
     app.command("train")(train.command)
     app.command("export")(export.command)
     app.command("project")(project.command)
     app.command("inpaint")(inpaint.command)
+    app.command("calibrate")(calibrate.command)
+    app.command("evaluate")(evaluate.command)
+    app.command("bench")(bench.command)
+    app.command("demo")(demo.command)
 
 
 _register()

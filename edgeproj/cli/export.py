@@ -16,7 +16,7 @@ def command(
     max_iterations: int = typer.Option(100, help="Default iteration limit."),
     tuned: bool = typer.Option(True, help="Weight the update by (x - f(x))^2 (paper eq. 8)."),
     tuned_on_step: bool = typer.Option(True, help="Apply the tuned weight to Adam's step (after) rather than the gradient (before)."),
-    convtranspose: str = typer.Option("phase", help="Stride-2 transposed convs as 'phase' convs + DepthToSpace, or 'native'."),
+    convtranspose: str = typer.Option("native", help="Stride-2 transposed convs: native ConvTranspose (fastest on ORT CPU), or phase/phase3 convs + DepthToSpace."),
     parity: bool = typer.Option(True, help="Measure parity against PyTorch autograd and store it in the manifest."),
     json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON on stdout."),
 ):

@@ -25,7 +25,7 @@ class ExportOptions:
     max_iterations: int = 100
     tuned: bool = True
     tuned_on_step: bool = True
-    convtranspose: str = "phase"
+    convtranspose: str = "native"
     parity: bool = True
     parity_steps: int = 50
 
@@ -90,6 +90,9 @@ def export_bundle(run: Path, out: Path, opts: ExportOptions, progress=None) -> d
             opset=proto.opset_import[0].version,
         ).__dict__
 
+    from edgeproj.export.flops import count_flops
+
+    cost = {name: count_flops(proto, 1) for name, proto in protos.items()}
     parity = {}
     if opts.parity:
         so = ort.SessionOptions()
@@ -130,6 +133,8 @@ def export_bundle(run: Path, out: Path, opts: ExportOptions, progress=None) -> d
         "versions": {"edgeproj": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                      "onnxruntime": ort.__version__, "python": platform.python_version(), "convtranspose": opts.convtranspose},
         "parity": parity,
+        "cost": {"step_flops_per_sample": cost["step"]["total"], "gradient_flops_per_sample": cost["gradient"]["total"],
+                 "step_breakdown": cost["step"]},
         "calibration": {},
     }
     write_manifest(manifest, out)

@@ -97,6 +97,8 @@ class Manifest:
     parity: dict
     calibration: dict
     created: str = ""
+    cost: dict = field(default_factory=dict)  # FLOPs per sample-iteration, counted at export
+    extra: dict = field(default_factory=dict)  # other top-level keys, kept verbatim on rewrite
 
     def graph_path(self, name: str) -> Path:
         if name not in self.graphs:
@@ -106,11 +108,16 @@ class Manifest:
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("root")
+        extra = d.pop("extra")
         d["preprocess"] = self.preprocess.to_dict()
-        return d
+        return extra | d
 
     def with_updates(self, **changes) -> "Manifest":
         return replace(self, **changes)
+
+
+_FIELDS = {"schema_version", "edgeproj_version", "variant", "channels", "size", "ssim_window", "preprocess", "graphs",
+           "projection", "training", "versions", "parity", "calibration", "created", "cost"}
 
 
 def _parse(root: Path, d: dict) -> Manifest:
@@ -131,6 +138,8 @@ def _parse(root: Path, d: dict) -> Manifest:
             parity=dict(d.get("parity", {})),
             calibration=dict(d.get("calibration", {})),
             created=str(d.get("created", "")),
+            cost=dict(d.get("cost", {})),
+            extra={k: v for k, v in d.items() if k not in _FIELDS},
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"manifest of '{root}' is malformed ({type(exc).__name__}: {exc}); re-export the bundle") from None

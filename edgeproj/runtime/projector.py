@@ -61,9 +61,15 @@ class Projector:
     HxWxC float arrays in [0, 1] or image paths.
     """
 
-    def __init__(self, manifest: Manifest, backend: str = "ort-cpu", batch: int = 8, **backend_options):
+    def __init__(self, manifest: Manifest, backend: str = "ort-cpu", batch: int = 8, force_fp16: bool = False, **backend_options):
         if batch < 1:
             raise ConfigError("batch must be >= 1")
+        fp16 = manifest.calibration.get("precision", {}).get("fp16")
+        if backend_options.get("fp16") and isinstance(fp16, dict) and not fp16.get("allowed", True) and not force_fp16:
+            from edgeproj.errors import BackendError
+
+            raise BackendError(f"calibration measured FP16 losing accuracy ({fp16.get('pixel_auroc_drop', 'map mismatch')}); "
+                               "run in FP32, or pass --force-fp16")
         self.manifest = manifest
         self.backend = backend
         self.batch = batch
@@ -73,6 +79,7 @@ class Projector:
     @classmethod
     def from_bundle(cls, path: str | Path, backend: str = "ort-cpu", batch: int = 8, **backend_options) -> "Projector":
         return cls(load_manifest(Path(path)), backend=backend, batch=batch, **backend_options)
+
 
     def __enter__(self) -> "Projector":
         self.open()

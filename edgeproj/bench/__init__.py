@@ -1,0 +1,1 @@
+"""`edgeproj bench`: iterations per millisecond of every backend against the PyTorch eager loop."""

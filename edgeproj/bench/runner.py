@@ -1,0 +1,236 @@
+"""Benchmark of the projection loop, reported like trtexec: warm-up excluded, percentiles, ratios.
+
+One "iteration" is one masked-Adam step of one 128x128 sample (forward + input gradient + update);
+iterations per millisecond = batch / step time. The PyTorch eager autograd loop does the same work
+(edgeproj.models.projection) in the same run, so `ratio_vs_torch` compares like with like.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgeproj.runtime.backends import available_backends
+from edgeproj.runtime.backends.base import StepParams
+from edgeproj.runtime.manifest import Manifest, load_manifest
+from edgeproj.runtime.projector import Projector
+
+
+@dataclass
+class BenchOptions:
+    """What to measure."""
+
+    backends: tuple[str, ...] | None = None  # default: every available backend
+    batches: tuple[int, ...] = (1, 4, 16)
+    iterations: int | None = None  # iterations per projection (default: the manifest's max)
+    warmup: int = 5
+    repeats: int = 5
+    threads: int = 0
+    torch: bool = True
+    fp16: bool = True  # also TensorRT FP16 where available
+
+
+@dataclass
+class Variant:
+    """One measured configuration."""
+
+    name: str
+    backend: str
+    options: dict = field(default_factory=dict)
+
+
+def configurations(opts: BenchOptions) -> list[Variant]:
+    avail = set(available_backends())
+    wanted = opts.backends or ("ort-cpu", "ort-cuda", "ort-trt", "trt")
+    out = []
+    for b in wanted:
+        if b not in avail:
+            continue
+        if b == "ort-cpu":
+            out.append(Variant("ort-cpu", b, {"threads": opts.threads}))
+        elif b == "ort-cuda":
+            out += [Variant("ort-cuda", b, {}), Variant("ort-cuda+graph", b, {"cuda_graph": True})]
+        elif b == "ort-trt":
+            out.append(Variant("ort-trt", b, {}))
+        elif b == "trt":
+            out.append(Variant("trt-fp32", b, {"cuda_graph": True}))
+            if opts.fp16:
+                out.append(Variant("trt-fp16", b, {"cuda_graph": True, "fp16": True}))
+    return out
+
+
+def _stats(ms: list[float]) -> dict:
+    a = np.asarray(ms)
+    return {"min": float(a.min()), "mean": float(a.mean()), "p50": float(np.percentile(a, 50)),
+            "p90": float(np.percentile(a, 90)), "p95": float(np.percentile(a, 95)), "p99": float(np.percentile(a, 99))}
+
+
+def _inputs(manifest: Manifest, batch: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    c, s = manifest.channels, manifest.size
+    # Smooth random images in the data range; the work per step does not depend on the content.
+    return np.clip(0.5 + 0.15 * rng.standard_normal((batch, c, s, s)), 0, 1).astype(np.float32)
+
+
+def bench_runtime(manifest: Manifest, variant: Variant, batch: int, iterations: int, warmup: int, repeats: int) -> dict:
+    """Time whole projections of `iterations` steps (stop rules off) on one backend configuration."""
+    x0 = _inputs(manifest, batch)
+    p = manifest.projection
+    params = StepParams(p.alpha, p.lam, p.tuned, p.tuned_on_step)
+    t_setup = time.perf_counter()
+    with Projector(manifest, backend=variant.backend, batch=batch, force_fp16=True, **variant.options) as proj:
+        runner = proj.runner
+        setup_s = time.perf_counter() - t_setup
+        chunk = getattr(runner, "chunk", 1)
+        active = np.ones(batch, np.float32)
+
+        def projection(n: int) -> None:
+            runner.load(x0, np.ones_like(x0), params)
+            done = 0
+            while done < n:
+                k = min(chunk, n - done)
+                runner.steps(k, active)
+                done += k
+
+        projection(warmup)
+        lat = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            projection(iterations)
+            lat.append((time.perf_counter() - t) * 1000)
+        providers = runner.providers
+    step_ms = float(np.median(lat)) / iterations
+    return {"backend": variant.name, "batch": batch, "providers": providers, "setup_s": round(setup_s, 3),
+            "step_ms": step_ms, "iterations_per_ms": batch / step_ms,
+            "images_per_s": 1000.0 * batch / (step_ms * iterations), "latency_ms": _stats(lat)}
+
+
+def bench_torch(manifest: Manifest, batch: int, iterations: int, warmup: int, repeats: int) -> dict | None:
+    """The PyTorch eager autograd loop on the same work, if torch is installed (never on the device)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    from edgeproj.models.autoencoder import build_model
+    from edgeproj.models.config import ModelConfig
+    from edgeproj.models.projection import torch_project
+
+    cfg = ModelConfig.from_dict(manifest.training.get("model") or {"variant": manifest.variant, "channels": manifest.channels})
+    model = build_model(cfg).eval()
+    weights = Path(manifest.training.get("run", "")) / "model.safetensors"
+    if weights.is_file():
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(weights)))
+    x0 = torch.from_numpy(_inputs(manifest, batch))
+    p = manifest.projection
+    torch_project(model, x0, p.alpha, p.lam, warmup, p.tuned, p.tuned_on_step)
+    lat = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch_project(model, x0, p.alpha, p.lam, iterations, p.tuned, p.tuned_on_step)
+        lat.append((time.perf_counter() - t) * 1000)
+    step_ms = float(np.median(lat)) / iterations
+    return {"backend": "torch-eager", "batch": batch, "threads": torch.get_num_threads(), "step_ms": step_ms,
+            "iterations_per_ms": batch / step_ms, "images_per_s": 1000.0 * batch / (step_ms * iterations),
+            "latency_ms": _stats(lat), "torch": torch.__version__}
+
+
+def conv_reference_gflops(threads: int = 0, seconds: float = 1.0) -> float | None:
+    """GFLOP/s of ONNX Runtime's own kernel on a large 3x3 Conv here: what the hardware gives ORT."""
+    try:
+        import onnxruntime as ort
+        from onnxruntime import OrtValue  # noqa: F401
+    except ImportError:
+        return None
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    c, hw = 64, 64
+    w = np.random.default_rng(0).standard_normal((c, c, 3, 3)).astype(np.float32) * 0.05
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "conv",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, c, hw, hw])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, c, hw, hw])], [numpy_helper.from_array(w, "w")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    s = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(1).standard_normal((8, c, hw, hw)).astype(np.float32)
+    s.run(None, {"x": x})
+    flops = 2 * 8 * c * hw * hw * c * 9
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        s.run(None, {"x": x})
+        n += 1
+    return flops * n / (time.perf_counter() - t0) / 1e9
+
+
+def run_bench(bundle: Path, opts: BenchOptions, tick: Callable[[str], None] | None = None) -> dict:
+    """Measure every configuration at every batch size; returns the full report."""
+    from edgeproj.bench.system import system_facts
+
+    manifest = load_manifest(bundle)
+    iterations = opts.iterations or manifest.projection.max_iterations
+    flops = manifest.cost.get("step_flops_per_sample")
+    rows = []
+    torch_rows = {}
+    for batch in opts.batches:
+        if opts.torch:
+            if tick:
+                tick(f"torch-eager b{batch}")
+            t = bench_torch(manifest, batch, iterations, opts.warmup, opts.repeats)
+            if t:
+                torch_rows[batch] = t
+                rows.append(t)
+        for v in configurations(opts):
+            if tick:
+                tick(f"{v.name} b{batch}")
+            try:
+                r = bench_runtime(manifest, v, batch, iterations, opts.warmup, opts.repeats)
+            except Exception as exc:  # one failing backend must not lose the others' numbers
+                r = {"backend": v.name, "batch": batch, "error": f"{type(exc).__name__}: {exc}"}
+            rows.append(r)
+    for r in rows:
+        if "iterations_per_ms" not in r:
+            continue
+        ref = torch_rows.get(r["batch"])
+        r["ratio_vs_torch"] = r["iterations_per_ms"] / ref["iterations_per_ms"] if ref else None
+        if flops:
+            r["gflops"] = flops * r["iterations_per_ms"] / 1e6
+    conv_ref = conv_reference_gflops(opts.threads)
+    report = {
+        "bundle": str(bundle),
+        "variant": manifest.variant,
+        "iterations_per_projection": iterations,
+        "warmup_iterations": opts.warmup,
+        "repeats": opts.repeats,
+        "flops_per_iteration": flops,
+        "reference_conv_gflops": conv_ref,
+        "system": system_facts(),
+        "results": rows,
+    }
+    best = {}
+    for r in rows:
+        if r.get("backend") != "torch-eager" and "iterations_per_ms" in r:
+            key = f"{r['backend']}_b{r['batch']}"
+            best[key] = {"iterations_per_ms": round(r["iterations_per_ms"], 4), "ratio_vs_torch": r.get("ratio_vs_torch")}
+    report["summary"] = best
+    return report
+
+
+def compare(report: dict, old: dict) -> list[dict]:
+    """Ratio of this report's iterations/ms over an earlier report's, per (backend, batch)."""
+    prev = {(r["backend"], r["batch"]): r for r in old.get("results", []) if "iterations_per_ms" in r}
+    out = []
+    for r in report["results"]:
+        o = prev.get((r.get("backend"), r.get("batch")))
+        if o and "iterations_per_ms" in r:
+            out.append({"backend": r["backend"], "batch": r["batch"], "ratio_vs_old": r["iterations_per_ms"] / o["iterations_per_ms"]})
+    return out

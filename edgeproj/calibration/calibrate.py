@@ -1,0 +1,169 @@
+"""Calibration from normal images through the runtime (no torch): stop, pixel and image thresholds.
+
+The thresholds go into the manifest's `calibration` section (and the L_r stop threshold into
+`projection.stop`), outside the graphs, so recalibrating never needs a re-export. The manifest is
+rewritten atomically: a calibration killed half-way leaves the previous manifest intact.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from edgeproj import __version__
+from edgeproj.calibration.thresholds import best_f1, exceed_rate, quantile_threshold, stop_threshold
+from edgeproj.data.images import read_image
+from edgeproj.errors import DataError
+from edgeproj.metrics import roc_auc
+from edgeproj.runtime.backends.base import StepParams
+from edgeproj.runtime.manifest import load_manifest, write_manifest
+from edgeproj.runtime.projector import Projector
+
+FP16_MAX_AUROC_DROP = 0.005
+
+
+@dataclass
+class CalibrationOptions:
+    """Targets of a calibration."""
+
+    stop_rule: str = "min"  # min (paper) or quantile
+    stop_quantile: float = 0.0
+    pixel_fpr: float = 0.01  # target per-pixel false-positive rate on normal images
+    image_frr: float = 0.01  # target false-reject rate of normal images
+    holdout: float = 0.25  # fraction of normal images kept aside to measure the rates reached
+    backend: str = "ort-cpu"
+    batch: int = 8
+    seed: int = 0
+
+
+def _hash_list(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(Path(p).name.encode() + b"\0" + str(Path(p).stat().st_size).encode() + b"\0")
+    return h.hexdigest()
+
+
+def load_normal(paths: list[Path], channels: int) -> list[np.ndarray]:
+    """Read normal images; all must share one size (a line camera's), else a DataError names the odd one."""
+    if not paths:
+        raise DataError("no normal images to calibrate on; pass a folder of good images")
+    images, first = [], None
+    for p in paths:
+        img = read_image(p, channels=channels)
+        if first is None:
+            first = (img.shape[:2], p)
+        elif img.shape[:2] != first[0]:
+            raise DataError(f"'{p}' is {img.shape[1]}x{img.shape[0]} but '{first[1]}' is {first[0][1]}x{first[0][0]}: "
+                            "calibrate on images of one size, as the camera delivers them")
+        images.append(img)
+    return images
+
+
+def _rec_losses_at_x0(proj: Projector, images: list[np.ndarray]) -> np.ndarray:
+    """L_r at x0 for every tile of the images (the statistic the paper's stop threshold uses)."""
+    from edgeproj.preprocess import to_patches
+
+    proj.open()
+    tiles = np.concatenate([to_patches(img, proj.manifest.preprocess)[0] for img in images])
+    p = proj.manifest.projection
+    params = StepParams(p.alpha, p.lam, p.tuned, p.tuned_on_step)
+    out = []
+    for i in range(0, len(tiles), proj.batch):
+        x0 = np.ascontiguousarray(tiles[i : i + proj.batch])
+        proj.runner.load(x0, np.ones_like(x0), params)
+        out.append(proj.runner.evaluate()[1])
+    return np.concatenate(out)
+
+
+def _maps(proj: Projector, images: list[np.ndarray], threshold: float) -> tuple[list[np.ndarray], np.ndarray]:
+    res = proj.project(images, rec_loss_threshold=threshold)
+    return [r.map for r in res], np.array([r.score for r in res])
+
+
+def calibrate_bundle(bundle: Path, normal_paths: list[Path], opts: CalibrationOptions, labelled=None, precision: dict | None = None) -> dict:
+    """Calibrate `bundle` on normal images (and optionally a labelled TestSet); returns the section written."""
+    manifest = load_manifest(bundle)
+    paths = sorted(Path(p) for p in normal_paths)
+    images = load_normal(paths, manifest.channels)
+    rng = np.random.default_rng(opts.seed)
+    order = rng.permutation(len(images))
+    n_hold = int(round(opts.holdout * len(images))) if len(images) >= 4 else 0
+    hold_idx, cal_idx = sorted(order[:n_hold]), sorted(order[n_hold:])
+    cal = [images[i] for i in cal_idx]
+    hold = [images[i] for i in hold_idx]
+    with Projector(manifest, backend=opts.backend, batch=opts.batch) as proj:
+        rec = _rec_losses_at_x0(proj, cal)
+        stop = stop_threshold(rec, opts.stop_rule, opts.stop_quantile)
+        cal_maps, cal_scores = _maps(proj, cal, stop)
+        pixel_thr = quantile_threshold(np.concatenate([m.ravel() for m in cal_maps]), opts.pixel_fpr)
+        image_thr = quantile_threshold(cal_scores, opts.image_frr)
+        section: dict = {
+            "method": {"stop": opts.stop_rule if opts.stop_rule == "min" else f"quantile {opts.stop_quantile}",
+                       "pixel": "quantile of normal-pixel map values", "image": "quantile of normal image scores (max of map)",
+                       "backend": opts.backend},
+            "targets": {"pixel_fpr": opts.pixel_fpr, "image_frr": opts.image_frr},
+            "images": {"calibration": len(cal), "holdout": len(hold), "list_sha256": _hash_list(paths)},
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "edgeproj_version": __version__,
+            "rec_loss_threshold": stop,
+            "rec_loss_at_x0": {"min": float(rec.min()), "median": float(np.median(rec)), "max": float(rec.max())},
+            "pixel_threshold": pixel_thr,
+            "image_threshold": image_thr,
+            "measured": {"calibration_pixel_fpr": exceed_rate(np.concatenate([m.ravel() for m in cal_maps]), pixel_thr),
+                         "calibration_image_frr": exceed_rate(cal_scores, image_thr)},
+        }
+        if hold:
+            hold_maps, hold_scores = _maps(proj, hold, stop)
+            section["measured"] |= {
+                "holdout_pixel_fpr": exceed_rate(np.concatenate([m.ravel() for m in hold_maps]), pixel_thr),
+                "holdout_image_frr": exceed_rate(hold_scores, image_thr),
+            }
+        if labelled is not None:
+            section["labelled"] = _labelled_figures(proj, labelled, stop, pixel_thr, image_thr)
+    if precision:
+        section["precision"] = precision
+    else:
+        section["precision"] = {
+            "fp32": "reference",
+            "fp16": "not measured: run `edgeproj calibrate --precision-check` on a machine with TensorRT",
+            "int8": ("not offered: TensorRT 11 removed the implicit INT8 calibrators, and explicit Q/DQ on a graph "
+                     "whose output is a gradient needs per-layer range study of the backward pass; FP32/FP16 only"),
+        }
+    updated = replace(manifest, calibration=section,
+                      projection=replace(manifest.projection, stop=replace(manifest.projection.stop, rec_loss_threshold=stop)))
+    write_manifest(updated)
+    return section
+
+
+def _labelled_figures(proj: Projector, ts, stop: float, pixel_thr: float, image_thr: float) -> dict:
+    """Best-F1 thresholds on a labelled MVTec-layout test set, and what the normal-data thresholds give there."""
+    res = proj.project(ts.images, rec_loss_threshold=stop)
+    maps = [r.map for r in res]
+    labels = np.concatenate([m.ravel() for m in ts.masks])
+    scores = np.concatenate([m.ravel() for m in maps])
+    img_scores = np.array([r.score for r in res])
+    pix = best_f1(labels, scores)
+    img = best_f1(ts.labels, img_scores)
+    pred = scores > pixel_thr
+    tp = float(np.sum(pred & labels))
+    return {
+        "images": len(ts.images),
+        "pixel_auroc": roc_auc(labels, scores),
+        "image_auroc": roc_auc(ts.labels, img_scores),
+        "best_f1_pixel": pix,
+        "best_f1_image": img,
+        "at_calibrated_thresholds": {
+            "pixel_precision": tp / max(1.0, float(pred.sum())),
+            "pixel_recall": tp / max(1.0, float(labels.sum())),
+            "image_recall": float(np.mean(img_scores[ts.labels] > image_thr)) if ts.labels.any() else float("nan"),
+            "image_false_reject": float(np.mean(img_scores[~ts.labels] > image_thr)) if (~ts.labels).any() else float("nan"),
+        },
+    }
+
+
+def options_dict(opts: CalibrationOptions) -> dict:
+    return asdict(opts)

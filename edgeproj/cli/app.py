@@ -46,7 +46,7 @@ def _root(
 
 
 def _register() -> None:
-    from edgeproj.cli import bench, calibrate, data, demo, evaluate, export, inpaint, project, train
+    from edgeproj.cli import bench, calibrate, data, demo, evaluate, export, inpaint, inspect, project, train
 
     app.add_typer(data.app, name="data")
     app.command("train")(train.command)
@@ -55,6 +55,7 @@ def _register() -> None:
     app.command("inpaint")(inpaint.command)
     app.command("calibrate")(calibrate.command)
     app.command("evaluate")(evaluate.command)
+    app.command("inspect")(inspect.command)
     app.command("bench")(bench.command)
     app.command("demo")(demo.command)
 

@@ -1,0 +1,194 @@
+"""`edgeproj inspect`: video, folder, live drop policy, reconnect, kill -9 durability, corrupt files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeproj.calibration.calibrate import CalibrationOptions, calibrate_bundle
+from edgeproj.data.mvtec import load_category
+from edgeproj.errors import ConfigError
+from edgeproj.inspect.capture import Capture
+from edgeproj.inspect.pipeline import InspectOptions, inspect
+from edgeproj.inspect.sources import FrameSource, SourceLost, open_source
+from edgeproj.inspect.store import read_rows
+from edgeproj.runtime import Projector
+
+
+@pytest.fixture(scope="module")
+def calibrated(bundles, demo_root, tmp_path_factory) -> Path:
+    dst = tmp_path_factory.mktemp("calibrated") / "bundle"
+    shutil.copytree(bundles["l2ae"], dst)
+    good = sorted((demo_root / "grid" / "train" / "good").glob("*.png"))
+    calibrate_bundle(dst, good, CalibrationOptions(holdout=0.0, image_frr=0.0))
+    return dst
+
+
+def _frames(demo_root: Path) -> tuple[list[Path], list[bool]]:
+    cat = load_category(demo_root, "grid")
+    good = sorted((demo_root / "grid" / "train" / "good").glob("*.png"))[:4]
+    defects = [s.path for s in cat.test if s.is_anomalous]
+    return good + defects, [False] * len(good) + [True] * len(defects)
+
+
+def test_video_of_demo_images_flags_the_defective_frames(calibrated, demo_root, tmp_path):
+    paths, is_defect = _frames(demo_root)
+    video = tmp_path / "line.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"FFV1"), 5, (128, 128), True)
+    assert w.isOpened()
+    for p in paths:
+        w.write(cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE), cv2.COLOR_GRAY2BGR))
+    w.release()
+    src = open_source(str(video), 1)
+    assert not src.live
+    with Projector.from_bundle(calibrated) as proj:
+        summary = inspect(proj, src, tmp_path / "r.sqlite", tmp_path, InspectOptions())
+    rows = read_rows(tmp_path / "r.sqlite")
+    assert summary["processed"] == len(paths) == len(rows) and summary["dropped"] == 0
+    ng = {r["seq"] for r in rows if r["verdict"] == "NG"}
+    defect_seqs = {i for i, d in enumerate(is_defect) if d}
+    # The calibration images themselves (scores <= the image threshold) must pass, defects must be found.
+    assert not ng & set(range(4)), rows
+    assert len(ng & defect_seqs) >= len(defect_seqs) // 2, rows
+    for r in rows:
+        if r["verdict"] == "NG":
+            assert Path(r["map_path"]).is_file() and Path(r["overlay_path"]).is_file()
+    assert summary["latency_ms_p50"] > 0 and summary["fps"] > 0
+
+
+def test_folder_source_counts_a_corrupt_file_and_loses_nothing(calibrated, demo_root, tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    paths, _ = _frames(demo_root)
+    for i, p in enumerate(paths[:5]):
+        shutil.copy(p, folder / f"{i:03d}.png")
+    data = (folder / "002.png").read_bytes()
+    (folder / "002.png").write_bytes(data[: len(data) // 2])  # truncated
+    with Projector.from_bundle(calibrated) as proj:
+        summary = inspect(proj, open_source(str(folder), 1), tmp_path / "r.sqlite", tmp_path, InspectOptions(queue_size=1))
+    assert summary["frames_read"] == 5 and summary["corrupt"] == 1 and summary["processed"] == 4 and summary["dropped"] == 0
+    assert [r["name"] for r in read_rows(tmp_path / "r.sqlite")] == ["000.png", "001.png", "003.png", "004.png"]
+
+
+class FakeLive(FrameSource):
+    """A live source that delivers frames as fast as it is read; optionally fails once mid-stream."""
+
+    live = True
+    name = "fake-live"
+
+    def __init__(self, n: int, fail_at: int | None = None, fail_opens: int = 0):
+        super().__init__(1)
+        self.n, self.fail_at, self.fail_opens = n, fail_at, fail_opens
+        self.opens = 0
+        self.failed = False
+        self.img = np.full((128, 128, 1), 0.5, np.float32)
+
+    def open(self):
+        self.opens += 1
+        if self.failed and self.opens <= 1 + self.fail_opens:
+            raise SourceLost("still down")
+
+    def read(self):
+        if self.seq >= self.n:
+            return None  # a live source normally never ends; this one does, so the test terminates
+        if self.fail_at is not None and self.seq == self.fail_at and not self.failed:
+            self.failed = True
+            raise SourceLost("unplugged")
+        return self._frame(self.img)
+
+
+def test_live_source_faster_than_projection_drops_oldest(calibrated, tmp_path):
+    src = FakeLive(40)
+    with Projector.from_bundle(calibrated) as proj:
+        summary = inspect(proj, src, tmp_path / "r.sqlite", tmp_path, InspectOptions(queue_size=2))
+    assert summary["frames_read"] == 40
+    assert summary["dropped"] > 0
+    assert summary["processed"] + summary["dropped"] == 40
+    seqs = [r["seq"] for r in read_rows(tmp_path / "r.sqlite")]
+    assert seqs == sorted(seqs) and seqs[-1] == 39  # the newest frame is never the one dropped
+
+
+def test_live_source_that_fails_mid_stream_is_reopened(calibrated, tmp_path):
+    src = FakeLive(6, fail_at=3, fail_opens=2)
+    waits = []
+    cap = Capture(src, maxsize=16, backoff=(0.5, 8.0), sleep=waits.append)
+    with Projector.from_bundle(calibrated) as proj:
+        summary = inspect(proj, src, tmp_path / "r.sqlite", tmp_path, InspectOptions(queue_size=16), capture=cap)
+    assert summary["reconnects"] == 3 and waits == [0.5, 1.0, 2.0]  # two failed reopens, then success
+    assert summary["frames_read"] == 6 and summary["processed"] + summary["dropped"] == 6
+
+
+def test_uncalibrated_bundle_is_refused_unless_thresholds_given(bundles, tmp_path):
+    with Projector.from_bundle(bundles["l2ae"]) as proj:
+        with pytest.raises(ConfigError, match="not calibrated"):
+            inspect(proj, FakeLive(1), tmp_path / "r.sqlite", tmp_path, InspectOptions())
+        summary = inspect(proj, FakeLive(2), tmp_path / "r.sqlite", tmp_path, InspectOptions(image_threshold=10.0))
+    assert summary["processed"] + summary["dropped"] == 2 and summary["ng"] == 0
+
+
+def test_kill_9_loses_no_reported_row(calibrated, demo_root, tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    paths, _ = _frames(demo_root)
+    for i in range(30):
+        shutil.copy(paths[i % len(paths)], folder / f"{i:03d}.png")
+    db = tmp_path / "r.sqlite"
+    cmd = [sys.executable, "-m", "edgeproj", "inspect", str(calibrated), "--source", str(folder), "--out", str(tmp_path / "o"),
+           "--db", str(db), "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    reported = []
+    for line in proc.stdout:
+        doc = json.loads(line)
+        if "seq" in doc and "summary" not in doc:
+            reported.append(doc["seq"])
+        if len(reported) == 3:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    stored = {r["seq"] for r in read_rows(db)}
+    assert set(reported) <= stored
+
+
+def test_sigterm_finishes_the_frame_and_exits_0(calibrated, demo_root, tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    paths, _ = _frames(demo_root)
+    for i in range(20):
+        shutil.copy(paths[i % len(paths)], folder / f"{i:03d}.png")
+    cmd = [sys.executable, "-m", "edgeproj", "inspect", str(calibrated), "--source", str(folder), "--out", str(tmp_path / "o"), "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(json.loads(line))
+        if len(lines) == 2:
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    summary = json.loads(rest.strip().splitlines()[-1])
+    assert summary["summary"] and summary["stopped_by"] == "SIGTERM"
+    assert len(read_rows(tmp_path / "o" / "results.sqlite")) == summary["processed"] < 20
+
+
+def test_cli_inspect_folder_and_bad_source(calibrated, demo_root, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeproj.cli.app import app
+
+    res = CliRunner().invoke(app, ["inspect", str(calibrated), "--source", str(demo_root / "grid" / "test" / "hole"),
+                                   "--out", str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in res.stdout.strip().splitlines()]
+    assert lines[-1]["summary"] and lines[-1]["processed"] == len(lines) - 1
+    bad = CliRunner().invoke(app, ["inspect", str(calibrated), "--source", str(tmp_path / "nothing-here.xyz")])
+    assert bad.exit_code == 2 and "edgeproj: error:" in bad.output

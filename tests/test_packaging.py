@@ -44,7 +44,7 @@ def test_help_and_version_import_nothing_heavy():
     assert ver.returncode == 0 and ver.stdout.startswith("edgeproj ")
     helptext = subprocess.run([sys.executable, "-m", "edgeproj", "--help"], capture_output=True, text=True)
     assert helptext.returncode == 0
-    for verb in ("train", "export", "project", "inpaint", "data"):
+    for verb in ("train", "export", "project", "inpaint", "data", "calibrate", "evaluate", "inspect", "bench", "demo"):
         assert verb in helptext.stdout
 
 

@@ -66,11 +66,28 @@ def _train(data: Path, out: Path, variant: str, steps: int = 40) -> Path:
     return out
 
 
+class Lazy(dict):
+    """A dict that builds each variant's entry on first access, so a test of one variant trains one."""
+
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key):
+        if key not in VARIANTS:
+            raise KeyError(key)
+        self[key] = value = self.make(key)
+        return value
+
+    def items(self):
+        return [(v, self[v]) for v in VARIANTS]
+
+
 @pytest.fixture(scope="session")
 def runs(demo_root, tmp_path_factory) -> dict[str, Path]:
     """A briefly trained run per variant (trained weights make gradient checks meaningful)."""
     base = tmp_path_factory.mktemp("runs")
-    return {v: _train(demo_root / "grid", base / v, v) for v in VARIANTS}
+    return Lazy(lambda v: _train(demo_root / "grid", base / v, v))
 
 
 @pytest.fixture(scope="session")
@@ -79,11 +96,12 @@ def bundles(runs, tmp_path_factory) -> dict[str, Path]:
     from edgeproj.export.bundle import ExportOptions, export_bundle
 
     base = tmp_path_factory.mktemp("bundles")
-    out = {}
-    for v, run in runs.items():
-        export_bundle(run, base / v, ExportOptions(parity=False, max_iterations=30))
-        out[v] = base / v
-    return out
+
+    def make(v: str) -> Path:
+        export_bundle(runs[v], base / v, ExportOptions(parity=False, max_iterations=30))
+        return base / v
+
+    return Lazy(make)
 
 
 @pytest.fixture

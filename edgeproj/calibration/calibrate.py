@@ -124,8 +124,12 @@ def calibrate_bundle(bundle: Path, normal_paths: list[Path], opts: CalibrationOp
             }
         if labelled is not None:
             section["labelled"] = _labelled_figures(proj, labelled, stop, pixel_thr, image_thr)
+    previous = manifest.calibration.get("precision", {})
     if precision:
         section["precision"] = precision
+    elif isinstance(previous.get("fp16"), dict):
+        # A measured FP16 verdict stays until it is measured again; recalibrating must not re-enable FP16.
+        section["precision"] = previous
     else:
         section["precision"] = {
             "fp32": "reference",

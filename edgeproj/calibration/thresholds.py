@@ -8,13 +8,14 @@ from edgeproj.errors import ConfigError
 
 
 def quantile_threshold(normal_scores: np.ndarray, false_positive_rate: float) -> float:
-    """Smallest threshold t with fraction(normal > t) <= rate: the (1 - rate) quantile, taken 'higher'."""
+    """Smallest sample value t with fraction(normal > t) <= rate (exactly rate when n * rate is whole, no ties)."""
     if not 0.0 <= false_positive_rate < 1.0:
         raise ConfigError(f"a false-positive rate must be in [0, 1), got {false_positive_rate}")
     s = np.asarray(normal_scores, np.float64).ravel()
     if s.size == 0:
         raise ConfigError("no normal scores to calibrate on")
-    return float(np.quantile(s, 1.0 - false_positive_rate, method="higher"))
+    k = int(np.floor(s.size * false_positive_rate + 1e-9))  # how many normal scores may lie above t
+    return float(np.sort(s)[s.size - k - 1])
 
 
 def exceed_rate(scores: np.ndarray, threshold: float) -> float:

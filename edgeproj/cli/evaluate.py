@@ -66,6 +66,7 @@ def command(
             task = prog.add_task(f"evaluate {m.variant}", total=total, info=f"{len(ts.images)} images")
             with Projector(m, backend=backend, batch=batch) as proj:
                 res, maps = evaluate_bundle(proj, ts, opts, tick=lambda n, t=task: prog.update(t, advance=n))
+            out.mkdir(parents=True, exist_ok=True)
             tag = f"{category}_{m.variant}"
             figures[tag] = figure3(ts, maps, out, tag)
             roc = plot_roc(ts, {k: maps[k] for k in ("baseline", "grad", "grad_norm")}, res, out / f"roc_{tag}.png")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from edgeproj.cli.common import BackendOpt, CudaGraphOpt, FallbackOpt, Fp16Opt, ThreadsOpt
+from edgeproj.cli.common import BackendOpt, CudaGraphOpt, FallbackOpt, Fp16Opt, ForceFp16Opt, ThreadsOpt
 
 
 def command(
@@ -29,6 +29,7 @@ def command(
     threads: int = ThreadsOpt,
     cuda_graph: bool = CudaGraphOpt,
     fp16: bool = Fp16Opt,
+    force_fp16: bool = ForceFp16Opt,
     allow_fallback: bool = FallbackOpt,
     json_out: bool = typer.Option(False, "--json", help="JSON lines on stdout: one per frame, then the summary."),
 ):
@@ -65,7 +66,7 @@ def command(
         elif row["verdict"] == "NG":
             c.print(f"[red]NG[/red] frame {row['seq']} {row['name']} score {row['score']:.4f} ({row['latency_ms']:.0f} ms)")
 
-    with Projector(manifest, backend=backend, batch=batch, **backend_options(backend, threads, cuda_graph, fp16, allow_fallback)) as proj:
+    with Projector(manifest, backend=backend, batch=batch, force_fp16=force_fp16, **backend_options(backend, threads, cuda_graph, fp16, allow_fallback)) as proj:
         summary = inspect(proj, src, db or out / "results.sqlite", out, opts, on_result=on_result, stop=stop)
     if json_out:
         print(dumps(summary | {"summary": True}, indent=None), flush=True)

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from edgeproj.cli.common import BackendOpt, CudaGraphOpt, FallbackOpt, Fp16Opt, ThreadsOpt
+from edgeproj.cli.common import BackendOpt, CudaGraphOpt, FallbackOpt, Fp16Opt, ForceFp16Opt, ThreadsOpt
 
 
 def command(
@@ -24,6 +24,7 @@ def command(
     threads: int = ThreadsOpt,
     cuda_graph: bool = CudaGraphOpt,
     fp16: bool = Fp16Opt,
+    force_fp16: bool = ForceFp16Opt,
     allow_fallback: bool = FallbackOpt,
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ):
@@ -40,15 +41,17 @@ def command(
     out.mkdir(parents=True, exist_ok=True)
     thr = None
     summaries = []
-    with Projector.from_bundle(bundle, backend=backend, batch=batch,
+    with Projector.from_bundle(bundle, backend=backend, batch=batch, force_fp16=force_fp16,
                                **backend_options(backend, threads, cuda_graph, fp16, allow_fallback)) as proj:
         thr = proj.manifest.calibration.get("pixel_threshold")
         with progress(enabled=not json_out) as prog:
             task = prog.add_task("project", total=len(paths), info="")
+            stems = [p.stem for p in paths]
             for path in paths:
                 (res,) = proj.project([path], map_kind=map_kind, alpha=alpha, lam=lam, max_iterations=max_iterations,
                                       tuned=False if standard else None)
-                stem = path.stem
+                # MVTec folders repeat file names (test/good/000.png, test/hole/000.png): prefix the folder.
+                stem = path.stem if stems.count(path.stem) == 1 else f"{path.parent.name}_{path.stem}"
                 render.write(out / f"{stem}_map.png", render.heatmap(res.map, vmax=2 * thr if thr else None))
                 from edgeproj.data.images import read_image
 

@@ -110,7 +110,8 @@ def evaluate_bundle(proj: Projector, ts: TestSet, opts: EvalOptions, tick: Calla
     maps = {k: ts.stitch(v) for k, v in tile_maps.items()}
     metrics = {k: method_metrics(ts, v, opts.pro_fpr) for k, v in maps.items()}
     improvement = {
-        k: (metrics["grad"][k] - metrics["baseline"][k]) / metrics["baseline"][k] for k in ("pixel_auroc", "au_pro", "image_auroc")
+        k: (metrics["grad"][k] - metrics["baseline"][k]) / metrics["baseline"][k] if metrics["baseline"][k] else float("nan")
+        for k in ("pixel_auroc", "au_pro", "image_auroc")
     }
     reasons: dict[str, int] = {}
     for r in res.stop_reasons:

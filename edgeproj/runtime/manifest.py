@@ -188,6 +188,14 @@ def write_manifest(manifest_or_dict, bundle: Path | None = None) -> Path:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    try:  # make the rename itself durable (power loss); a process kill is covered by the rename alone
+        fd = os.open(root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
     return path
 
 

@@ -6,6 +6,7 @@ because ONNX Runtime otherwise falls back to the CPU with only a log line.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -52,25 +53,47 @@ def make_session(path: Path, providers: list, threads: int = 0, allow_fallback: 
 
 
 class OrtCpuRunner(Runner):
-    """ONNX Runtime on the CPU; the state lives in host arrays."""
+    """ONNX Runtime on the CPU; the state lives in host arrays.
+
+    threads > 0: one session with that many intra-op threads. threads = 0 (default): one
+    single-threaded session per core ("lanes"), each projecting its share of the batch in its own
+    Python thread (ONNX Runtime releases the GIL). Samples are independent, so lanes never wait on each
+    other within a step; on two cores this beats one two-threaded session (edge-facts.md: batch 1
+    is faster on one thread, and small convolutions parallelize poorly inside one image).
+    """
 
     name = "ort-cpu"
 
-    def __init__(self, manifest, threads: int = 0, allow_fallback: bool = False):
+    def __init__(self, manifest, threads: int = 0, allow_fallback: bool = False, lanes: int | None = None):
         super().__init__(manifest)
         self.threads = threads
         self.allow_fallback = allow_fallback
+        self.max_lanes = 1 if threads > 0 else max(1, lanes or os.cpu_count() or 1)
         self._sess: dict = {}
+        self._lanes: list = []
+        self._pool = None
 
     def _providers(self) -> list:
         return ["CPUExecutionProvider"]
 
     def activate(self) -> None:
-        for g in ("step", "gradient"):
-            self._sess[g] = make_session(self.manifest.graph_path(g), self._providers(), self.threads, self.allow_fallback)
+        threads = self.threads if self.threads > 0 else (1 if self.max_lanes > 1 else 0)
+        self._steps = [make_session(self.manifest.graph_path("step"), self._providers(), threads, self.allow_fallback)
+                       for _ in range(self.max_lanes)]
+        self._sess["step"] = self._steps[0]
+        self._sess["gradient"] = make_session(self.manifest.graph_path("gradient"), self._providers(), self.threads, self.allow_fallback)
+        if self.max_lanes > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=self.max_lanes, thread_name_prefix="edgeproj-lane")
 
     def deactivate(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self._sess.clear()
+        self._steps = []
+        self._lanes = []
 
     @property
     def providers(self) -> list[str]:
@@ -79,36 +102,55 @@ class OrtCpuRunner(Runner):
     def load(self, x0, weight, params: StepParams) -> None:
         x0 = np.ascontiguousarray(x0, np.float32)
         n = x0.shape[0]
-        self._feed = {
-            "x": x0.copy(), "x0": x0, "m": np.zeros_like(x0), "v": np.zeros_like(x0),
-            "step": np.zeros(n, np.float32), "weight": np.ascontiguousarray(np.broadcast_to(weight, x0.shape), np.float32),
-            "active": np.ones(n, np.float32), **params.feed(),
-        }
+        weight = np.ascontiguousarray(np.broadcast_to(weight, x0.shape), np.float32)
         self._out_names = [o.name for o in self._sess["step"].get_outputs()]
+        bounds = np.linspace(0, n, min(n, self.max_lanes) + 1).astype(int)
+        self._lanes = []
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            xs = np.ascontiguousarray(x0[a:b])
+            feed = {"x": xs.copy(), "x0": xs, "m": np.zeros_like(xs), "v": np.zeros_like(xs),
+                    "step": np.zeros(b - a, np.float32), "weight": np.ascontiguousarray(weight[a:b]),
+                    "active": np.ones(b - a, np.float32), **params.feed()}
+            self._lanes.append((self._steps[i], feed, slice(a, b)))
 
-    def _run(self) -> dict:
-        return dict(zip(self._out_names, self._sess["step"].run(None, self._feed)))
-
-    def evaluate(self):
-        saved = self._feed["active"]
-        self._feed["active"] = np.zeros_like(saved)
-        out = self._run()
-        self._feed["active"] = saved
-        return out["energy"], out["rec_loss"], out["recon"]
-
-    def steps(self, k, active):
-        self._feed["active"] = np.asarray(active, np.float32)
-        es, rs = [], []
+    def _lane_steps(self, lane, k: int, active: np.ndarray | None):
+        sess, feed, sl = lane
+        if active is not None:
+            feed["active"] = np.ascontiguousarray(active[sl], np.float32)
+        es, rs, recon = [], [], None
         for _ in range(k):
-            out = self._run()
-            for s in STATE:
-                self._feed[s] = out[NEXT[s]]
+            out = dict(zip(self._out_names, sess.run(None, feed)))
+            if active is not None:
+                for s in STATE:
+                    feed[s] = out[NEXT[s]]
             es.append(out["energy"])
             rs.append(out["rec_loss"])
-        return np.stack(es), np.stack(rs)
+            recon = out["recon"]
+        return np.stack(es), np.stack(rs), recon
+
+    def _map(self, k: int, active: np.ndarray | None):
+        if self._pool is None or len(self._lanes) == 1:
+            parts = [self._lane_steps(lane, k, active) for lane in self._lanes]
+        else:
+            parts = list(self._pool.map(lambda lane: self._lane_steps(lane, k, active), self._lanes))
+        return (np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=1),
+                np.concatenate([p[2] for p in parts]))
+
+    def evaluate(self):
+        saved = [lane[1]["active"] for lane in self._lanes]
+        for lane in self._lanes:
+            lane[1]["active"] = np.zeros_like(lane[1]["active"])
+        e, r, recon = self._map(1, None)
+        for lane, a in zip(self._lanes, saved):
+            lane[1]["active"] = a
+        return e[0], r[0], recon
+
+    def steps(self, k, active):
+        e, r, _ = self._map(k, np.asarray(active, np.float32))
+        return e, r
 
     def fetch(self):
-        return self._feed["x"]
+        return np.concatenate([lane[1]["x"] for lane in self._lanes])
 
     def gradient(self, x, x0, lam):
         sess = self._sess["gradient"]

@@ -1,0 +1,455 @@
+"""Calibration: threshold rules on known distributions, the manifest rewrite (atomic, lossless), bad input, CLI, FP16 refusal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+
+from edgeproj.calibration.calibrate import CalibrationOptions, calibrate_bundle
+from edgeproj.calibration.thresholds import best_f1, exceed_rate, quantile_threshold, stop_threshold
+from edgeproj.data.images import write_png
+from edgeproj.data.mvtec import normal_images
+from edgeproj.errors import BackendError, ConfigError, DataError, EdgeprojError
+from edgeproj.evaluation.testset import load_testset
+from edgeproj.runtime import Projector, load_manifest
+from edgeproj.runtime.manifest import MANIFEST, write_manifest
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from edgeproj.cli.app import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _one_line_error(res, *needles: str) -> str:
+    assert res.exit_code == 2, (res.exit_code, res.stdout, res.stderr, res.exception)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("edgeproj: error:"), lines[0]
+    assert "Traceback" not in res.output
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+def _raw(bundle: Path) -> dict:
+    return json.loads((bundle / MANIFEST).read_text())
+
+
+# ------------------------------------------------------------------ threshold rules
+
+
+@pytest.mark.parametrize("rate", [0.001, 0.01, 0.05, 0.1, 0.3])
+def test_quantile_threshold_uniform(rate):
+    s = np.random.default_rng(1).random(50_000)
+    t = quantile_threshold(s, rate)
+    achieved = exceed_rate(s, t)
+    assert achieved <= rate  # exactly, on the sample itself
+    assert achieved >= rate - 2.0 / s.size  # and not needlessly conservative
+    assert abs(t - (1.0 - rate)) < 0.01  # the population quantile of U(0, 1)
+    assert t in s  # a sample value (method 'higher')
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.05, 0.1])
+def test_quantile_threshold_normal(rate):
+    s = np.random.default_rng(2).normal(3.0, 2.0, 100_000)
+    t = quantile_threshold(s, rate)
+    assert exceed_rate(s, t) <= rate
+    assert abs(exceed_rate(s, t) - rate) <= 2.0 / s.size
+    expected = NormalDist(3.0, 2.0).inv_cdf(1.0 - rate)
+    assert abs(t - expected) < 0.05 * 2.0
+
+
+def test_quantile_threshold_ties_and_zero_rate():
+    s = np.array([0.0] * 90 + [1.0] * 10)
+    assert exceed_rate(s, quantile_threshold(s, 0.05)) <= 0.05
+    assert quantile_threshold(s, 0.0) == 1.0  # rate 0: nothing may exceed -> the maximum
+    assert exceed_rate(s, quantile_threshold(s, 0.0)) == 0.0
+    # Works on 2-D maps too (flattened).
+    m = np.random.default_rng(3).random((64, 64))
+    assert exceed_rate(m, quantile_threshold(m, 0.1)) <= 0.1
+
+
+@pytest.mark.parametrize("rate", [-0.01, 1.0, 1.5, float("nan")])
+def test_quantile_threshold_bad_rates(rate):
+    with pytest.raises(ConfigError, match="false-positive rate"):
+        quantile_threshold(np.arange(10.0), rate)
+
+
+def test_quantile_threshold_empty():
+    with pytest.raises(ConfigError, match="no normal scores"):
+        quantile_threshold(np.array([]), 0.1)
+    assert math.isnan(exceed_rate(np.array([]), 0.0))
+
+
+def test_stop_threshold_min_and_quantile():
+    v = np.random.default_rng(4).permutation(np.arange(101.0) + 500.0)
+    assert stop_threshold(v) == 500.0
+    assert stop_threshold(v, "min") == 500.0
+    assert stop_threshold(v, "quantile", 0.1) == pytest.approx(510.0)
+    assert stop_threshold(v, "quantile", 0.5) == pytest.approx(550.0)
+    assert stop_threshold(v, "quantile", 1.0) == 600.0
+    assert stop_threshold(v, "quantile", 0.0) == 500.0
+    with pytest.raises(ConfigError, match="stop quantile"):
+        stop_threshold(v, "quantile", 1.5)
+    with pytest.raises(ConfigError, match="unknown stop rule"):
+        stop_threshold(v, "median")
+    with pytest.raises(ConfigError, match="no L_r values"):
+        stop_threshold(np.array([]))
+
+
+def test_best_f1_separable():
+    rng = np.random.default_rng(5)
+    neg, pos = rng.random(300), 2.0 + rng.random(40)
+    scores = np.concatenate([neg, pos])
+    labels = np.concatenate([np.zeros(300, bool), np.ones(40, bool)])
+    order = rng.permutation(scores.size)
+    r = best_f1(labels[order], scores[order])
+    assert r["f1"] == 1.0 and r["precision"] == 1.0 and r["recall"] == 1.0
+    assert neg.max() < r["threshold"] < pos.min()
+    assert np.array_equal(scores > r["threshold"], labels)
+
+
+def test_best_f1_hand_computed():
+    # Ranked: + + - + - -  -> cuts give F1 1/2, 4/5, 2/3, 6/7, 3/4, 2/3: the best is the top four.
+    labels = np.array([1, 1, 0, 1, 0, 0])
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    r = best_f1(labels, scores)
+    assert r["f1"] == pytest.approx(6 / 7)
+    assert r["precision"] == pytest.approx(3 / 4)
+    assert r["recall"] == pytest.approx(1.0)
+    assert r["threshold"] == pytest.approx(0.55)
+    from sklearn.metrics import f1_score
+
+    assert f1_score(labels, scores > r["threshold"]) == pytest.approx(r["f1"])
+
+
+def test_best_f1_ties_cut_only_between_distinct_scores():
+    # Tied 0.7 scores cannot be split: cuts give F1 2/3 (top 1), 4/5 (top 3), 2/3 (all).
+    labels = np.array([1, 0, 1, 0])
+    scores = np.array([0.9, 0.7, 0.7, 0.3])
+    r = best_f1(labels, scores)
+    assert r["f1"] == pytest.approx(0.8)
+    assert r["threshold"] == pytest.approx(0.5)
+    assert r["precision"] == pytest.approx(2 / 3) and r["recall"] == 1.0
+
+
+def test_best_f1_without_positives_is_nan():
+    r = best_f1(np.zeros(5), np.arange(5.0))
+    assert all(math.isnan(v) for v in r.values())
+
+
+# ------------------------------------------------------------------ calibrate_bundle
+
+
+@pytest.fixture(scope="module")
+def grid_testset(demo_root, bundles):
+    return load_testset(demo_root, "grid", load_manifest(bundles["l2ae"]).preprocess)
+
+
+def test_calibrate_bundle_writes_section(bundle_copy, demo_root, grid_testset):
+    raw = _raw(bundle_copy)
+    raw["site"] = {"line": 3, "camera": "cam-7"}  # an unknown key another tool added
+    (bundle_copy / MANIFEST).write_text(json.dumps(raw, indent=2))
+    before = _raw(bundle_copy)
+    assert {"input", "notes", "cost"} <= set(before), "fixture bundle should carry these top-level keys"
+
+    paths = normal_images(demo_root / "grid")
+    opts = CalibrationOptions(pixel_fpr=0.02, image_frr=0.1)
+    section = calibrate_bundle(bundle_copy, paths, opts, labelled=grid_testset)
+
+    m = load_manifest(bundle_copy)  # checksums still verify
+    after = _raw(bundle_copy)
+    assert json.loads(json.dumps(section)) == after["calibration"] == m.calibration
+
+    cal = after["calibration"]
+    assert cal["method"]["stop"] == "min" and cal["method"]["backend"] == "ort-cpu"
+    assert {"pixel", "image"} <= set(cal["method"])
+    assert cal["targets"] == {"pixel_fpr": 0.02, "image_frr": 0.1}
+    assert cal["images"]["calibration"] + cal["images"]["holdout"] == len(paths) == 8
+    assert cal["images"]["holdout"] == 2
+    assert re.fullmatch(r"[0-9a-f]{64}", cal["images"]["list_sha256"])
+    date = dt.datetime.fromisoformat(cal["date"])
+    assert date.tzinfo is not None
+    assert abs((dt.datetime.now(dt.timezone.utc) - date).total_seconds()) < 3600
+    for k in ("rec_loss_threshold", "pixel_threshold", "image_threshold"):
+        assert isinstance(cal[k], float) and math.isfinite(cal[k]), k
+    assert cal["rec_loss_threshold"] == cal["rec_loss_at_x0"]["min"]
+    assert cal["rec_loss_at_x0"]["min"] <= cal["rec_loss_at_x0"]["median"] <= cal["rec_loss_at_x0"]["max"]
+    assert cal["pixel_threshold"] > 0 and cal["image_threshold"] >= cal["pixel_threshold"]
+
+    meas = cal["measured"]
+    assert meas["calibration_pixel_fpr"] <= 0.02 and meas["calibration_pixel_fpr"] > 0.015
+    assert meas["calibration_image_frr"] <= 0.1
+    assert 0.0 <= meas["holdout_pixel_fpr"] <= 1.0 and 0.0 <= meas["holdout_image_frr"] <= 1.0
+
+    lab = cal["labelled"]
+    assert lab["images"] == len(grid_testset.images) == 6
+    assert 0.0 <= lab["pixel_auroc"] <= 1.0 and 0.0 <= lab["image_auroc"] <= 1.0
+    for key in ("best_f1_pixel", "best_f1_image"):
+        b = lab[key]
+        assert set(b) == {"threshold", "f1", "precision", "recall"}
+        assert 0.0 < b["f1"] <= 1.0
+        assert b["f1"] == pytest.approx(2 * b["precision"] * b["recall"] / (b["precision"] + b["recall"]))
+    assert set(lab["at_calibrated_thresholds"]) == {"pixel_precision", "pixel_recall", "image_recall", "image_false_reject"}
+    assert "fp16" in cal["precision"] and "int8" in cal["precision"]
+
+    # projection.stop follows the calibration; everything else is unchanged, unknown keys included.
+    assert m.projection.stop.rec_loss_threshold == cal["rec_loss_threshold"]
+    assert after["projection"]["stop"]["rec_loss_threshold"] == cal["rec_loss_threshold"]
+    proj_before, proj_after = dict(before["projection"]), dict(after["projection"])
+    proj_before["stop"] = {k: v for k, v in proj_before["stop"].items() if k != "rec_loss_threshold"}
+    proj_after["stop"] = {k: v for k, v in proj_after["stop"].items() if k != "rec_loss_threshold"}
+    assert proj_before == proj_after
+    for key in set(before) | set(after):
+        if key not in ("calibration", "projection"):
+            assert after.get(key) == before.get(key), key
+    assert after["site"] == {"line": 3, "camera": "cam-7"}
+    assert not list(bundle_copy.glob(f".{MANIFEST}.*.tmp")), "temporary file left behind"
+
+
+def test_calibrate_list_hash_and_determinism(bundle_copy, demo_root):
+    paths = normal_images(demo_root / "grid")
+    a = calibrate_bundle(bundle_copy, paths, CalibrationOptions())
+    b = calibrate_bundle(bundle_copy, list(reversed(paths)), CalibrationOptions())
+    assert a["images"]["list_sha256"] == b["images"]["list_sha256"]  # the set of images, not their order
+    for k in ("rec_loss_threshold", "pixel_threshold", "image_threshold"):
+        assert a[k] == b[k]
+    c = calibrate_bundle(bundle_copy, paths[:3], CalibrationOptions())
+    assert c["images"]["list_sha256"] != a["images"]["list_sha256"]
+    # Too few images for a hold-out: everything calibrates, no hold-out figures are claimed.
+    assert c["images"] == {"calibration": 3, "holdout": 0, "list_sha256": c["images"]["list_sha256"]}
+    assert "holdout_pixel_fpr" not in c["measured"]
+    assert load_manifest(bundle_copy).calibration["images"]["calibration"] == 3
+
+
+def test_calibrate_stop_quantile(bundle_copy, demo_root):
+    sec = calibrate_bundle(bundle_copy, normal_images(demo_root / "grid"),
+                           CalibrationOptions(stop_rule="quantile", stop_quantile=0.5, holdout=0.0))
+    assert sec["method"]["stop"] == "quantile 0.5"
+    assert sec["rec_loss_threshold"] == pytest.approx(sec["rec_loss_at_x0"]["median"])
+    assert sec["images"]["holdout"] == 0
+    assert load_manifest(bundle_copy).projection.stop.rec_loss_threshold == sec["rec_loss_threshold"]
+
+
+def test_calibrate_bad_rate_leaves_manifest_untouched(bundle_copy, demo_root):
+    before = (bundle_copy / MANIFEST).read_bytes()
+    with pytest.raises(ConfigError, match="false-positive rate"):
+        calibrate_bundle(bundle_copy, normal_images(demo_root / "grid"), CalibrationOptions(pixel_fpr=1.5))
+    with pytest.raises(ConfigError, match="stop rule"):
+        calibrate_bundle(bundle_copy, normal_images(demo_root / "grid"), CalibrationOptions(stop_rule="median"))
+    assert (bundle_copy / MANIFEST).read_bytes() == before
+
+
+# ------------------------------------------------------------------ atomic rewrite under a kill
+
+
+def test_manifest_rewrite_killed_before_rename_keeps_old_manifest(bundle_copy, demo_root):
+    before = (bundle_copy / MANIFEST).read_bytes()
+    code = textwrap.dedent(
+        """
+        import os, signal, sys
+        from pathlib import Path
+        from edgeproj.calibration.calibrate import CalibrationOptions, calibrate_bundle
+        from edgeproj.data.mvtec import normal_images
+
+        def killed(*args, **kwargs):  # the temporary file is written and fsynced; die before the rename
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        os.replace = killed
+        calibrate_bundle(Path(sys.argv[1]), normal_images(Path(sys.argv[2])), CalibrationOptions())
+        print("not killed")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(bundle_copy), str(demo_root / "grid")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == -signal.SIGKILL, (out.returncode, out.stdout, out.stderr[-2000:])
+    # The kill came after the new manifest was fully written to its temporary file...
+    tmps = list(bundle_copy.glob(f".{MANIFEST}.*.tmp"))
+    assert len(tmps) == 1
+    assert "pixel_threshold" in json.loads(tmps[0].read_text())["calibration"]
+    # ...and the manifest itself is the previous one, intact, parsing and verifying.
+    assert (bundle_copy / MANIFEST).read_bytes() == before
+    m = load_manifest(bundle_copy)
+    assert m.calibration == {}
+    # A later calibration succeeds over the leftover temporary file.
+    sec = calibrate_bundle(bundle_copy, normal_images(demo_root / "grid"), CalibrationOptions())
+    assert load_manifest(bundle_copy).calibration["pixel_threshold"] == sec["pixel_threshold"]
+
+
+def test_write_manifest_killed_during_fsync_keeps_old_manifest(bundle_copy):
+    before = (bundle_copy / MANIFEST).read_bytes()
+    code = textwrap.dedent(
+        """
+        import os, signal, sys
+        from pathlib import Path
+        from edgeproj.runtime.manifest import load_manifest, write_manifest
+
+        m = load_manifest(Path(sys.argv[1]))
+        os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
+        write_manifest(m.with_updates(calibration={"pixel_threshold": 0.5}))
+        print("not killed")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(bundle_copy)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == -signal.SIGKILL, (out.returncode, out.stdout, out.stderr[-2000:])
+    assert (bundle_copy / MANIFEST).read_bytes() == before
+    assert load_manifest(bundle_copy).calibration == {}
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def _colour_images(folder: Path, n: int = 4, size: int = 128) -> list[Path]:
+    rng = np.random.default_rng(7)
+    out = []
+    for i in range(n):
+        img = rng.random((size, size, 3)).astype(np.float32)
+        img[:, :, 0] = 1.0  # strongly red: channels differ far beyond the gray tolerance
+        img[:, :, 2] = 0.0
+        out.append(write_png(folder / f"{i:03d}.png", img))
+    return out
+
+
+def _mixed_sizes(folder: Path, demo_root: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in normal_images(demo_root / "grid")[:3]:
+        shutil.copy(p, folder / p.name)
+    odd = np.random.default_rng(8).random((96, 128)).astype(np.float32)
+    write_png(folder / "zzz_odd.png", odd)
+    return sorted(folder.glob("*.png"))
+
+
+def test_calibrate_bad_input_raises_clear_errors(bundle_copy, demo_root, tmp_path):
+    before = (bundle_copy / MANIFEST).read_bytes()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no images"):
+        normal_images(tmp_path / "empty")
+    with pytest.raises(DataError, match="no normal images"):
+        calibrate_bundle(bundle_copy, [], CalibrationOptions())
+
+    colour = _colour_images(tmp_path / "colour")
+    with pytest.raises(DataError, match="RGB but 1 channel"):
+        calibrate_bundle(bundle_copy, colour, CalibrationOptions())
+
+    mixed = _mixed_sizes(tmp_path / "mixed", demo_root)
+    with pytest.raises(DataError, match="128x96") as exc:
+        calibrate_bundle(bundle_copy, mixed, CalibrationOptions())
+    assert "zzz_odd.png" in str(exc.value) and "128x128" in str(exc.value)
+    assert issubclass(DataError, EdgeprojError)
+    assert (bundle_copy / MANIFEST).read_bytes() == before
+
+
+def test_calibrate_cli_bad_input_exit_2(bundle_copy, demo_root, tmp_path):
+    before = (bundle_copy / MANIFEST).read_bytes()
+    (tmp_path / "empty").mkdir()
+    _one_line_error(_cli("calibrate", bundle_copy, tmp_path / "empty"), "holds no images")
+    _colour_images(tmp_path / "colour")
+    _one_line_error(_cli("calibrate", bundle_copy, tmp_path / "colour"), "RGB but 1 channel")
+    _mixed_sizes(tmp_path / "mixed", demo_root)
+    _one_line_error(_cli("calibrate", bundle_copy, tmp_path / "mixed", "--json"), "zzz_odd.png", "one size")
+    _one_line_error(_cli("calibrate", bundle_copy, tmp_path / "missing"), "does not exist")
+    _one_line_error(_cli("calibrate", bundle_copy, demo_root / "grid", "--labelled", demo_root), "--category")
+    assert (bundle_copy / MANIFEST).read_bytes() == before
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def test_calibrate_cli_json_then_project_verdict(bundle_copy, demo_root, tmp_path):
+    res = _cli("calibrate", bundle_copy, demo_root / "grid", "--json", "--image-frr", "0.2",
+               "--labelled", demo_root, "--category", "grid")
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    sec = json.loads(res.stdout)
+    assert isinstance(sec["pixel_threshold"], float)
+    assert sec["targets"]["image_frr"] == 0.2
+    assert "best_f1_pixel" in sec["labelled"]
+    m = load_manifest(bundle_copy)
+    assert m.calibration["pixel_threshold"] == sec["pixel_threshold"]
+    assert m.projection.stop.rec_loss_threshold == sec["rec_loss_threshold"]
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for kind in ("good", "hole"):
+        shutil.copy(demo_root / "grid" / "test" / kind / "000.png", imgs / f"{kind}.png")
+    res = _cli("project", bundle_copy, imgs, "--out", tmp_path / "out", "--json", "--max-iterations", "3")
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    doc = json.loads(res.stdout)
+    assert len(doc["images"]) == 2
+    for s in doc["images"]:
+        assert s["verdict"] == ("NG" if s["score"] > sec["image_threshold"] else "OK")
+
+
+# ------------------------------------------------------------------ FP16 refusal
+
+
+def _refuse_fp16(bundle: Path) -> None:
+    m = load_manifest(bundle)
+    cal = {"pixel_threshold": 0.1, "image_threshold": 0.2,
+           "precision": {"fp32": "reference", "fp16": {"allowed": False, "pixel_auroc_drop": 0.0123}}}
+    write_manifest(m.with_updates(calibration=cal))
+
+
+def test_fp16_refused_before_touching_tensorrt(bundle_copy, monkeypatch):
+    _refuse_fp16(bundle_copy)
+    m = load_manifest(bundle_copy)
+
+    def no_runner(*args, **kwargs):
+        raise AssertionError("the FP16 refusal must come before any backend is created")
+
+    monkeypatch.setattr("edgeproj.runtime.projector.create_runner", no_runner)
+    with pytest.raises(BackendError, match="--force-fp16") as exc:
+        Projector(m, backend="trt", fp16=True)
+    assert "0.0123" in str(exc.value) and "FP32" in str(exc.value)
+    with pytest.raises(BackendError, match="--force-fp16"):
+        Projector.from_bundle(bundle_copy, backend="ort-trt", fp16=True)
+
+    made = []
+    monkeypatch.setattr("edgeproj.runtime.projector.create_runner", lambda name, man, **o: made.append((name, o)) or object())
+    Projector(m, backend="trt", fp16=True, force_fp16=True)  # forced: allowed through
+    Projector(m, backend="trt", fp16=False)  # FP32 is never refused
+    allowed = replace(m, calibration={"precision": {"fp16": {"allowed": True}}})
+    Projector(allowed, backend="trt", fp16=True)
+    assert [n for n, _ in made] == ["trt", "trt", "trt"]
+
+
+def test_fp16_refusal_without_monkeypatch(bundle_copy):
+    """Constructing the real backend: whatever this machine lacks, the FP16 refusal is what is reported."""
+    _refuse_fp16(bundle_copy)
+    with pytest.raises(BackendError) as exc:
+        Projector(load_manifest(bundle_copy), backend="trt", fp16=True)
+    assert "--force-fp16" in str(exc.value) and "FP16" in str(exc.value)
+
+
+def test_fp16_refusal_via_project_cli(bundle_copy, demo_root, tmp_path):
+    _refuse_fp16(bundle_copy)
+    _one_line_error(_cli("project", bundle_copy, demo_root / "grid" / "test" / "good", "--out", tmp_path / "o",
+                         "--backend", "trt", "--fp16"), "FP16", "--force-fp16")
+
+
+def test_force_fp16_option_exists():
+    res = _cli("project", "--help")
+    assert res.exit_code == 0
+    assert "--force-fp16" in res.stdout
+
+
+def test_recalibration_keeps_measured_fp16_verdict(bundle_copy, demo_root):
+    _refuse_fp16(bundle_copy)
+    calibrate_bundle(bundle_copy, normal_images(demo_root / "grid"), CalibrationOptions())
+    fp16 = load_manifest(bundle_copy).calibration["precision"]["fp16"]
+    assert isinstance(fp16, dict) and fp16["allowed"] is False

@@ -1,0 +1,208 @@
+"""Evaluation through the runtime: figures, convergence study, metrics against sklearn, report files, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from edgeproj.errors import ConfigError
+from edgeproj.evaluation.evaluate import EvalOptions, RULES, evaluate_bundle, method_metrics
+from edgeproj.evaluation.report import figure3, write_report
+from edgeproj.evaluation.testset import load_testset
+from edgeproj.evaluation.workflow import parse_variants
+from edgeproj.runtime import Projector, load_manifest
+
+METRICS = ("pixel_auroc", "au_pro", "image_auroc")
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from edgeproj.cli.app import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _one_line_error(res, *needles: str) -> str:
+    assert res.exit_code == 2, (res.exit_code, res.stdout, res.stderr, res.exception)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("edgeproj: error:"), lines[0]
+    assert "Traceback" not in res.output
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def testset(bundles, demo_root):
+    return load_testset(demo_root, "grid", load_manifest(bundles["l2ae"]).preprocess)
+
+
+@pytest.fixture(scope="module")
+def evaluated(bundles, testset):
+    ticks = []
+    with Projector(load_manifest(bundles["l2ae"]), batch=4) as proj:
+        res, maps = evaluate_bundle(proj, testset, EvalOptions(study=True, study_every=5, study_iterations=10),
+                                    tick=ticks.append)
+    return res, maps, ticks
+
+
+def _in01(x: float) -> bool:
+    return isinstance(x, float) and 0.0 <= x <= 1.0
+
+
+def test_evaluate_bundle_figures(evaluated, testset):
+    res, maps, ticks = evaluated
+    assert res["variant"] == "l2ae" and res["category"] == "grid"
+    assert res["images"] == len(testset.images) == 6
+    assert res["defect_images"] == 4 and res["tiles"] == len(testset.tiles)
+    for method in ("baseline", "grad"):
+        assert set(res[method]) == set(METRICS)
+        assert all(_in01(res[method][k]) for k in METRICS), res[method]
+    assert set(res["single_gradient"]) == {"grad_norm", "grad_x_recon_error"}
+    for sg in res["single_gradient"].values():
+        assert all(_in01(sg[k]) for k in METRICS), sg
+    for k in METRICS:
+        b, g = res["baseline"][k], res["grad"][k]
+        assert res["improvement_rate"][k] == pytest.approx((g - b) / b)
+    it = res["iterations"]
+    assert 1 <= it["mean"] <= it["max"] <= res["settings"]["max_iterations"]
+    assert sum(it["stop_reasons"].values()) == res["tiles"]
+    assert res["settings"]["backend"] == "ort-cpu"
+    # Progress ticks: one pass of tiles for the projection, one per update rule for the study.
+    assert sum(ticks) == res["tiles"] * (1 + len(RULES))
+    # The maps returned are the ones scored.
+    assert set(maps) == {"baseline", "grad", "grad_norm", "grad_x_recon_error"}
+    for name, ms in maps.items():
+        assert len(ms) == 6 and all(m.shape == img.shape[:2] for m, img in zip(ms, testset.images))
+    assert method_metrics(testset, maps["grad"]) == res["grad"]
+
+
+def test_evaluate_convergence_and_placement(evaluated):
+    res = evaluated[0]
+    conv = res["convergence"]
+    assert set(conv) == {"standard", "tuned_gradient", "tuned_step"}
+    for rule, c in conv.items():
+        assert c["iterations"] == [0, 5, 10], rule
+        assert len(c["pixel_auroc"]) == 3 and all(_in01(a) for a in c["pixel_auroc"]), c
+        # At iteration 0 the projection is x0 itself: DSSIM(x0, x0) is 0 everywhere, AUROC 0.5.
+        assert c["pixel_auroc"][0] == pytest.approx(0.5)
+    # standard and tuned rules take different paths.
+    assert conv["standard"]["pixel_auroc"][-1] != conv["tuned_step"]["pixel_auroc"][-1]
+    pl = res["placement"]
+    assert pl["final_pixel_auroc"] == {k: v["pixel_auroc"][-1] for k, v in conv.items()}
+    assert pl["better"] == max(("tuned_gradient", "tuned_step"), key=lambda k: pl["final_pixel_auroc"][k])
+    assert pl["manifest_default"] == "tuned_step"
+
+
+def test_evaluate_without_study(bundles, testset):
+    with Projector(load_manifest(bundles["l2ae"])) as proj:
+        res, _ = evaluate_bundle(proj, testset, EvalOptions(study=False))
+    assert "convergence" not in res and "placement" not in res
+    assert all(_in01(res["grad"][k]) for k in METRICS)
+
+
+def test_method_metrics_match_sklearn(evaluated, testset):
+    maps = evaluated[1]
+    labels = np.concatenate([m.ravel() for m in testset.masks])
+    assert 0 < labels.sum() < labels.size
+    rng = np.random.default_rng(0)
+    # Quantized random maps add many ties: ranks must be averaged like sklearn does.
+    quantized = [np.round(rng.random(m.shape) * 8) / 8 for m in maps["grad"]]
+    for ms in (maps["baseline"], maps["grad"], quantized):
+        got = method_metrics(testset, ms)
+        scores = np.concatenate([m.ravel() for m in ms])
+        assert got["pixel_auroc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+        img_scores = [float(m.max()) for m in ms]
+        assert got["image_auroc"] == pytest.approx(roc_auc_score(testset.labels, img_scores), abs=1e-12)
+        assert _in01(got["au_pro"])
+    # A map equal to the ground truth is perfect on every metric.
+    perfect = method_metrics(testset, [m.astype(np.float64) for m in testset.masks])
+    assert perfect["pixel_auroc"] == 1.0 and perfect["au_pro"] == pytest.approx(1.0)
+
+
+def test_write_report_and_figure3(evaluated, testset, tmp_path):
+    res, maps, _ = evaluated
+    figs = figure3(testset, maps, tmp_path, "grid_l2ae")
+    defect = [k for k in testset.kinds if k != "good"]
+    assert len(figs) == len(defect) == 4
+    for p in figs:
+        assert p.name.startswith("fig3_grid_l2ae_") and p.suffix == ".png"
+        img = cv2.imread(str(p))
+        assert img is not None and img.shape == (128 + 20, 4 * (128 + 4), 3)
+    assert len(figure3(testset, maps, tmp_path / "two", "t", limit=2)) == 2
+
+    out = tmp_path / "report"
+    doc = write_report(out, [res], {"grid_l2ae": figs})
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["results"][0]["grad"] == res["grad"]
+    assert on_disk["results"][0]["convergence"] == res["convergence"]
+    assert on_disk["placement"]["default"] in ("tuned_gradient", "tuned_step")
+    assert on_disk["placement"] == json.loads(json.dumps(doc["placement"]))
+    assert on_disk["figures"]["grid_l2ae"] == [str(p) for p in figs]
+    table = (out / "table.md").read_text()
+    assert "| category | L2AE | L2AE-grad |" in table
+    for metric in METRICS:
+        assert f"### {metric}" in table
+        b, g = res["baseline"][metric], res["grad"][metric]
+        cell = f"**{g:.3f}**" if g > b else f"{g:.3f}"
+        assert f"| grid | {b:.3f} | {cell} |" in table
+    assert "single-gradient" in table and "Tuned weight placement" in table
+    conv = out / "convergence.png"
+    assert conv.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and cv2.imread(str(conv)) is not None
+    assert on_disk["figures"]["convergence"] == [str(conv)]
+
+
+def test_evaluate_cli_json(bundles, demo_root, tmp_path):
+    out = tmp_path / "rep"
+    res = _cli("evaluate", bundles["l2ae"], demo_root, "--category", "grid", "--out", out, "--json", "--no-study", "--limit", "6")
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    doc = json.loads(res.stdout)
+    for method in ("baseline", "grad"):
+        assert isinstance(doc[method], dict)
+        assert set(doc[method]) >= set(METRICS)
+        assert all(_in01(doc[method][k]) for k in METRICS)
+    assert doc["images"] == 6 and "convergence" not in doc
+    assert (out / "table.md").is_file() and (out / "roc_grid_l2ae.png").is_file()
+    assert json.loads((out / "results.json").read_text())["results"][0]["grad"] == doc["grad"]
+    assert len(list(out.glob("fig3_grid_l2ae_*.png"))) == 4
+
+
+def test_evaluate_cli_without_defect_images(bundles, demo_root, tmp_path):
+    res = _cli("evaluate", bundles["l2ae"], demo_root, "--category", "grid", "--out", tmp_path / "r2", "--json",
+               "--no-study", "--limit", "2")
+    # AUROC is undefined without defect images: a one-line error naming the cause, never a traceback.
+    assert res.exit_code == 2, (res.exit_code, res.stderr, res.exception)
+    _one_line_error(res, "good and defect")
+
+
+def test_evaluate_cli_errors(bundles, demo_root, tmp_path):
+    b = bundles["l2ae"]
+    _one_line_error(_cli("evaluate", b, "--category", "grid", "--out", tmp_path / "a"), "BUNDLE DATA")
+    _one_line_error(_cli("evaluate", b, demo_root, demo_root, "--category", "grid", "--out", tmp_path / "a"), "BUNDLE DATA")
+    _one_line_error(_cli("evaluate", demo_root, "--variants", "l2ae,wae", "--category", "grid", "--out", tmp_path / "a",
+                         "--json"), "wae")
+    _one_line_error(_cli("evaluate", b, demo_root, "--variants", "l2ae", "--category", "grid", "--out", tmp_path / "a"),
+                    "--variants")
+    _one_line_error(_cli("evaluate", b, demo_root, "--category", "nope", "--out", tmp_path / "a", "--json", "--no-study"),
+                    "'nope'", "grid")
+    # --category left out: click's own usage error, exit 2, no traceback.
+    res = _cli("evaluate", b, demo_root, "--out", tmp_path / "a", "--json")
+    assert res.exit_code == 2 and "--category" in res.stderr and "Traceback" not in res.output
+    assert not (tmp_path / "a").exists()
+
+
+def test_parse_variants():
+    assert parse_variants("all") == ["l2ae", "dsae", "vae", "gvae"]
+    assert parse_variants("l2ae") == ["l2ae"]
+    assert parse_variants(" vae, l2ae ,") == ["vae", "l2ae"]
+    for bad in ("wae", "l2ae,foo", "", ",", "ALL", "L2AE"):
+        with pytest.raises(ConfigError, match="unknown variant"):
+            parse_variants(bad)
+    with pytest.raises(ConfigError, match="'foo'"):
+        parse_variants("l2ae,foo")

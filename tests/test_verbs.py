@@ -1,0 +1,187 @@
+"""The runtime verbs from the command line: project, inpaint, help texts, and bundle errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeproj.data.images import read_image, read_mask, write_png
+from edgeproj.runtime import load_manifest
+
+VERBS = ("data", "train", "export", "project", "inpaint", "calibrate", "evaluate", "bench", "demo")
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from edgeproj.cli.app import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _one_line_error(res, *needles: str) -> str:
+    assert res.exit_code == 2, (res.exit_code, res.stdout, res.stderr, res.exception)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("edgeproj: error:"), lines[0]
+    assert "Traceback" not in res.output
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def grid_images(demo_root, tmp_path):
+    """Three grid test images under distinct names in one folder."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for kind in ("good", "hole", "scratch"):
+        shutil.copy(demo_root / "grid" / "test" / kind / "000.png", folder / f"{kind}.png")
+    return folder
+
+
+# ------------------------------------------------------------------ project
+
+
+def test_project_folder_json(bundles, grid_images, tmp_path):
+    out = tmp_path / "out"
+    res = _cli("project", bundles["l2ae"], grid_images, "--out", out, "--json", "--max-iterations", "3")
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    doc = json.loads(res.stdout)
+    assert doc == json.loads((out / "summary.json").read_text())
+    assert doc["backend"] == "ort-cpu" and doc["providers"] == ["CPUExecutionProvider"]
+    calibrated = load_manifest(bundles["l2ae"]).calibration.get("image_threshold") is not None
+    stems = ["good", "hole", "scratch"]
+    assert [s["source"] for s in doc["images"]] == [str(grid_images / f"{k}.png") for k in stems]
+    for stem, s in zip(stems, doc["images"]):
+        assert isinstance(s["score"], float) and s["score"] > 0
+        assert s["baseline_score"] > 0
+        assert isinstance(s["stop_reasons"], dict) and sum(s["stop_reasons"].values()) == s["tiles"] >= 1
+        assert set(s["stop_reasons"]) <= {"rec_loss_threshold", "converged", "max_iterations", "diverged"}
+        assert 1 <= s["iterations_max"] <= 3
+        assert ("verdict" in s) == calibrated
+        for kind in ("map", "overlay"):
+            png = out / f"{stem}_{kind}.png"
+            assert s[f"{kind}_png"] == str(png)
+            img = cv2.imread(str(png))
+            assert img is not None and img.shape == (128, 128, 3), png
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{k}_{kind}.png" for k in stems for kind in ("map", "overlay")] + ["summary.json"])
+
+
+def test_project_single_files_and_human_output(bundles, grid_images, tmp_path):
+    res = _cli("project", bundles["l2ae"], grid_images / "hole.png", grid_images / "good.png", "--out", tmp_path / "o",
+               "--max-iterations", "2", "--standard", "--map-kind", "squared_error")
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    assert res.stdout.strip() == ""  # without --json, stdout stays clean; the summary goes to stderr
+    assert "hole.png: score" in res.stderr and "good.png: score" in res.stderr
+    doc = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert [s["map_kind"] for s in doc["images"]] == ["squared_error"] * 2
+
+
+def test_project_same_stem_in_two_folders_keeps_both(bundles, demo_root, tmp_path):
+    out = tmp_path / "o"
+    res = _cli("project", bundles["l2ae"], demo_root / "grid" / "test" / "good", demo_root / "grid" / "test" / "hole",
+               "--out", out, "--json", "--max-iterations", "2")
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    doc = json.loads(res.stdout)
+    maps = [s["map_png"] for s in doc["images"]]
+    assert len(doc["images"]) == 3
+    assert len(set(maps)) == len(maps), maps
+
+
+# ------------------------------------------------------------------ inpaint
+
+
+def _mask(demo_root, tmp_path):
+    """The ground-truth hole mask, dilated a little, saved as an 8-bit PNG."""
+    m = read_mask(demo_root / "grid" / "ground_truth" / "hole" / "000_mask.png", (128, 128))
+    m = cv2.dilate(m.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    return write_png(tmp_path / "mask.png", m), m
+
+
+def test_inpaint_known_mask(bundles, demo_root, tmp_path):
+    image = demo_root / "grid" / "test" / "hole" / "000.png"
+    mask_path, m = _mask(demo_root, tmp_path)
+    out = tmp_path / "res" / "repaired.png"
+    res = _cli("inpaint", bundles["l2ae"], image, "--mask", mask_path, "--out", out, "--json", "--max-iterations", "15")
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    doc = json.loads(res.stdout)
+    assert doc["mode"].startswith("known-mask") and doc["out"] == str(out) and doc["mask"] == str(mask_path)
+    assert doc["iterations_max"] <= 15 and "rec_loss_threshold" not in doc["stop_reasons"]  # eq. 7: no L_r stop
+    src, rep = read_image(image), read_image(out)
+    assert rep.shape == src.shape
+    assert np.array_equal(rep[~m], src[~m])  # outside the mask: bit-exact after the 8-bit round trip
+    inside_changed = np.mean(np.abs(rep[m] - src[m]) > 1.5 / 255)
+    assert inside_changed > 0.5, inside_changed
+
+
+def test_inpaint_blind(bundles, demo_root, tmp_path):
+    image = demo_root / "grid" / "test" / "hole" / "000.png"
+    out = tmp_path / "blind.png"
+    res = _cli("inpaint", bundles["l2ae"], image, "--out", out, "--json", "--max-iterations", "5")
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    doc = json.loads(res.stdout)
+    assert doc["mode"].startswith("blind") and doc["mask"] is None
+    assert 1 <= doc["iterations_max"] <= 5
+    src, rep = read_image(image), read_image(out)
+    assert rep.shape == src.shape and not np.array_equal(rep, src)
+
+
+def test_inpaint_errors(bundles, demo_root, tmp_path):
+    image = demo_root / "grid" / "test" / "hole" / "000.png"
+    write_png(tmp_path / "small_mask.png", np.ones((64, 64), bool))
+    _one_line_error(_cli("inpaint", bundles["l2ae"], image, "--mask", tmp_path / "small_mask.png", "--out", tmp_path / "x.png"),
+                    "64x64", "128x128")
+    _one_line_error(_cli("inpaint", bundles["l2ae"], tmp_path / "missing.png", "--out", tmp_path / "x.png"), "does not exist")
+    assert not (tmp_path / "x.png").exists()
+
+
+# ------------------------------------------------------------------ help
+
+
+def test_root_help_lists_every_verb():
+    res = _cli("--help")
+    assert res.exit_code == 0
+    for verb in VERBS:
+        assert any(line.strip(" │|").split(" ")[0] == verb for line in res.stdout.splitlines()), (verb, res.stdout)
+    res = _cli("--version")
+    assert res.exit_code == 0 and res.stdout.startswith("edgeproj ")
+
+
+def test_demo_help_lists_options():
+    res = _cli("demo", "--help")
+    assert res.exit_code == 0, res.output
+    for opt in ("--out", "--variants", "--categories", "--steps", "--lr", "--study-iterations", "--seed", "--json"):
+        assert opt in res.stdout, opt
+
+
+@pytest.mark.parametrize("verb", ["project", "inpaint", "calibrate", "evaluate", "bench"])
+def test_verb_help(verb):
+    res = _cli(verb, "--help")
+    assert res.exit_code == 0, res.output
+    assert "--json" in res.stdout and "Usage: edgeproj " + verb in res.stdout
+
+
+# ------------------------------------------------------------------ bundle errors
+
+
+@pytest.mark.parametrize("graph", ["gradient.onnx", "step.onnx"])
+def test_project_corrupted_graph_is_checksum_error(bundle_copy, grid_images, tmp_path, graph):
+    path = bundle_copy / graph
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit, same size
+    path.write_bytes(bytes(data))
+    line = _one_line_error(_cli("project", bundle_copy, grid_images, "--out", tmp_path / "o"), "checksum", graph)
+    assert "re-copy or re-export" in line
+    assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_project_missing_graph_and_bundle(bundle_copy, grid_images, tmp_path):
+    (bundle_copy / "step.onnx").unlink()
+    _one_line_error(_cli("project", bundle_copy, grid_images, "--out", tmp_path / "o"), "missing")
+    _one_line_error(_cli("project", tmp_path / "nobundle", grid_images, "--out", tmp_path / "o"), "manifest.json")

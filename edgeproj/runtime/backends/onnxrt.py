@@ -192,30 +192,30 @@ class OrtCudaRunner(OrtCpuRunner):
         return _ort().OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr), "cuda", self.device_id)
 
     def load(self, x0, weight, params: StepParams) -> None:
-        ort = _ort()
         x0 = np.ascontiguousarray(x0, np.float32)
         n = x0.shape[0]
-        if getattr(self, "_n", None) not in (None, n) and self.cuda_graph:
-            raise BackendError("a CUDA-graph runner keeps one batch size: create a new runner for another size")
-        self._n = n
         zeros = np.zeros_like(x0)
-        const = {"x0": x0, "weight": np.broadcast_to(weight, x0.shape), **params.feed()}
-        if getattr(self, "_bufs", None) is None:
+        steps0 = np.zeros(n, np.float32)
+        const = {"x0": x0, "weight": np.ascontiguousarray(np.broadcast_to(weight, x0.shape), np.float32), **params.feed()}
+        if getattr(self, "_n", None) != n:
+            if getattr(self, "_n", None) is not None and self.cuda_graph:
+                raise BackendError("a CUDA-graph runner keeps one batch size: create a new runner for another size")
+            # Fixed device buffers: every binding (and every captured CUDA graph) points at these.
             self._const = {k: self._dev(v) for k, v in const.items()}
             self._active = self._dev(np.ones(n, np.float32))
-            self._zero_active = self._dev(np.zeros(n, np.float32))
-            self._bufs = [{s: self._dev(x0 if s == "x" else (np.zeros(n, np.float32) if s == "step" else zeros)) for s in STATE} for _ in range(2)]
-            self._energy = [self._dev(np.zeros(n, np.float32)) for _ in range(self.chunk)]
-            self._rec = [self._dev(np.zeros(n, np.float32)) for _ in range(self.chunk)]
+            self._zero_active = self._dev(steps0)
+            self._bufs = [{s: self._dev(x0 if s == "x" else (steps0 if s == "step" else zeros)) for s in STATE} for _ in range(2)]
+            self._energy = [self._dev(steps0) for _ in range(self.chunk)]
+            self._rec = [self._dev(steps0) for _ in range(self.chunk)]
             self._recon = self._dev(zeros)
             self._bindings = {}
+            self._n = n
         else:
             for k, v in const.items():
-                self._const[k].update_inplace(np.ascontiguousarray(v, np.float32))
+                self._const[k].update_inplace(v)
             for s in STATE:
-                self._bufs[0][s].update_inplace(x0 if s == "x" else (np.zeros(n, np.float32) if s == "step" else zeros))
+                self._bufs[0][s].update_inplace(x0 if s == "x" else (steps0 if s == "step" else zeros))
         self._cur = 0
-        del ort
 
     def _binding(self, parity: int, slot: int, frozen: bool):
         key = (parity, slot, frozen)

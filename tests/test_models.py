@@ -181,9 +181,11 @@ def test_gvae_rec_loss(log_gamma):
         model.log_gamma.fill_(log_gamma)
     x, r = _pair(3, channels=3)
     d = 3 * 128 * 128
-    want = _sq_by_hand(x, r) / (2 * math.exp(log_gamma) ** 2) + d * log_gamma
+    # The energy's L_r leaves out D log gamma (constant in x); the training loss keeps it to learn gamma.
+    want = _sq_by_hand(x, r) / (2 * math.exp(log_gamma) ** 2)
     got = model.rec_loss(x, r).detach().double().numpy()
     np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert d == x[0].numel()
     assert float(model.gamma.detach()) == pytest.approx(math.exp(log_gamma), rel=1e-6)
 
 
@@ -192,7 +194,7 @@ def test_gvae_gamma_is_clamped_below():
     with torch.no_grad():
         model.log_gamma.fill_(-30.0)
     x, r = _pair(4)
-    want = _sq_by_hand(x, r) / (2 * 1e-3**2) + 128 * 128 * LOG_GAMMA_MIN
+    want = _sq_by_hand(x, r) / (2 * 1e-3**2)
     np.testing.assert_allclose(model.rec_loss(x, r).detach().double().numpy(), want, rtol=1e-5)
     assert float(model.gamma.detach()) == pytest.approx(1e-3, rel=1e-5)
 
@@ -356,8 +358,10 @@ def test_stitch_constant_maps():
     out = stitch(maps, origins, pre, (200, 200))
     assert out.shape == (200, 200)
     np.testing.assert_allclose(out, 0.37, rtol=1e-6)
-    # ... also when resized back to a different original size
-    out2 = stitch(maps, origins, pre, (150, 310))
+    # ... also for a non-square image, tiled at its aspect-preserving working size and resized back
+    _, origins2 = to_patches(np.zeros((150, 310, 1), np.float32), pre)
+    maps2 = np.full((len(origins2), 128, 128), 0.37, np.float32)
+    out2 = stitch(maps2, origins2, pre, (150, 310))
     assert out2.shape == (150, 310)
     np.testing.assert_allclose(out2, 0.37, rtol=1e-5)
 
@@ -372,11 +376,15 @@ def test_patches_stitch_round_trip():
 
 def test_to_patches_resizes_first():
     pre = Preprocess(mode="texture", resize=256, stride=128, channels=1)
-    img = np.full((400, 300, 1), 0.25, np.float32)
+    img = np.full((400, 400, 1), 0.25, np.float32)
     patches, origins = to_patches(img, pre)
     assert patches.shape == (4, 1, 128, 128)
     assert origins == [(0, 0), (0, 128), (128, 0), (128, 128)]
     np.testing.assert_allclose(patches, 0.25, rtol=1e-6)
+    # A non-square frame keeps its aspect ratio: 400x300 -> 341x256 (short side 256), tiled 3 x 2.
+    patches, origins = to_patches(np.full((400, 300, 1), 0.25, np.float32), pre)
+    assert patches.shape == (6, 1, 128, 128)
+    assert origins == [(0, 0), (0, 128), (128, 0), (128, 128), (213, 0), (213, 128)]
 
 
 @pytest.mark.parametrize("mode", ["texture", "object"])

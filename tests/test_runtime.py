@@ -158,14 +158,15 @@ def test_tiling_and_stitching_cover_a_large_image(bundle_copy, demo_root):
     m = load_manifest(bundle_copy)
     pre = Preprocess(mode="texture", resize=256, stride=64, channels=1)
     tiles, origins = to_patches(img, pre)
-    assert len(tiles) == 9 and origins[-1] == (128, 128)
+    # 300x200 keeps its aspect ratio: the short side becomes 256, the frame 384x256, tiled 5 x 3.
+    assert len(tiles) == 15 and origins[-1] == (256, 128)
     doc = json.loads((bundle_copy / "manifest.json").read_text())
     doc["preprocess"] = pre.to_dict()
     (bundle_copy / "manifest.json").write_text(json.dumps(doc))
     with Projector.from_bundle(bundle_copy) as p:
         (res,) = p.project([img], max_iterations=2)
-    assert res.map.shape == (300, 200) and len(res.iterations) == 9
-    assert res.projection.shape == (256, 256, 1)
+    assert res.map.shape == (300, 200) and len(res.iterations) == 15
+    assert res.projection.shape == (384, 256, 1)
     assert m.preprocess.resize == 128
 
 
@@ -220,3 +221,65 @@ def test_native_trt_matches_ort_cpu(bundles, tmp_path):
         got = p.project_patches(defect, **kw)
     traj_r, traj_g = np.array(ref.traces), np.array(got.traces)
     assert np.max(np.abs(traj_r - traj_g) / np.abs(traj_r)) < 1e-2
+
+
+def test_sample_below_threshold_at_x0_takes_no_step():
+    x0 = np.zeros((2, 1, 8, 8), np.float32)
+    stop = StopRule(rec_loss_threshold=5.0, energy_rtol=0.0)
+    res = run_projection(FakeRunner(lambda t, i: 100 - t, lambda t, i: [1.0, 50.0][i]), x0, PARAMS, 4, stop)
+    assert res.stop_reasons == ["rec_loss_threshold", "max_iterations"]
+    assert res.iterations.tolist() == [0, 4] and np.allclose(res.projection[0], 0.0)
+
+
+def test_crossing_inside_a_chunk_is_not_missed():
+    # L_r dips below the threshold at the 2nd step of a 5-step chunk, then rises again.
+    x0 = np.zeros((1, 1, 8, 8), np.float32)
+    stop = StopRule(rec_loss_threshold=5.0, energy_rtol=0.0)
+    res = run_projection(FakeRunner(lambda t, i: 100 - t, lambda t, i: 4.0 if t == 1 else 9.0), x0, PARAMS, 20, stop, chunk=5)
+    assert res.stop_reasons == ["rec_loss_threshold"] and res.iterations[0] == 5
+    assert len(res.traces[0]) == 5
+
+
+def test_padding_samples_never_move():
+    x0 = np.zeros((3, 1, 8, 8), np.float32)
+    res = run_projection(FakeRunner(lambda t, i: 100 - t, lambda t, i: 50.0), x0, PARAMS, 3, StopRule(energy_rtol=0.0),
+                         active=np.array([1, 1, 0], np.float32))
+    assert res.stop_reasons == ["max_iterations", "max_iterations", "padding"]
+    assert res.iterations.tolist() == [3, 3, 0] and np.allclose(res.projection[2], 0.0)
+
+
+def test_finished_samples_leave_the_batch_without_changing_the_others(bundle_copy):
+    """ort-cpu runs only active samples; the survivor's trajectory must not depend on who finished."""
+    _, _, (defect, _) = probe_inputs(None, 3, 1, seed=7)
+    defect[0] = 0.5  # a flat patch: far lower L_r than the painted textures
+    with Projector.from_bundle(bundle_copy, threads=1) as p:
+        r0 = p.project_patches(defect, max_iterations=1).rec_loss0
+        survivor = int(np.argmax(r0))
+        thr = float(np.sort(r0)[1]) + 1e-3  # the two lower samples stop at x0, the highest runs on
+        kw = dict(max_iterations=8, energy_rtol=0.0, rec_loss_threshold=thr)
+        alone = p.project_patches(defect[survivor : survivor + 1], **kw)
+        r = p.project_patches(defect, **kw)
+    others = [i for i in range(3) if i != survivor]
+    assert all(r.iterations[i] == 0 for i in others) and r.iterations[survivor] == alone.iterations[0] > 0
+    assert np.array_equal(r.projection[survivor], alone.projection[0])
+    assert r.traces[survivor] == alone.traces[0]
+
+
+def test_gpu_style_runner_gets_padded_batches(bundle_copy, monkeypatch):
+    """Runners with a fixed batch (GPU) see full batches only; results drop the padding."""
+    from edgeproj.runtime.backends.onnxrt import OrtCpuRunner
+
+    seen = []
+
+    class FixedBatch(OrtCpuRunner):
+        chunk = 2
+
+        def load(self, x0, weight, params):
+            seen.append(len(x0))
+            super().load(x0, weight, params)
+
+    monkeypatch.setattr("edgeproj.runtime.projector.create_runner", lambda name, m, **kw: FixedBatch(m))
+    _, _, (defect, _) = probe_inputs(None, 5, 1, seed=8)
+    with Projector.from_bundle(bundle_copy, batch=4) as p:
+        res = p.project_patches(defect, max_iterations=3)
+    assert seen == [4, 4] and len(res.stop_reasons) == 5 and "padding" not in res.stop_reasons

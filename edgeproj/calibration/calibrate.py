@@ -73,9 +73,9 @@ def _rec_losses_at_x0(proj: Projector, images: list[np.ndarray]) -> np.ndarray:
     params = StepParams(p.alpha, p.lam, p.tuned, p.tuned_on_step)
     out = []
     for i in range(0, len(tiles), proj.batch):
-        x0 = np.ascontiguousarray(tiles[i : i + proj.batch])
+        x0, _, _, n = proj.batches(tiles[i : i + proj.batch])
         proj.runner.load(x0, np.ones_like(x0), params)
-        out.append(proj.runner.evaluate()[1])
+        out.append(proj.runner.evaluate()[1][:n])
     return np.concatenate(out)
 
 

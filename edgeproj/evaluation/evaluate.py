@@ -64,18 +64,18 @@ def convergence_study(proj: Projector, ts: TestSet, iterations: int, every: int,
         params = StepParams(m.projection.alpha, m.projection.lam, tuned, on_step)
         per_ckpt: dict[int, list[np.ndarray]] = {c: [] for c in checkpoints}
         for i in range(0, len(ts.tiles), proj.batch):
-            x0 = np.ascontiguousarray(ts.tiles[i : i + proj.batch])
+            x0, _, active, n = proj.batches(ts.tiles[i : i + proj.batch])
             runner.load(x0, np.ones_like(x0), params)
-            active = np.ones(len(x0), np.float32)
+            active = np.ones(len(x0), np.float32) if active is None else active
             done = 0
             for c in checkpoints:
                 while done < c:
                     k = min(c - done, getattr(runner, "chunk", c - done))
                     runner.steps(k, active)
                     done += k
-                per_ckpt[c].append(_tile_dssim(x0, runner.fetch(), m.ssim_window))
+                per_ckpt[c].append(_tile_dssim(x0[:n], runner.fetch()[:n], m.ssim_window))
             if tick:
-                tick(len(x0))
+                tick(n)
         aucs = []
         for c in checkpoints:
             maps = ts.stitch(np.concatenate(per_ckpt[c]))

@@ -21,6 +21,7 @@ class GraphBuilder:
         self.outputs: list = []
         self._names: set[str] = set()
         self._consts: dict[tuple, str] = {}
+        self.scope = ""  # node-name prefix; TensorRT keeps names, so a scope can pin layers to FP32
 
     def _unique(self, hint: str) -> str:
         # Value names carry a prefix so they never collide with graph inputs such as `step` or `lam`.
@@ -62,7 +63,7 @@ class GraphBuilder:
         """Add a node; returns its output name (or a list when n_out > 1)."""
         outs = [self._unique(hint or op_type.lower()) for _ in range(n_out)]
         self.nodes.append(
-            self.onnx.helper.make_node(op_type, inputs, outs, name=f"n{len(self.nodes)}_{op_type}", **attrs)
+            self.onnx.helper.make_node(op_type, inputs, outs, name=f"{self.scope}n{len(self.nodes)}_{op_type}", **attrs)
         )
         return outs[0] if n_out == 1 else outs
 

@@ -27,6 +27,7 @@ import numpy as np
 from edgeproj.export.builder import GraphBuilder
 from edgeproj.export.network import NetworkEmitter
 from edgeproj.models.ssim import C1, C2, gaussian_1d
+from edgeproj.runtime.manifest import ADAM_SCOPE
 
 ADAM_BETA1 = 0.9
 ADAM_BETA2 = 0.999
@@ -34,14 +35,12 @@ ADAM_EPS = 1e-8
 E2_FLOOR = 1e-12
 
 
-def _squared_error_head(b: GraphBuilder, x: str, r: str, scale: float, const: float):
-    """L_r = scale * sum (x - r)^2 + const: returns (rec_loss, grad wrt x directly, grad wrt r)."""
+def _squared_error_head(b: GraphBuilder, x: str, r: str, scale: float):
+    """L_r = scale * sum (x - r)^2: returns (rec_loss, grad wrt x directly, grad wrt r)."""
     d = b.sub(x, r, "diff")
     rec = b.sum_chw(b.mul(d, d), "sqsum")
     if scale != 1.0:
         rec = b.mul(rec, b.const(scale, "scale"))
-    if const != 0.0:
-        rec = b.add(rec, b.const(const, "logdet"))
     g_x = b.mul(d, b.const(2.0 * scale, "two_scale"), "g_direct")
     g_r = b.op("Neg", [g_x], "g_recon")
     return rec, g_x, g_r
@@ -102,12 +101,10 @@ def emit_energy(b: GraphBuilder, net: NetworkEmitter, spec: dict, x: str, x0: st
     if variant == "dsae":
         rec, g_x, g_r = _dssim_head(b, x, recon, spec["channels"], spec["ssim_window"])
     else:
-        scale, const = {"l2ae": (1.0, 0.0), "vae": (0.5, 0.0)}.get(variant, (None, None))
+        scale = {"l2ae": 1.0, "vae": 0.5}.get(variant)
         if variant == "gvae":
-            gamma = spec["gamma"]
-            scale = 1.0 / (2.0 * gamma * gamma)
-            const = spec["channels"] * spec["size"] ** 2 * float(np.log(gamma))
-        rec, g_x, g_r = _squared_error_head(b, x, recon, scale, const)
+            scale = 1.0 / (2.0 * spec["gamma"] ** 2)
+        rec, g_x, g_r = _squared_error_head(b, x, recon, scale)
     g_net = net.backward(b, g_r)
     diff0 = b.sub(x, x0, "diff0")
     l1 = b.sum_chw(b.op("Abs", [diff0]), "l1")
@@ -143,6 +140,8 @@ def build_step_graph(net: NetworkEmitter, spec: dict):
     tuned, on_step, alpha, lam = (b.input(n, [1]) for n in ("tuned", "tuned_on_step", "alpha", "lam"))
     active = b.input("active", ["N"])
     out = emit_energy(b, net, spec, x, x0, lam)
+    # The optimizer tail: eps = 1e-8 and (1 - beta2) g^2 underflow in FP16, so TensorRT pins these to FP32.
+    b.scope = ADAM_SCOPE
 
     one = b.const(1.0, "one")
     err = b.sub(x, out["recon"], "err")
@@ -167,15 +166,16 @@ def build_step_graph(net: NetworkEmitter, spec: dict):
     w_step = b.add(one, b.mul(after, b.sub(e2n, one)), "w_step")
     x_new = b.op("Clip", [b.sub(x, b.mul(delta, w_step)), b.const(0.0, "zero"), one], "x_new")
 
-    act = b.per_sample(active, "act4")
+    act = b.op("Greater", [b.per_sample(active, "act4"), b.const(0.0, "zero")], "act_on")
 
     def keep(new, old, hint):
-        return b.add(old, b.mul(act, b.sub(new, old)), hint)
+        # Where, not old + a * (new - old): exact for finished samples, and a NaN elsewhere cannot leak in.
+        return b.op("Where", [act, new, old], hint)
 
     b.output(keep(x_new, x, "x_keep"), "x_next", img)
     b.output(keep(m_new, m, "m_keep"), "m_next", img)
     b.output(keep(v_new, v, "v_keep"), "v_next", img)
-    b.output(b.add(step, active, "step_keep"), "step_next", ["N"])
+    b.output(b.op("Where", [b.op("Greater", [active, b.const(0.0, "zero")]), t_new, step], "step_keep"), "step_next", ["N"])
     b.output(out["energy"], "energy", ["N"])
     b.output(out["rec_loss"], "rec_loss", ["N"])
     b.output(out["recon"], "recon", img)

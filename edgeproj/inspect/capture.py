@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -33,14 +32,15 @@ class Capture:
     """Runs `source` in a daemon thread; `get()` returns Frames, then END."""
 
     def __init__(self, source: FrameSource, maxsize: int = 4, backoff: tuple[float, float] = (0.5, 8.0),
-                 max_reconnects: int | None = None, sleep: Callable[[float], None] = time.sleep):
+                 max_reconnects: int | None = None, sleep: Callable[[float], object] | None = None):
         self.source = source
         self.queue: queue.Queue = queue.Queue(maxsize=maxsize)
         self.stats = CaptureStats()
         self.backoff = backoff
         self.max_reconnects = max_reconnects
-        self.sleep = sleep
         self._stop = threading.Event()
+        # Backoff waits on the stop event, so a stop signal is not held up by a reconnect delay.
+        self.sleep = sleep or self._stop.wait
         self._thread = threading.Thread(target=self._run, name="edgeproj-capture", daemon=True)
         self._lock = threading.Lock()
 

@@ -118,6 +118,7 @@ class CaptureSource(FrameSource):
         self.spec, self.api, self.live = spec, api, live
         self.name = name or str(spec)
         self.cap = None
+        self._bad_in_row = 0
 
     def open(self) -> None:
         self.close()
@@ -141,7 +142,15 @@ class CaptureSource(FrameSource):
         if not ok or bgr is None:
             if self.live:
                 raise SourceLost(f"{self.name} stopped delivering frames")
+            # A file: end of stream, or an undecodable frame before the end (skip it, counted as corrupt).
+            pos = self.cap.get(cv2.CAP_PROP_POS_FRAMES)
+            total = self.cap.get(cv2.CAP_PROP_FRAME_COUNT)
+            if total > 0 and pos < total - 1 and self._bad_in_row < 8:
+                self._bad_in_row += 1
+                self.cap.set(cv2.CAP_PROP_POS_FRAMES, pos + 1)
+                return self._frame(None, error=f"undecodable frame at {int(pos)}")
             return None
+        self._bad_in_row = 0
         return self._frame(to_model_colors(bgr, self.channels))
 
 

@@ -5,7 +5,9 @@ over pixels (and channels), so lambda * ||x - x0||_1 (also a sum) has the same m
     l2ae:  L_r = sum (x - f(x))^2
     dsae:  L_r = sum over valid 11x11 windows of (1 - SSIM(x, f(x))) / 2
     vae:   L_r = sum (x - f(x))^2 / 2                    (unit decoder variance; constants dropped)
-    gvae:  L_r = sum (x - f(x))^2 / (2 gamma^2) + D log gamma   (learned gamma, Dai & Wipf 2019)
+    gvae:  L_r = sum (x - f(x))^2 / (2 gamma^2)              (learned gamma, Dai & Wipf 2019)
+The gvae training loss adds D log gamma (D = C*H*W), which learns gamma; it is constant in x, so the
+energy leaves it out like the other constants (it would offset E and blur relative stop tests).
 For the VAEs f(x) = D(mu(x)): the unregularized reconstruction term of the ELBO at the posterior mean
 (Matsubara et al.), without the KL term. The decoder ends in a sigmoid: images live in [0, 1].
 """
@@ -109,8 +111,7 @@ class ConvAutoencoder(nn.Module):
             return sq
         if v == "vae":
             return 0.5 * sq
-        log_gamma = self.log_gamma.clamp(min=LOG_GAMMA_MIN)
-        return sq / (2 * torch.exp(2 * log_gamma)) + x[0].numel() * log_gamma
+        return sq / (2 * torch.exp(2 * self.log_gamma.clamp(min=LOG_GAMMA_MIN)))
 
     def training_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Mean training loss over the batch and its parts (for the log)."""
@@ -120,6 +121,8 @@ class ConvAutoencoder(nn.Module):
         mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         rec = self.rec_loss(x, self.decode(z))
+        if self.config.variant == "gvae":
+            rec = rec + x[0].numel() * self.log_gamma.clamp(min=LOG_GAMMA_MIN)  # -log p(x|z) up to 2 pi
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).flatten(1).sum(1)
         loss = (rec + kl).mean()
         parts = {"rec": float(rec.mean().detach()), "kl": float(kl.mean().detach())}

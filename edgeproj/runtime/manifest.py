@@ -1,4 +1,4 @@
-"""The bundle manifest: the only thing the runtime reads besides the graphs (numpy-free, torch-free).
+"""The bundle manifest: the only thing the runtime reads besides the graphs (torch-free, onnx-free).
 
 A bundle directory holds `manifest.json`, `gradient.onnx` and `step.onnx`. Loading checks the schema
 version and every graph's sha256, and names what is wrong.
@@ -17,6 +17,8 @@ from edgeproj.preprocess import Preprocess
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+# Node-name prefix of the step graph's optimizer tail (export writes it, TensorRT pins it to FP32).
+ADAM_SCOPE = "adam/"
 
 
 def sha256_file(path: Path) -> str:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeproj.errors import ConfigError, DataError
-from edgeproj.preprocess import stitch, to_patches
+from edgeproj.errors import BackendError, ConfigError, DataError
+from edgeproj.preprocess import stitch, to_patches, working_size
 from edgeproj.runtime.backends import create_runner
 from edgeproj.runtime.backends.base import StepParams
 from edgeproj.runtime.loop import BatchResult, run_projection
@@ -66,8 +66,6 @@ class Projector:
             raise ConfigError("batch must be >= 1")
         fp16 = manifest.calibration.get("precision", {}).get("fp16")
         if backend_options.get("fp16") and isinstance(fp16, dict) and not fp16.get("allowed", True) and not force_fp16:
-            from edgeproj.errors import BackendError
-
             raise BackendError(f"calibration measured FP16 losing accuracy ({fp16.get('pixel_auroc_drop', 'map mismatch')}); "
                                "run in FP32, or pass --force-fp16")
         self.manifest = manifest
@@ -123,13 +121,31 @@ class Projector:
         if x0.ndim != 4 or x0.shape[1:] != (c, s, s):
             raise DataError(f"patches must be N x {c} x {s} x {s}, got {tuple(x0.shape)}")
         params = StepParams(proj.alpha, proj.lam, proj.tuned, proj.tuned_on_step)
-        chunk = 1 if self.backend == "ort-cpu" else proj.stop.check_every
+        runner_chunk = getattr(self.runner, "chunk", None)  # GPU runners read back every `chunk` steps
+        chunk = 1 if runner_chunk is None else max(1, min(proj.stop.check_every, runner_chunk))
         parts = []
         for i in range(0, len(x0), self.batch):
-            xb = np.ascontiguousarray(x0[i : i + self.batch], np.float32)
-            wb = None if weight is None else weight[i : i + self.batch]
-            parts.append(run_projection(self.runner, xb, params, proj.max_iterations, proj.stop, wb, chunk))
+            wb = None if weight is None else np.broadcast_to(weight[i : i + self.batch], x0[i : i + self.batch].shape)
+            xb, wb, active, n = self.batches(x0[i : i + self.batch], wb)
+            res = run_projection(self.runner, xb, params, proj.max_iterations, proj.stop, wb, chunk, active)
+            parts.append(_slice(res, n) if n < len(xb) else res)
         return _concat(parts)
+
+    def batches(self, xb: np.ndarray, wb: np.ndarray | None = None):
+        """One batch as the runner wants it: (x0, weight, active or None, real sample count).
+
+        GPU runners keep one batch size (fixed device buffers, captured CUDA graphs), so a short last
+        batch is padded with samples that never move instead of reallocating.
+        """
+        xb = np.ascontiguousarray(xb, np.float32)
+        wb = None if wb is None else np.ascontiguousarray(wb, np.float32)
+        n = len(xb)
+        if getattr(self.runner, "chunk", None) is None or n >= self.batch:
+            return xb, wb, None, n
+        pad = self.batch - n
+        xb = np.concatenate([xb, np.repeat(xb[-1:], pad, axis=0)])
+        wb = None if wb is None else np.concatenate([wb, np.repeat(wb[-1:], pad, axis=0)])
+        return xb, wb, np.r_[np.ones(n, np.float32), np.zeros(pad, np.float32)], n
 
     def project(self, images, weights=None, **overrides) -> list[ImageResult]:
         """Project whole images (arrays HxWxC in [0, 1], or paths); maps are resized back to each image."""
@@ -175,17 +191,24 @@ class Projector:
             bmap = stitch(base, orig, pre, hw)
             out.append(ImageResult(
                 map=amap, score=image_score(amap), baseline_map=bmap, baseline_score=image_score(bmap),
-                projection=_stitch_image(res.projection[sl], orig, pre), recon=_stitch_image(res.recon[sl], orig, pre),
+                projection=_stitch_image(res.projection[sl], orig, pre, working_size(hw, pre)),
+                recon=_stitch_image(res.recon[sl], orig, pre, working_size(hw, pre)),
                 iterations=res.iterations[sl].tolist(), stop_reasons=res.stop_reasons[sl], energy_traces=res.traces[sl],
                 map_kind=proj.map_kind, source=src,
             ))
         return out
 
 
-def _stitch_image(patches: np.ndarray, origins, pre) -> np.ndarray:
-    """Tiles (P x C x p x p) back into one HxWxC image in the model frame (mean over overlaps)."""
-    chans = [stitch(patches[:, c], origins, pre, (pre.resize, pre.resize)) for c in range(patches.shape[1])]
+def _stitch_image(patches: np.ndarray, origins, pre, frame_hw: tuple[int, int]) -> np.ndarray:
+    """Tiles (P x C x p x p) back into one HxWxC image in the working frame (mean over overlaps)."""
+    chans = [stitch(patches[:, c], origins, pre, frame_hw) for c in range(patches.shape[1])]
     return np.stack(chans, axis=-1)
+
+
+def _slice(r: BatchResult, n: int) -> BatchResult:
+    """The first n samples of a result (drops padding)."""
+    return BatchResult(r.x0[:n], r.projection[:n], r.recon0[:n], r.recon[:n], r.rec_loss0[:n], r.rec_loss[:n],
+                       r.energy[:n], r.iterations[:n], r.stop_reasons[:n], r.traces[:n])
 
 
 def _concat(parts: list[BatchResult]) -> BatchResult:

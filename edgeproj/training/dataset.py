@@ -9,12 +9,12 @@ import torch
 from torch.utils.data import Dataset
 
 from edgeproj.data.images import read_image
-from edgeproj.preprocess import Preprocess, random_patch, resize_image, to_patches
+from edgeproj.preprocess import Preprocess, prepare, random_patch, to_patches
 
 
 def load_resized(paths: list[Path], pre: Preprocess) -> list[np.ndarray]:
     """Read and resize every training image once (HxWxC float32 at the preprocessing side)."""
-    return [resize_image(read_image(p, channels=pre.channels), pre.resize) for p in paths]
+    return [prepare(read_image(p, channels=pre.channels), pre) for p in paths]
 
 
 class PatchDataset(Dataset):

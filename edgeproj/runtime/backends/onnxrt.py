@@ -15,6 +15,7 @@ from edgeproj.errors import BackendError, require
 from edgeproj.runtime.backends.base import Runner, StepParams
 
 STATE = ("x", "m", "v", "step")
+PER_SAMPLE = ("x", "x0", "m", "v", "step", "weight", "active")
 NEXT = {"x": "x_next", "m": "m_next", "v": "v_next", "step": "step_next"}
 
 
@@ -115,26 +116,37 @@ class OrtCpuRunner(Runner):
 
     def _lane_steps(self, lane, k: int, active: np.ndarray | None):
         sess, feed, sl = lane
-        if active is not None:
-            feed["active"] = np.ascontiguousarray(active[sl], np.float32)
-        es, rs, recon = [], [], None
-        for _ in range(k):
+        n = feed["x"].shape[0]
+        if active is None:  # evaluate: every sample, nothing moves (feed["active"] is all zero)
             out = dict(zip(self._out_names, sess.run(None, feed)))
-            if active is not None:
-                for s in STATE:
-                    feed[s] = out[NEXT[s]]
-            es.append(out["energy"])
-            rs.append(out["rec_loss"])
-            recon = out["recon"]
-        return np.stack(es), np.stack(rs), recon
+            return out["energy"][None], out["rec_loss"][None], out["recon"]
+        # Finished samples cost nothing on the CPU: run the step graph on the active ones only (N is dynamic).
+        idx = np.flatnonzero(active[sl] > 0)
+        es = np.full((k, n), np.nan, np.float32)
+        rs = np.full((k, n), np.nan, np.float32)
+        if idx.size == 0:
+            return es, rs, None
+        full = idx.size == n
+        sub = feed if full else {key: (val[idx] if key in PER_SAMPLE else val) for key, val in feed.items()}
+        sub["active"] = np.ones(idx.size, np.float32)
+        for j in range(k):
+            out = dict(zip(self._out_names, sess.run(None, sub)))
+            for s in STATE:
+                sub[s] = out[NEXT[s]]
+            es[j, idx] = out["energy"]
+            rs[j, idx] = out["rec_loss"]
+        if not full:
+            for s in STATE:
+                feed[s][idx] = sub[s]
+        return es, rs, None
 
     def _map(self, k: int, active: np.ndarray | None):
         if self._pool is None or len(self._lanes) == 1:
             parts = [self._lane_steps(lane, k, active) for lane in self._lanes]
         else:
             parts = list(self._pool.map(lambda lane: self._lane_steps(lane, k, active), self._lanes))
-        return (np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=1),
-                np.concatenate([p[2] for p in parts]))
+        recon = None if parts[0][2] is None else np.concatenate([p[2] for p in parts])
+        return np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=1), recon
 
     def evaluate(self):
         saved = [lane[1]["active"] for lane in self._lanes]
@@ -187,6 +199,13 @@ class OrtCudaRunner(OrtCpuRunner):
         # The gradient graph serves one-off scores: a plain CUDA session without graph capture.
         plain = [("CUDAExecutionProvider", {"device_id": self.device_id, "use_tf32": int(self.use_tf32)})]
         self._sess["gradient"] = make_session(self.manifest.graph_path("gradient"), plain, allow_fallback=self.allow_fallback)
+
+    def deactivate(self) -> None:
+        # Bindings and device buffers belong to the sessions: drop them together.
+        self._bindings = {}
+        self._bufs = self._const = self._energy = self._rec = self._recon = None
+        self._n = None
+        super().deactivate()
 
     def _dev(self, arr: np.ndarray):
         return _ort().OrtValue.ortvalue_from_numpy(np.ascontiguousarray(arr), "cuda", self.device_id)
@@ -268,7 +287,10 @@ class OrtTensorRTRunner(OrtCudaRunner):
     def __init__(self, manifest, device_id: int = 0, fp16: bool = False, cache_dir: Path | None = None, allow_fallback: bool = False, max_batch: int = 16):
         super().__init__(manifest, device_id=device_id, allow_fallback=allow_fallback)
         self.fp16 = fp16
-        self.cache_dir = Path(cache_dir or Path.home() / ".cache" / "edgeproj" / "ort-trt")
+        # ONNX Runtime keys cached engines by graph structure and names, not weights: every export of a
+        # variant looks the same to it. One folder per graph checksum keeps bundles from sharing engines.
+        base = Path(cache_dir or Path.home() / ".cache" / "edgeproj" / "ort-trt")
+        self.cache_dir = base / manifest.graphs["step"].sha256[:16]
         self.max_batch = max_batch
 
     def _providers(self) -> list:
@@ -294,5 +316,8 @@ class OrtTensorRTRunner(OrtCudaRunner):
         return [("TensorrtExecutionProvider", opts), ("CUDAExecutionProvider", {"device_id": self.device_id, "use_tf32": 0})]
 
     def activate(self) -> None:
-        for g in ("step", "gradient"):
-            self._sess[g] = make_session(self.manifest.graph_path(g), self._providers(), allow_fallback=self.allow_fallback)
+        # TF32 rounding grows over 100 steps; the TensorRT provider reads this at engine build.
+        os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
+        self._sess["step"] = make_session(self.manifest.graph_path("step"), self._providers(), allow_fallback=self.allow_fallback)
+        plain = [("CUDAExecutionProvider", {"device_id": self.device_id, "use_tf32": 0})]
+        self._sess["gradient"] = make_session(self.manifest.graph_path("gradient"), plain, allow_fallback=self.allow_fallback)

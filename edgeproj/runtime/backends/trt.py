@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +108,7 @@ def build_engine(onnx_path: Path, sha256: str, cache_dir: Path, max_batch: int, 
     """Serialized engine for the step graph, from the cache or freshly built (and cached, with a timing cache)."""
     trt = _trt()
     gpu = gpu_name()
-    key = {"graph": sha256, "trt": trt.__version__, "gpu": gpu, "precision": "fp16" if fp16 else "fp32",
+    key = {"graph": sha256, "trt": trt.__version__, "gpu": gpu, "precision": "fp16" if fp16 else "fp32", "tf32": False,
            "profile": [1, opt_batch, max_batch]}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -126,11 +127,14 @@ def build_engine(onnx_path: Path, sha256: str, cache_dir: Path, max_batch: int, 
         raise BackendError(f"TensorRT could not parse {onnx_path.name}: {errs}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 30)
+    if hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # TF32 rounding grows over 100 steps: FP32 means FP32
     if fp16:
         if not has_fp16_flag():
             raise BackendError("this TensorRT has no FP16 builder flag (TensorRT 11 is strongly typed): "
                                "FP16 needs an FP16 graph, which edgeproj does not export yet; use FP32")
         config.set_flag(trt.BuilderFlag.FP16)
+        pin_fp32(network, config)
     timing_path = cache_dir / "timing.cache"
     cache = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=True)
@@ -141,11 +145,36 @@ def build_engine(onnx_path: Path, sha256: str, cache_dir: Path, max_batch: int, 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise BackendError("TensorRT failed to build the engine; rerun with a smaller --batch or check the log above")
-    timing_path.write_bytes(bytes(cache.serialize()))
+    _write_atomic(timing_path, bytes(cache.serialize()))
     data = bytes(serialized)
-    engine_path.write_bytes(data)
-    (cache_dir / f"step-{digest}.json").write_text(json.dumps(key, indent=2))
+    _write_atomic(engine_path, data)
+    _write_atomic(cache_dir / f"step-{digest}.json", json.dumps(key, indent=2).encode())
     return data
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def pin_fp32(network, config) -> int:
+    """Keep the optimizer tail (layers named under the export's Adam scope) in FP32 inside an FP16
+    engine: eps = 1e-8 is zero in FP16 and (1 - beta2) g^2 underflows. Returns the layers pinned."""
+    from edgeproj.runtime.manifest import ADAM_SCOPE
+
+    trt = _trt()
+    pinned = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if ADAM_SCOPE in layer.name:
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.float32)
+            pinned += 1
+    if hasattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS"):
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    return pinned
 
 
 class TrtRunner(Runner):
@@ -181,6 +210,9 @@ class TrtRunner(Runner):
         if self._engine is None:
             raise BackendError("TensorRT could not deserialize the cached engine; delete the cache folder and retry")
         self._stream = check(cudart.cudaStreamCreate())
+        # Device time of the steps (CUDA events), beside the host wall time, for benchmarks.
+        self._events = [check(cudart.cudaEventCreate()) for _ in range(2)]
+        self.device_ms = 0.0
         self._contexts: dict = {}
         self._graphs: dict = {}
         self._shapes = shapes
@@ -194,8 +226,11 @@ class TrtRunner(Runner):
         for buf in self._all_buffers():
             buf.free()
         if getattr(self, "_stream", None) is not None:
+            for ev in self._events:
+                cudart.cudaEventDestroy(ev)
             cudart.cudaStreamDestroy(self._stream)
             self._stream = None
+        self._ort_grad = None
         self._engine = None
         self._n = None
 
@@ -285,10 +320,15 @@ class TrtRunner(Runner):
     def steps(self, k, active):
         if k > self.chunk:
             raise BackendError(f"trt reads back every {self.chunk} steps; asked for {k}")
+        cudart = _cudart()
         self._active.upload(np.asarray(active, np.float32), self._stream)
+        check(cudart.cudaEventRecord(self._events[0], self._stream))
         for slot in range(k):
             self._execute(self._cur, slot, False)
             self._cur = 1 - self._cur
+        check(cudart.cudaEventRecord(self._events[1], self._stream))
+        check(cudart.cudaEventSynchronize(self._events[1]))
+        self.device_ms += check(cudart.cudaEventElapsedTime(self._events[0], self._events[1]))
         n = self._n
         return (np.stack([self._energy[i].download((n,), self._stream) for i in range(k)]),
                 np.stack([self._rec[i].download((n,), self._stream) for i in range(k)]))
@@ -298,10 +338,11 @@ class TrtRunner(Runner):
         return self._state[self._cur]["x"].download(shape, self._stream)
 
     def gradient(self, x, x0, lam):
-        # One-off scores (evaluation baselines) do not need an engine of their own: use ONNX Runtime.
+        # One-off scores (evaluation baselines) do not need an engine of their own: ONNX Runtime runs them.
         if self._ort_grad is None:
-            from edgeproj.runtime.backends.onnxrt import OrtCpuRunner
+            from edgeproj.runtime.backends.onnxrt import available_providers, make_session
 
-            self._ort_grad = OrtCpuRunner(self.manifest)
-            self._ort_grad.activate()
-        return self._ort_grad.gradient(x, x0, lam)
+            prov = ["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available_providers() else ["CPUExecutionProvider"]
+            self._ort_grad = make_session(self.manifest.graph_path("gradient"), prov)
+        names = [o.name for o in self._ort_grad.get_outputs()]
+        return dict(zip(names, self._ort_grad.run(None, {"x": x, "x0": x0, "lam": np.array([lam], np.float32)})))

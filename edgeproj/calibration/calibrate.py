@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ class CalibrationOptions:
 
 
 def _hash_list(paths: list[Path]) -> str:
+    """Identifies the image set by file names and sizes (cheap on a device; not a content hash)."""
     h = hashlib.sha256()
     for p in paths:
         h.update(Path(p).name.encode() + b"\0" + str(Path(p).stat().st_size).encode() + b"\0")
@@ -73,7 +74,7 @@ def _rec_losses_at_x0(proj: Projector, images: list[np.ndarray]) -> np.ndarray:
     params = StepParams(p.alpha, p.lam, p.tuned, p.tuned_on_step)
     out = []
     for i in range(0, len(tiles), proj.batch):
-        x0, _, _, n = proj.batches(tiles[i : i + proj.batch])
+        x0, _, _, n = proj.pad_batch(tiles[i : i + proj.batch])
         proj.runner.load(x0, np.ones_like(x0), params)
         out.append(proj.runner.evaluate()[1][:n])
     return np.concatenate(out)
@@ -167,7 +168,3 @@ def _labelled_figures(proj: Projector, ts, stop: float, pixel_thr: float, image_
             "image_false_reject": float(np.mean(img_scores[~ts.labels] > image_thr)) if (~ts.labels).any() else float("nan"),
         },
     }
-
-
-def options_dict(opts: CalibrationOptions) -> dict:
-    return asdict(opts)

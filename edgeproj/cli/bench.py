@@ -16,7 +16,7 @@ def command(
     iterations: Optional[int] = typer.Option(None, help="Iterations per projection (default: the manifest's max)."),
     warmup: int = typer.Option(5, help="Warm-up iterations, excluded."),
     repeats: int = typer.Option(5, help="Timed projections per configuration."),
-    threads: int = typer.Option(0, help="ort-cpu intra-op threads (0: one per core)."),
+    threads: int = typer.Option(0, help="ort-cpu threads: 0 runs one single-threaded lane per CPU core; N uses one N-thread session."),
     torch: bool = typer.Option(True, help="Also time the PyTorch eager autograd loop (if torch is installed)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the full report JSON here."),
     compare: Optional[Path] = typer.Option(None, help="An earlier report JSON: print the ratio against it."),

@@ -21,7 +21,7 @@ def backend_options(backend: str, threads: int, cuda_graph: bool, fp16: bool, al
 
 
 BackendOpt = typer.Option("ort-cpu", "--backend", "-b", help=BACKEND_HELP)
-ThreadsOpt = typer.Option(0, help="ort-cpu intra-op threads (0: one per physical core).")
+ThreadsOpt = typer.Option(0, help="ort-cpu threads: 0 runs one single-threaded lane per CPU core; N uses one session with N threads.")
 CudaGraphOpt = typer.Option(False, "--cuda-graph", help="Capture the step as a CUDA graph (GPU backends).")
 Fp16Opt = typer.Option(False, "--fp16", help="TensorRT FP16 (refused by a calibration that measured a loss, unless forced).")
 ForceFp16Opt = typer.Option(False, "--force-fp16", help="Use FP16 even where calibration measured an accuracy loss.")

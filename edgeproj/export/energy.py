@@ -14,6 +14,8 @@ One step (Adam with beta1 0.9, beta2 0.999, eps 1e-8, bias correction per sample
     d  *= (tuned and tuned_on_step ? e2 / max_sample(e2) : 1)
     x'  = clip(x - d, 0, 1)
 Samples with active = 0 keep x, m, v and step unchanged, so a batch can finish sample by sample.
+`weight` is declared N x C x H x W (static channel count, simpler TensorRT profiles and CUDA graphs);
+a one-channel mask is broadcast to C channels by the runtime before it is bound.
 x is clipped to [0, 1], the range of the training images and of the sigmoid decoder: a projection
 outside it is not an image the autoencoder has seen.
 The tuned weight before Adam (eq. 8 read literally) is largely normalized away by Adam's per-pixel

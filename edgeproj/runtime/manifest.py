@@ -58,7 +58,11 @@ class StopRule:
 
 @dataclass(frozen=True)
 class Projection:
-    """Optimizer settings of the projection loop; alpha and lam are graph inputs, not baked in."""
+    """Optimizer settings of the projection loop.
+
+    alpha, lam, tuned and tuned_on_step are graph inputs, so changing them needs no re-export. beta1,
+    beta2, eps and clip are constants inside the step graph, recorded here for readers and reports.
+    """
 
     alpha: float = 0.05
     lam: float = 0.05

@@ -126,12 +126,12 @@ class Projector:
         parts = []
         for i in range(0, len(x0), self.batch):
             wb = None if weight is None else np.broadcast_to(weight[i : i + self.batch], x0[i : i + self.batch].shape)
-            xb, wb, active, n = self.batches(x0[i : i + self.batch], wb)
+            xb, wb, active, n = self.pad_batch(x0[i : i + self.batch], wb)
             res = run_projection(self.runner, xb, params, proj.max_iterations, proj.stop, wb, chunk, active)
             parts.append(_slice(res, n) if n < len(xb) else res)
         return _concat(parts)
 
-    def batches(self, xb: np.ndarray, wb: np.ndarray | None = None):
+    def pad_batch(self, xb: np.ndarray, wb: np.ndarray | None = None):
         """One batch as the runner wants it: (x0, weight, active or None, real sample count).
 
         GPU runners keep one batch size (fixed device buffers, captured CUDA graphs), so a short last

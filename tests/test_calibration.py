@@ -28,23 +28,8 @@ from edgeproj.runtime import Projector, load_manifest
 from edgeproj.runtime.manifest import MANIFEST, write_manifest
 
 
-def _cli(*args):
-    from typer.testing import CliRunner
+from cli_helpers import one_line_error, run_cli
 
-    from edgeproj.cli.app import app
-
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def _one_line_error(res, *needles: str) -> str:
-    assert res.exit_code == 2, (res.exit_code, res.stdout, res.stderr, res.exception)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("edgeproj: error:"), lines[0]
-    assert "Traceback" not in res.output
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
 
 
 def _raw(bundle: Path) -> dict:
@@ -358,13 +343,13 @@ def test_calibrate_bad_input_raises_clear_errors(bundle_copy, demo_root, tmp_pat
 def test_calibrate_cli_bad_input_exit_2(bundle_copy, demo_root, tmp_path):
     before = (bundle_copy / MANIFEST).read_bytes()
     (tmp_path / "empty").mkdir()
-    _one_line_error(_cli("calibrate", bundle_copy, tmp_path / "empty"), "holds no images")
+    one_line_error(run_cli("calibrate", bundle_copy, tmp_path / "empty"), "holds no images")
     _colour_images(tmp_path / "colour")
-    _one_line_error(_cli("calibrate", bundle_copy, tmp_path / "colour"), "RGB but 1 channel")
+    one_line_error(run_cli("calibrate", bundle_copy, tmp_path / "colour"), "RGB but 1 channel")
     _mixed_sizes(tmp_path / "mixed", demo_root)
-    _one_line_error(_cli("calibrate", bundle_copy, tmp_path / "mixed", "--json"), "zzz_odd.png", "one size")
-    _one_line_error(_cli("calibrate", bundle_copy, tmp_path / "missing"), "does not exist")
-    _one_line_error(_cli("calibrate", bundle_copy, demo_root / "grid", "--labelled", demo_root), "--category")
+    one_line_error(run_cli("calibrate", bundle_copy, tmp_path / "mixed", "--json"), "zzz_odd.png", "one size")
+    one_line_error(run_cli("calibrate", bundle_copy, tmp_path / "missing"), "does not exist")
+    one_line_error(run_cli("calibrate", bundle_copy, demo_root / "grid", "--labelled", demo_root), "--category")
     assert (bundle_copy / MANIFEST).read_bytes() == before
 
 
@@ -372,7 +357,7 @@ def test_calibrate_cli_bad_input_exit_2(bundle_copy, demo_root, tmp_path):
 
 
 def test_calibrate_cli_json_then_project_verdict(bundle_copy, demo_root, tmp_path):
-    res = _cli("calibrate", bundle_copy, demo_root / "grid", "--json", "--image-frr", "0.2",
+    res = run_cli("calibrate", bundle_copy, demo_root / "grid", "--json", "--image-frr", "0.2",
                "--labelled", demo_root, "--category", "grid")
     assert res.exit_code == 0, (res.stderr, res.exception)
     sec = json.loads(res.stdout)
@@ -387,7 +372,7 @@ def test_calibrate_cli_json_then_project_verdict(bundle_copy, demo_root, tmp_pat
     imgs.mkdir()
     for kind in ("good", "hole"):
         shutil.copy(demo_root / "grid" / "test" / kind / "000.png", imgs / f"{kind}.png")
-    res = _cli("project", bundle_copy, imgs, "--out", tmp_path / "out", "--json", "--max-iterations", "3")
+    res = run_cli("project", bundle_copy, imgs, "--out", tmp_path / "out", "--json", "--max-iterations", "3")
     assert res.exit_code == 0, (res.stderr, res.exception)
     doc = json.loads(res.stdout)
     assert len(doc["images"]) == 2
@@ -438,12 +423,12 @@ def test_fp16_refusal_without_monkeypatch(bundle_copy):
 
 def test_fp16_refusal_via_project_cli(bundle_copy, demo_root, tmp_path):
     _refuse_fp16(bundle_copy)
-    _one_line_error(_cli("project", bundle_copy, demo_root / "grid" / "test" / "good", "--out", tmp_path / "o",
+    one_line_error(run_cli("project", bundle_copy, demo_root / "grid" / "test" / "good", "--out", tmp_path / "o",
                          "--backend", "trt", "--fp16"), "FP16", "--force-fp16")
 
 
 def test_force_fp16_option_exists():
-    res = _cli("project", "--help")
+    res = run_cli("project", "--help")
     assert res.exit_code == 0
     assert "--force-fp16" in res.stdout
 

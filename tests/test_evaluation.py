@@ -19,23 +19,8 @@ from edgeproj.runtime import Projector, load_manifest
 METRICS = ("pixel_auroc", "au_pro", "image_auroc")
 
 
-def _cli(*args):
-    from typer.testing import CliRunner
+from cli_helpers import one_line_error, run_cli
 
-    from edgeproj.cli.app import app
-
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def _one_line_error(res, *needles: str) -> str:
-    assert res.exit_code == 2, (res.exit_code, res.stdout, res.stderr, res.exception)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("edgeproj: error:"), lines[0]
-    assert "Traceback" not in res.output
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +146,7 @@ def test_write_report_and_figure3(evaluated, testset, tmp_path):
 
 def test_evaluate_cli_json(bundles, demo_root, tmp_path):
     out = tmp_path / "rep"
-    res = _cli("evaluate", bundles["l2ae"], demo_root, "--category", "grid", "--out", out, "--json", "--no-study", "--limit", "6")
+    res = run_cli("evaluate", bundles["l2ae"], demo_root, "--category", "grid", "--out", out, "--json", "--no-study", "--limit", "6")
     assert res.exit_code == 0, (res.stderr, res.exception)
     doc = json.loads(res.stdout)
     for method in ("baseline", "grad"):
@@ -175,25 +160,25 @@ def test_evaluate_cli_json(bundles, demo_root, tmp_path):
 
 
 def test_evaluate_cli_without_defect_images(bundles, demo_root, tmp_path):
-    res = _cli("evaluate", bundles["l2ae"], demo_root, "--category", "grid", "--out", tmp_path / "r2", "--json",
+    res = run_cli("evaluate", bundles["l2ae"], demo_root, "--category", "grid", "--out", tmp_path / "r2", "--json",
                "--no-study", "--limit", "2")
     # AUROC is undefined without defect images: a one-line error naming the cause, never a traceback.
     assert res.exit_code == 2, (res.exit_code, res.stderr, res.exception)
-    _one_line_error(res, "good and defect")
+    one_line_error(res, "good and defect")
 
 
 def test_evaluate_cli_errors(bundles, demo_root, tmp_path):
     b = bundles["l2ae"]
-    _one_line_error(_cli("evaluate", b, "--category", "grid", "--out", tmp_path / "a"), "BUNDLE DATA")
-    _one_line_error(_cli("evaluate", b, demo_root, demo_root, "--category", "grid", "--out", tmp_path / "a"), "BUNDLE DATA")
-    _one_line_error(_cli("evaluate", demo_root, "--variants", "l2ae,wae", "--category", "grid", "--out", tmp_path / "a",
+    one_line_error(run_cli("evaluate", b, "--category", "grid", "--out", tmp_path / "a"), "BUNDLE DATA")
+    one_line_error(run_cli("evaluate", b, demo_root, demo_root, "--category", "grid", "--out", tmp_path / "a"), "BUNDLE DATA")
+    one_line_error(run_cli("evaluate", demo_root, "--variants", "l2ae,wae", "--category", "grid", "--out", tmp_path / "a",
                          "--json"), "wae")
-    _one_line_error(_cli("evaluate", b, demo_root, "--variants", "l2ae", "--category", "grid", "--out", tmp_path / "a"),
+    one_line_error(run_cli("evaluate", b, demo_root, "--variants", "l2ae", "--category", "grid", "--out", tmp_path / "a"),
                     "--variants")
-    _one_line_error(_cli("evaluate", b, demo_root, "--category", "nope", "--out", tmp_path / "a", "--json", "--no-study"),
+    one_line_error(run_cli("evaluate", b, demo_root, "--category", "nope", "--out", tmp_path / "a", "--json", "--no-study"),
                     "'nope'", "grid")
     # --category left out: click's own usage error, exit 2, no traceback.
-    res = _cli("evaluate", b, demo_root, "--out", tmp_path / "a", "--json")
+    res = run_cli("evaluate", b, demo_root, "--out", tmp_path / "a", "--json")
     assert res.exit_code == 2 and "--category" in res.stderr and "Traceback" not in res.output
     assert not (tmp_path / "a").exists()
 

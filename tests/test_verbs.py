@@ -12,26 +12,11 @@ import pytest
 from edgeproj.data.images import read_image, read_mask, write_png
 from edgeproj.runtime import load_manifest
 
-VERBS = ("data", "train", "export", "project", "inpaint", "calibrate", "evaluate", "bench", "demo")
+VERBS = ("data", "train", "export", "project", "inpaint", "calibrate", "evaluate", "inspect", "bench", "demo")
 
 
-def _cli(*args):
-    from typer.testing import CliRunner
+from cli_helpers import one_line_error, run_cli
 
-    from edgeproj.cli.app import app
-
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def _one_line_error(res, *needles: str) -> str:
-    assert res.exit_code == 2, (res.exit_code, res.stdout, res.stderr, res.exception)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("edgeproj: error:"), lines[0]
-    assert "Traceback" not in res.output
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
-    return lines[0]
 
 
 @pytest.fixture
@@ -49,7 +34,7 @@ def grid_images(demo_root, tmp_path):
 
 def test_project_folder_json(bundles, grid_images, tmp_path):
     out = tmp_path / "out"
-    res = _cli("project", bundles["l2ae"], grid_images, "--out", out, "--json", "--max-iterations", "3")
+    res = run_cli("project", bundles["l2ae"], grid_images, "--out", out, "--json", "--max-iterations", "3")
     assert res.exit_code == 0, (res.stderr, res.exception)
     doc = json.loads(res.stdout)
     assert doc == json.loads((out / "summary.json").read_text())
@@ -74,7 +59,7 @@ def test_project_folder_json(bundles, grid_images, tmp_path):
 
 
 def test_project_single_files_and_human_output(bundles, grid_images, tmp_path):
-    res = _cli("project", bundles["l2ae"], grid_images / "hole.png", grid_images / "good.png", "--out", tmp_path / "o",
+    res = run_cli("project", bundles["l2ae"], grid_images / "hole.png", grid_images / "good.png", "--out", tmp_path / "o",
                "--max-iterations", "2", "--standard", "--map-kind", "squared_error")
     assert res.exit_code == 0, (res.stderr, res.exception)
     assert res.stdout.strip() == ""  # without --json, stdout stays clean; the summary goes to stderr
@@ -85,7 +70,7 @@ def test_project_single_files_and_human_output(bundles, grid_images, tmp_path):
 
 def test_project_same_stem_in_two_folders_keeps_both(bundles, demo_root, tmp_path):
     out = tmp_path / "o"
-    res = _cli("project", bundles["l2ae"], demo_root / "grid" / "test" / "good", demo_root / "grid" / "test" / "hole",
+    res = run_cli("project", bundles["l2ae"], demo_root / "grid" / "test" / "good", demo_root / "grid" / "test" / "hole",
                "--out", out, "--json", "--max-iterations", "2")
     assert res.exit_code == 0, (res.stderr, res.exception)
     doc = json.loads(res.stdout)
@@ -108,7 +93,7 @@ def test_inpaint_known_mask(bundles, demo_root, tmp_path):
     image = demo_root / "grid" / "test" / "hole" / "000.png"
     mask_path, m = _mask(demo_root, tmp_path)
     out = tmp_path / "res" / "repaired.png"
-    res = _cli("inpaint", bundles["l2ae"], image, "--mask", mask_path, "--out", out, "--json", "--max-iterations", "15")
+    res = run_cli("inpaint", bundles["l2ae"], image, "--mask", mask_path, "--out", out, "--json", "--max-iterations", "15")
     assert res.exit_code == 0, (res.stderr, res.exception)
     doc = json.loads(res.stdout)
     assert doc["mode"].startswith("known-mask") and doc["out"] == str(out) and doc["mask"] == str(mask_path)
@@ -123,7 +108,7 @@ def test_inpaint_known_mask(bundles, demo_root, tmp_path):
 def test_inpaint_blind(bundles, demo_root, tmp_path):
     image = demo_root / "grid" / "test" / "hole" / "000.png"
     out = tmp_path / "blind.png"
-    res = _cli("inpaint", bundles["l2ae"], image, "--out", out, "--json", "--max-iterations", "5")
+    res = run_cli("inpaint", bundles["l2ae"], image, "--out", out, "--json", "--max-iterations", "5")
     assert res.exit_code == 0, (res.stderr, res.exception)
     doc = json.loads(res.stdout)
     assert doc["mode"].startswith("blind") and doc["mask"] is None
@@ -135,9 +120,9 @@ def test_inpaint_blind(bundles, demo_root, tmp_path):
 def test_inpaint_errors(bundles, demo_root, tmp_path):
     image = demo_root / "grid" / "test" / "hole" / "000.png"
     write_png(tmp_path / "small_mask.png", np.ones((64, 64), bool))
-    _one_line_error(_cli("inpaint", bundles["l2ae"], image, "--mask", tmp_path / "small_mask.png", "--out", tmp_path / "x.png"),
+    one_line_error(run_cli("inpaint", bundles["l2ae"], image, "--mask", tmp_path / "small_mask.png", "--out", tmp_path / "x.png"),
                     "64x64", "128x128")
-    _one_line_error(_cli("inpaint", bundles["l2ae"], tmp_path / "missing.png", "--out", tmp_path / "x.png"), "does not exist")
+    one_line_error(run_cli("inpaint", bundles["l2ae"], tmp_path / "missing.png", "--out", tmp_path / "x.png"), "does not exist")
     assert not (tmp_path / "x.png").exists()
 
 
@@ -145,16 +130,16 @@ def test_inpaint_errors(bundles, demo_root, tmp_path):
 
 
 def test_root_help_lists_every_verb():
-    res = _cli("--help")
+    res = run_cli("--help")
     assert res.exit_code == 0
     for verb in VERBS:
         assert any(line.strip(" │|").split(" ")[0] == verb for line in res.stdout.splitlines()), (verb, res.stdout)
-    res = _cli("--version")
+    res = run_cli("--version")
     assert res.exit_code == 0 and res.stdout.startswith("edgeproj ")
 
 
 def test_demo_help_lists_options():
-    res = _cli("demo", "--help")
+    res = run_cli("demo", "--help")
     assert res.exit_code == 0, res.output
     for opt in ("--out", "--variants", "--categories", "--steps", "--lr", "--study-iterations", "--seed", "--json"):
         assert opt in res.stdout, opt
@@ -162,7 +147,7 @@ def test_demo_help_lists_options():
 
 @pytest.mark.parametrize("verb", ["project", "inpaint", "calibrate", "evaluate", "bench"])
 def test_verb_help(verb):
-    res = _cli(verb, "--help")
+    res = run_cli(verb, "--help")
     assert res.exit_code == 0, res.output
     assert "--json" in res.stdout and "Usage: edgeproj " + verb in res.stdout
 
@@ -176,12 +161,12 @@ def test_project_corrupted_graph_is_checksum_error(bundle_copy, grid_images, tmp
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01  # one flipped bit, same size
     path.write_bytes(bytes(data))
-    line = _one_line_error(_cli("project", bundle_copy, grid_images, "--out", tmp_path / "o"), "checksum", graph)
+    line = one_line_error(run_cli("project", bundle_copy, grid_images, "--out", tmp_path / "o"), "checksum", graph)
     assert "re-copy or re-export" in line
     assert not (tmp_path / "o" / "summary.json").exists()
 
 
 def test_project_missing_graph_and_bundle(bundle_copy, grid_images, tmp_path):
     (bundle_copy / "step.onnx").unlink()
-    _one_line_error(_cli("project", bundle_copy, grid_images, "--out", tmp_path / "o"), "missing")
-    _one_line_error(_cli("project", tmp_path / "nobundle", grid_images, "--out", tmp_path / "o"), "manifest.json")
+    one_line_error(run_cli("project", bundle_copy, grid_images, "--out", tmp_path / "o"), "missing")
+    one_line_error(run_cli("project", tmp_path / "nobundle", grid_images, "--out", tmp_path / "o"), "manifest.json")

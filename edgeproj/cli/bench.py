@@ -66,6 +66,7 @@ def print_table(report: dict, c) -> None:
         t.add_row(r["backend"], str(r["batch"]), f"{r['step_ms']:.2f}", f"{r['iterations_per_ms']:.3f}", f"{r['images_per_s']:.2f}",
                   f"{lat['p50']:.0f}", f"{lat['p90']:.0f}", f"{lat['p99']:.0f}", f"{r.get('gflops', 0):.0f}",
                   f"{ratio:.2f}" if ratio else "")
+    c.width = max(c.width, 120)  # a log file or pipe reports 80 columns: keep the headers readable
     c.print(t)
     if report.get("reference_conv_gflops"):
         c.print(f"reference: ONNX Runtime's own 3x3 Conv reaches {report['reference_conv_gflops']:.0f} GFLOP/s on this machine")

@@ -13,7 +13,7 @@ import numpy as np
 from edgeproj.metrics import au_pro, roc_auc
 from edgeproj.runtime.backends.base import StepParams
 from edgeproj.runtime.projector import Projector
-from edgeproj.runtime.scoring import dssim_map
+from edgeproj.runtime.scoring import dssim_maps
 from edgeproj.evaluation.testset import TestSet
 
 # The three update rules of the convergence study: (tuned, tuned_on_step).
@@ -40,10 +40,6 @@ def method_metrics(ts: TestSet, maps: list[np.ndarray], fpr_limit: float = 0.3) 
         "au_pro": au_pro(ts.masks, maps, fpr_limit),
         "image_auroc": roc_auc(ts.labels, img_scores),
     }
-
-
-def _tile_dssim(x0: np.ndarray, y: np.ndarray, window: int) -> np.ndarray:
-    return np.stack([dssim_map(a, b, window) for a, b in zip(x0, y)])
 
 
 def convergence_study(proj: Projector, ts: TestSet, iterations: int, every: int,
@@ -73,7 +69,7 @@ def convergence_study(proj: Projector, ts: TestSet, iterations: int, every: int,
                     k = min(c - done, getattr(runner, "chunk", c - done))
                     runner.steps(k, active)
                     done += k
-                per_ckpt[c].append(_tile_dssim(x0[:n], runner.fetch()[:n], m.ssim_window))
+                per_ckpt[c].append(dssim_maps(x0[:n], runner.fetch()[:n], m.ssim_window))
             if tick:
                 tick(n)
         aucs = []
@@ -92,8 +88,8 @@ def evaluate_bundle(proj: Projector, ts: TestSet, opts: EvalOptions, tick: Calla
         tick(len(ts.tiles))
     w = m.ssim_window
     tile_maps = {
-        "baseline": _tile_dssim(res.x0, res.recon0, w),
-        "grad": _tile_dssim(res.x0, res.projection, w),
+        "baseline": dssim_maps(res.x0, res.recon0, w),
+        "grad": dssim_maps(res.x0, res.projection, w),
     }
     div = res.diverged
     tile_maps["grad"][div] = tile_maps["baseline"][div]

@@ -63,7 +63,7 @@ def _training_patches(cfg: dict, limit: int = 64) -> np.ndarray | None:
         return None
 
 
-def export_bundle(run: Path, out: Path, opts: ExportOptions, progress=None) -> dict:
+def export_bundle(run: Path, out: Path, opts: ExportOptions) -> dict:
     """Write the bundle for training run `run` into `out`; returns the manifest dict."""
     import onnx
     import onnxruntime as ort
@@ -84,11 +84,11 @@ def export_bundle(run: Path, out: Path, opts: ExportOptions, progress=None) -> d
     for name, proto in protos.items():
         path = out / GRAPHS[name]
         onnx.save(proto, str(path))
-        graphs[name] = GraphInfo(
+        graphs[name] = asdict(GraphInfo(
             file=GRAPHS[name], sha256=sha256_file(path), bytes=path.stat().st_size,
             inputs=[i.name for i in proto.graph.input], outputs=[o.name for o in proto.graph.output],
             opset=proto.opset_import[0].version,
-        ).__dict__
+        ))
 
     from edgeproj.export.flops import count_flops
 

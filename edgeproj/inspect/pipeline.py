@@ -127,7 +127,7 @@ def inspect(projector: Projector, source: FrameSource, db_path: Path, out_dir: P
             verdict = "NG" if res.score > image_thr else "OK"
             map_path = overlay_path = None
             over = None
-            if verdict == "NG" or opts.save_all or writer is not None or opts.video or opts.show:
+            if verdict == "NG" or opts.save_all or opts.video or opts.show:
                 over = render.overlay(img, res.map, pixel_thr, vmax=vmax)
             if verdict == "NG" or opts.save_all:
                 stem = f"{run_id}_{frame.seq:06d}"

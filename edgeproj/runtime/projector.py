@@ -14,7 +14,7 @@ from edgeproj.runtime.backends import create_runner
 from edgeproj.runtime.backends.base import StepParams
 from edgeproj.runtime.loop import BatchResult, run_projection
 from edgeproj.runtime.manifest import Manifest, Projection, load_manifest
-from edgeproj.runtime.scoring import MAP_KINDS, anomaly_map, dssim_map, image_score
+from edgeproj.runtime.scoring import MAP_KINDS, anomaly_map, dssim_maps, image_score
 
 
 @dataclass
@@ -182,7 +182,7 @@ class Projector:
             start += n
             maps = np.stack([anomaly_map(proj.map_kind, res.x0[j], res.projection[j], res.recon[j], self.manifest.ssim_window)
                              for j in range(sl.start, sl.stop)])
-            base = np.stack([dssim_map(res.x0[j], res.recon0[j], self.manifest.ssim_window) for j in range(sl.start, sl.stop)])
+            base = dssim_maps(res.x0[sl], res.recon0[sl], self.manifest.ssim_window)
             # A diverged tile falls back to the baseline map; the image and the batch go on.
             div = res.diverged[sl]
             maps[div] = base[div]

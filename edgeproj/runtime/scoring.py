@@ -38,6 +38,11 @@ def dssim_map(a: np.ndarray, b: np.ndarray, window: int = 11) -> np.ndarray:
     return (1.0 - ssim_map(a, b, window)) / 2.0
 
 
+def dssim_maps(a: np.ndarray, b: np.ndarray, window: int = 11) -> np.ndarray:
+    """DSSIM maps of two stacks of patches (N x C x H x W): N x H x W."""
+    return np.stack([dssim_map(ai, bi, window) for ai, bi in zip(a, b)])
+
+
 def anomaly_map(kind: str, x0: np.ndarray, projection: np.ndarray, recon: np.ndarray, window: int = 11) -> np.ndarray:
     """One patch's map (H x W) from C x H x W arrays; `kind` is one of MAP_KINDS."""
     if kind == "dssim_projection":

@@ -41,16 +41,13 @@ class Runner(ABC):
 
     def __init__(self, manifest: Manifest):
         self.manifest = manifest
-        self.active = False
 
     def __enter__(self):
         self.activate()
-        self.active = True
         return self
 
     def __exit__(self, *exc):
         self.deactivate()
-        self.active = False
         return False
 
     def activate(self) -> None:

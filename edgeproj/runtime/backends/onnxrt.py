@@ -53,6 +53,12 @@ def make_session(path: Path, providers: list, threads: int = 0, allow_fallback: 
     return sess
 
 
+def run_gradient(sess, x: np.ndarray, x0: np.ndarray, lam: float) -> dict[str, np.ndarray]:
+    """One evaluation of the gradient graph on a session: energy, rec_loss, grad, recon."""
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(None, {"x": x, "x0": x0, "lam": np.array([lam], np.float32)})))
+
+
 class OrtCpuRunner(Runner):
     """ONNX Runtime on the CPU; the state lives in host arrays.
 
@@ -165,9 +171,7 @@ class OrtCpuRunner(Runner):
         return np.concatenate([lane[1]["x"] for lane in self._lanes])
 
     def gradient(self, x, x0, lam):
-        sess = self._sess["gradient"]
-        names = [o.name for o in sess.get_outputs()]
-        return dict(zip(names, sess.run(None, {"x": x, "x0": x0, "lam": np.array([lam], np.float32)})))
+        return run_gradient(self._sess["gradient"], x, x0, lam)
 
 
 class OrtCudaRunner(OrtCpuRunner):

@@ -344,5 +344,6 @@ class TrtRunner(Runner):
 
             prov = ["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available_providers() else ["CPUExecutionProvider"]
             self._ort_grad = make_session(self.manifest.graph_path("gradient"), prov)
-        names = [o.name for o in self._ort_grad.get_outputs()]
-        return dict(zip(names, self._ort_grad.run(None, {"x": x, "x0": x0, "lam": np.array([lam], np.float32)})))
+        from edgeproj.runtime.backends.onnxrt import run_gradient
+
+        return run_gradient(self._ort_grad, x, x0, lam)

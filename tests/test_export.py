@@ -72,6 +72,18 @@ def test_gradient_check_detects_a_wrong_lambda(runs):
     assert np.abs(out - g.numpy()).max() / np.abs(g.numpy()).max() > 1e-2
 
 
+def test_gradient_parity_trips_on_a_perturbed_graph(runs):
+    """Nudging probe points off LeakyReLU kinks must not rescue a wrong graph."""
+    model, grad_graph, _ = _graphs(runs["l2ae"])
+    init = next(i for i in grad_graph.graph.initializer if "_w" in i.name and len(i.dims) == 4)
+    arr = onnx.numpy_helper.to_array(init).copy() * 1.05
+    init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
+    x0, x, _ = probe_inputs(None, 3, 1, seed=2)
+    fig = gradient_parity(_session(grad_graph), model, x0, x, lam=0.05)
+    assert fig["grad_rel_max_err"] > 1e-4, fig
+    assert fig["nudged"] == 3
+
+
 @pytest.mark.parametrize("variant", ["l2ae", "dsae"])
 @pytest.mark.parametrize("tuned,on_step", [(False, False), (True, False), (True, True)])
 def test_step_graph_tracks_torch_adam(runs, variant, tuned, on_step):

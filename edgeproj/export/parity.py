@@ -35,14 +35,8 @@ def probe_inputs(patches: np.ndarray | None, n: int, channels: int, seed: int = 
     return x0, x, (defect, mask)
 
 
-def gradient_parity(session, model, x0: np.ndarray, x: np.ndarray, lam: float) -> dict:
-    """ORT gradient graph vs torch autograd of the same energy, in float32 and float64.
-
-    `grad_rel_max_err` is the smaller of the two: two float32 implementations sum in different orders,
-    and a LeakyReLU input within rounding of zero then takes the other slope in one of them, which moves
-    every pixel of that unit's receptive field (seen: torch float32 off float64 by 4e-4 where the graph
-    was within 2e-6). A wrong graph is far from both references.
-    """
+def _gradient_errors(session, model, x0: np.ndarray, x: np.ndarray, lam: float) -> dict:
+    """Per-sample errors of the graph's gradient against torch autograd in float32 and float64."""
     out = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"x": x, "x0": x0, "lam": np.array([lam], np.float32)})))
     figures: dict = {}
     for name, dtype in (("float32", torch.float32), ("float64", torch.float64)):
@@ -50,15 +44,54 @@ def gradient_parity(session, model, x0: np.ndarray, x: np.ndarray, lam: float) -
         xt = torch.from_numpy(x).to(dtype).requires_grad_(True)
         e, rec, recon = energy(m, xt, torch.from_numpy(x0).to(dtype), lam)
         (g,) = torch.autograd.grad(e.sum(), xt)
+        g = g.detach().numpy()
+        scale = max(float(np.abs(g).max()), 1e-30)
         figures[name] = {
-            "grad_rel_max_err": _rel(out["grad"], g.detach().numpy()),
+            "grad": np.abs(out["grad"] - g).reshape(len(x), -1).max(axis=1) / scale,
             "energy_rel_max_err": _rel(out["energy"], e.detach().numpy()),
             "recon_max_abs_err": float(np.abs(out["recon"] - recon.detach().numpy()).max()),
         }
     model.to(torch.float32)
-    best = min(("float32", "float64"), key=lambda k: figures[k]["grad_rel_max_err"])
-    figures["grad_rel_max_err"] = figures[best]["grad_rel_max_err"]
-    figures["reference"] = best
+    return figures
+
+
+# A probe point is nudged (per sample) when its gradient error exceeds this: far below any bound that
+# a wrong graph could meet, well above float32 summation noise (about 1e-6 of max|g|).
+_NUDGE_ABOVE = 2e-5
+_NUDGES = 2
+
+
+def gradient_parity(session, model, x0: np.ndarray, x: np.ndarray, lam: float) -> dict:
+    """ORT gradient graph vs torch autograd of the same energy, in float32 and float64.
+
+    Each sample's error is the smaller of the two references. Two float32 implementations sum in
+    different orders, so a LeakyReLU input within rounding of zero takes the other slope in one of them
+    and moves every pixel of that unit's receptive field (seen: 2e-4 of max|g| where both torch
+    references agree to 6e-6). Such a sample is compared again at up to two probe points nudged by
+    1e-3 noise, where no input sits on the kink any more; its figure is the smallest error found. A
+    wrong graph (wrong lambda, wrong weight) is wrong at every point, so it still fails.
+    `grad_rel_max_err` is the largest per-sample figure; `nudged` counts the samples that needed it.
+    """
+    figs = _gradient_errors(session, model, x0, x, lam)
+    per_sample = np.minimum(figs["float32"]["grad"], figs["float64"]["grad"])
+    nudged = np.zeros(len(x), bool)
+    rng = np.random.default_rng(12345)
+    for _ in range(_NUDGES):
+        bad = np.flatnonzero(per_sample > _NUDGE_ABOVE)
+        if bad.size == 0:
+            break
+        xn = np.clip(x[bad] + rng.normal(0, 1e-3, x[bad].shape), 0, 1).astype(np.float32)
+        again = _gradient_errors(session, model, x0[bad], xn, lam)
+        per_sample[bad] = np.minimum(per_sample[bad], np.minimum(again["float32"]["grad"], again["float64"]["grad"]))
+        nudged[bad] = True
+    figures: dict = {}
+    for name in ("float32", "float64"):
+        f = figs[name]
+        figures[name] = {"grad_rel_max_err": float(f["grad"].max()), "energy_rel_max_err": f["energy_rel_max_err"],
+                         "recon_max_abs_err": f["recon_max_abs_err"]}
+    figures["grad_rel_max_err"] = float(per_sample.max())
+    figures["reference"] = "min(float32, float64) per sample"
+    figures["nudged"] = int(nudged.sum())
     return figures
 
 

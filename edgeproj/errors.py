@@ -36,6 +36,4 @@ def require(module: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - exercised on bare installs
-        raise DependencyError(
-            f"'{module}' is not installed; install it with: pip install 'edgeproj[{extra}]'"
-        ) from exc
+        raise DependencyError(f"'{module}' is not installed; install it with: pip install 'edgeproj[{extra}]'") from exc

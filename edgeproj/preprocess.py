@@ -59,11 +59,11 @@ class Preprocess:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Preprocess":
+    def from_dict(cls, data: dict) -> Preprocess:
         return cls(**data)
 
     @classmethod
-    def for_category(cls, category: str | None, channels: int, resize: int | None = None, mode: str | None = None) -> "Preprocess":
+    def for_category(cls, category: str | None, channels: int, resize: int | None = None, mode: str | None = None) -> Preprocess:
         """Paper defaults for a category name (MVTec textures vs objects), overridable."""
         mode = mode or ("texture" if (category or "").lower() in MVTEC_TEXTURES + DEMO_TEXTURES else "object")
         if mode == "object":

@@ -27,17 +27,17 @@ python -m pytest -q -m "gpu or tensorrt" tests/test_runtime.py
 python - "$OUT/bundle" <<'PY'
 import sys
 import numpy as np
-from edgeproj.runtime import Projector
-from edgeproj.runtime.backends import available_backends
+from edgeproj.runtime import Projector, load_manifest
+from edgeproj.runtime.backends import available_backends, backend_options
 from edgeproj.runtime.scoring import dssim_map
 from edgeproj.bench.runner import BenchOptions, run_bench
 
 bundle = sys.argv[1]
 rng = np.random.default_rng(0)
 x0 = np.clip(0.5 + 0.15 * rng.standard_normal((8, 1, 128, 128)), 0, 1).astype(np.float32)
-kw = dict(max_iterations=30, rec_loss_threshold=-np.inf, energy_rtol=0.0)
+fixed = load_manifest(bundle).projection.with_overrides(max_iterations=30).without_stop_rules()
 with Projector.from_bundle(bundle) as p:
-    ref = p.project_patches(x0, **kw)
+    ref = p.project_patches(x0, settings=fixed)
 failed = []
 configs = {"ort-cuda": {}, "ort-cuda+graph": {"cuda_graph": True}, "ort-trt": {}, "trt": {}, "trt+graph": {"cuda_graph": True}}
 avail = available_backends()
@@ -47,8 +47,8 @@ for name, opts in configs.items():
         print(f"{name}: not available, skipped")
         continue
     try:
-        with Projector.from_bundle(bundle, backend=backend, **opts) as p:
-            got = p.project_patches(x0, **kw)
+        with Projector.from_bundle(bundle, backend=backend, options=backend_options(backend, **opts)) as p:
+            got = p.project_patches(x0, settings=fixed)
         corr = min(np.corrcoef(dssim_map(x0[i], ref.projection[i]).ravel(), dssim_map(x0[i], got.projection[i]).ravel())[0, 1] for i in range(8))
         traj = np.max(np.abs(np.array(ref.traces) - np.array(got.traces)) / np.abs(np.array(ref.traces)))
         ok = corr > 0.99 and traj < 1e-2

@@ -54,15 +54,21 @@ def demo_root(tmp_path_factory) -> Path:
 
 
 def _train(data: Path, out: Path, variant: str, steps: int = 40) -> Path:
+    from edgeproj.data.mvtec import normal_images
     from edgeproj.models.config import ModelConfig
     from edgeproj.preprocess import Preprocess
     from edgeproj.training.trainer import TrainConfig, train
-    from edgeproj.data.mvtec import normal_images
 
     images = normal_images(data)
     pre = Preprocess(mode="texture", resize=128, stride=64, channels=1)
-    train(images, out, ModelConfig(variant=variant), pre, TrainConfig(steps=steps, batch=4, seed=0, checkpoint_every=20),
-          data_info={"source": str(data), "category": data.name})
+    train(
+        images,
+        out,
+        ModelConfig(variant=variant),
+        pre,
+        TrainConfig(steps=steps, batch=4, seed=0, checkpoint_every=20),
+        data_info={"source": str(data), "category": data.name},
+    )
     return out
 
 
@@ -94,11 +100,12 @@ def runs(demo_root, tmp_path_factory) -> dict[str, Path]:
 def bundles(runs, tmp_path_factory) -> dict[str, Path]:
     """A bundle per variant, exported without the (slow) parity figures."""
     from edgeproj.export.bundle import ExportOptions, export_bundle
+    from edgeproj.runtime.manifest import Projection
 
     base = tmp_path_factory.mktemp("bundles")
 
     def make(v: str) -> Path:
-        export_bundle(runs[v], base / v, ExportOptions(parity=False, max_iterations=30))
+        export_bundle(runs[v], base / v, ExportOptions(projection=Projection(max_iterations=30), parity=False))
         return base / v
 
     return Lazy(make)

@@ -94,16 +94,18 @@ def test_compare_reports(report):
 
 
 def test_run_bench_without_torch_has_no_ratio(bundles):
-    rep = run_bench(bundles["l2ae"], BenchOptions(backends=("ort-cpu",), batches=(1,), iterations=2, warmup=1, repeats=1,
-                                                  torch=False))
+    rep = run_bench(
+        bundles["l2ae"], BenchOptions(backends=("ort-cpu",), batches=(1,), iterations=2, warmup=1, repeats=1, torch=False)
+    )
     assert [r["backend"] for r in rep["results"]] == ["ort-cpu"]
     assert rep["results"][0]["ratio_vs_torch"] is None and rep["results"][0]["iterations_per_ms"] > 0
 
 
 def test_bench_cli_json_and_file(bundles, tmp_path):
     out = tmp_path / "sub" / "bench.json"
-    res = _cli("bench", bundles["l2ae"], "--batches", "1", "--iterations", "2", "--repeats", "1", "--warmup", "1", "--json",
-               "--out", out)
+    res = _cli(
+        "bench", bundles["l2ae"], "--batches", "1", "--iterations", "2", "--repeats", "1", "--warmup", "1", "--json", "--out", out
+    )
     assert res.exit_code == 0, (res.stderr, res.exception)
     doc = json.loads(res.stdout)
     assert json.loads(out.read_text()) == doc
@@ -115,8 +117,24 @@ def test_bench_cli_json_and_file(bundles, tmp_path):
     assert doc["iterations_per_projection"] == 2
 
     # --compare against the file just written: one row per measured configuration.
-    res = _cli("bench", bundles["l2ae"], "--backends", "ort-cpu", "--no-torch", "--batches", "1", "--iterations", "2",
-               "--repeats", "1", "--warmup", "1", "--json", "--compare", out)
+    res = _cli(
+        "bench",
+        bundles["l2ae"],
+        "--backends",
+        "ort-cpu",
+        "--no-torch",
+        "--batches",
+        "1",
+        "--iterations",
+        "2",
+        "--repeats",
+        "1",
+        "--warmup",
+        "1",
+        "--json",
+        "--compare",
+        out,
+    )
     assert res.exit_code == 0, (res.stderr, res.exception)
     cmp = json.loads(res.stdout)["compare"]
     assert cmp["old"] == str(out) and [r["backend"] for r in cmp["rows"]] == ["ort-cpu"]
@@ -173,8 +191,21 @@ def _requirements(cmd: str, args: dict) -> list[str]:
     """Requirement arguments of one pip install command, ARG defaults substituted."""
     tokens = shlex.split(cmd)[2:] if not cmd.startswith("python") else shlex.split(cmd)[4:]
     reqs, skip = [], False
-    with_value = {"--index-url", "-i", "--extra-index-url", "-f", "--find-links", "-r", "--requirement", "-c", "--constraint",
-                  "--target", "-t", "--prefix", "--root"}
+    with_value = {
+        "--index-url",
+        "-i",
+        "--extra-index-url",
+        "-f",
+        "--find-links",
+        "-r",
+        "--requirement",
+        "-c",
+        "--constraint",
+        "--target",
+        "-t",
+        "--prefix",
+        "--root",
+    }
     for t in tokens:
         if skip:
             skip = False
@@ -185,7 +216,7 @@ def _requirements(cmd: str, args: dict) -> list[str]:
         if t.startswith("-"):
             continue
         for k, v in args.items():
-            t = t.replace("${%s}" % k, v).replace("$" + k, v)
+            t = t.replace("${" + k + "}", v).replace("$" + k, v)
         reqs.append(t)
     return reqs
 
@@ -230,8 +261,10 @@ def test_dockerfile_jetson():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("EDGEPROJ_VENV_TEST") != "1",
-                    reason="creates a venv and installs edgeproj[cpu] from PyPI; set EDGEPROJ_VENV_TEST=1 to run")
+@pytest.mark.skipif(
+    os.environ.get("EDGEPROJ_VENV_TEST") != "1",
+    reason="creates a venv and installs edgeproj[cpu] from PyPI; set EDGEPROJ_VENV_TEST=1 to run",
+)
 def test_cpu_install_projects_without_torch(bundles, demo_root, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
@@ -245,8 +278,14 @@ def test_cpu_install_projects_without_torch(bundles, demo_root, tmp_path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
     shutil.copytree(REPO / "edgeproj", src / "edgeproj", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    pip = subprocess.run([str(py), "-m", "pip", "install", "--disable-pip-version-check", f"{src}[cpu]"],
-                         capture_output=True, text=True, timeout=1800, env=env, cwd=tmp_path)
+    pip = subprocess.run(
+        [str(py), "-m", "pip", "install", "--disable-pip-version-check", f"{src}[cpu]"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=env,
+        cwd=tmp_path,
+    )
     assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
 
     no_torch = subprocess.run([str(py), "-c", "import torch"], capture_output=True, text=True, env=env, cwd=tmp_path)
@@ -262,15 +301,37 @@ def test_cpu_install_projects_without_torch(bundles, demo_root, tmp_path):
         "print(json.dumps({'file': edgeproj.__file__, 'score': r.score, 'shape': list(r.map.shape),\n"
         "                  'torch_loaded': 'torch' in sys.modules, 'torch_found': importlib.util.find_spec('torch') is not None}))\n"
     )
-    out = subprocess.run([str(py), "-c", code, str(bundles["l2ae"]), str(image)], capture_output=True, text=True,
-                         timeout=300, env=env, cwd=tmp_path)
+    out = subprocess.run(
+        [str(py), "-c", code, str(bundles["l2ae"]), str(image)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     doc = json.loads(out.stdout.strip().splitlines()[-1])
     assert Path(doc["file"]).resolve().is_relative_to(venv.resolve()), doc["file"]
     assert doc["torch_loaded"] is False and doc["torch_found"] is False
     assert doc["shape"] == [128, 128] and doc["score"] > 0
 
-    cli = subprocess.run([str(bindir / "edgeproj"), "project", str(bundles["l2ae"]), str(image), "--out", str(tmp_path / "o"),
-                          "--json", "--max-iterations", "3"], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    cli = subprocess.run(
+        [
+            str(bindir / "edgeproj"),
+            "project",
+            str(bundles["l2ae"]),
+            str(image),
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+            "--max-iterations",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
     assert cli.returncode == 0, cli.stderr[-3000:]
     assert json.loads(cli.stdout)["images"][0]["score"] > 0

@@ -17,6 +17,7 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
+from cli_helpers import one_line_error, run_cli
 
 from edgeproj.calibration.calibrate import CalibrationOptions, calibrate_bundle
 from edgeproj.calibration.thresholds import best_f1, exceed_rate, quantile_threshold, stop_threshold
@@ -25,11 +26,8 @@ from edgeproj.data.mvtec import normal_images
 from edgeproj.errors import BackendError, ConfigError, DataError, EdgeprojError
 from edgeproj.evaluation.testset import load_testset
 from edgeproj.runtime import Projector, load_manifest
-from edgeproj.runtime.manifest import MANIFEST, write_manifest
-
-
-from cli_helpers import one_line_error, run_cli
-
+from edgeproj.runtime.backends import backend_options
+from edgeproj.runtime.manifest import MANIFEST, Calibration, write_manifest
 
 
 def _raw(bundle: Path) -> dict:
@@ -156,11 +154,11 @@ def test_calibrate_bundle_writes_section(bundle_copy, demo_root, grid_testset):
 
     paths = normal_images(demo_root / "grid")
     opts = CalibrationOptions(pixel_fpr=0.02, image_frr=0.1)
-    section = calibrate_bundle(bundle_copy, paths, opts, labelled=grid_testset)
+    section = calibrate_bundle(bundle_copy, paths, opts, labelled=grid_testset).to_dict()
 
     m = load_manifest(bundle_copy)  # checksums still verify
     after = _raw(bundle_copy)
-    assert json.loads(json.dumps(section)) == after["calibration"] == m.calibration
+    assert json.loads(json.dumps(section)) == after["calibration"] == m.calibration.to_dict()
 
     cal = after["calibration"]
     assert cal["method"]["stop"] == "min" and cal["method"]["backend"] == "ort-cpu"
@@ -210,22 +208,23 @@ def test_calibrate_bundle_writes_section(bundle_copy, demo_root, grid_testset):
 
 def test_calibrate_list_hash_and_determinism(bundle_copy, demo_root):
     paths = normal_images(demo_root / "grid")
-    a = calibrate_bundle(bundle_copy, paths, CalibrationOptions())
-    b = calibrate_bundle(bundle_copy, list(reversed(paths)), CalibrationOptions())
+    a = calibrate_bundle(bundle_copy, paths, CalibrationOptions()).to_dict()
+    b = calibrate_bundle(bundle_copy, list(reversed(paths)), CalibrationOptions()).to_dict()
     assert a["images"]["list_sha256"] == b["images"]["list_sha256"]  # the set of images, not their order
     for k in ("rec_loss_threshold", "pixel_threshold", "image_threshold"):
         assert a[k] == b[k]
-    c = calibrate_bundle(bundle_copy, paths[:3], CalibrationOptions())
+    c = calibrate_bundle(bundle_copy, paths[:3], CalibrationOptions()).to_dict()
     assert c["images"]["list_sha256"] != a["images"]["list_sha256"]
     # Too few images for a hold-out: everything calibrates, no hold-out figures are claimed.
     assert c["images"] == {"calibration": 3, "holdout": 0, "list_sha256": c["images"]["list_sha256"]}
     assert "holdout_pixel_fpr" not in c["measured"]
-    assert load_manifest(bundle_copy).calibration["images"]["calibration"] == 3
+    assert load_manifest(bundle_copy).calibration.images["calibration"] == 3
 
 
 def test_calibrate_stop_quantile(bundle_copy, demo_root):
-    sec = calibrate_bundle(bundle_copy, normal_images(demo_root / "grid"),
-                           CalibrationOptions(stop_rule="quantile", stop_quantile=0.5, holdout=0.0))
+    sec = calibrate_bundle(
+        bundle_copy, normal_images(demo_root / "grid"), CalibrationOptions(stop_rule="quantile", stop_quantile=0.5, holdout=0.0)
+    ).to_dict()
     assert sec["method"]["stop"] == "quantile 0.5"
     assert sec["rec_loss_threshold"] == pytest.approx(sec["rec_loss_at_x0"]["median"])
     assert sec["images"]["holdout"] == 0
@@ -261,8 +260,9 @@ def test_manifest_rewrite_killed_before_rename_keeps_old_manifest(bundle_copy, d
         print("not killed")
         """
     )
-    out = subprocess.run([sys.executable, "-c", code, str(bundle_copy), str(demo_root / "grid")],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(bundle_copy), str(demo_root / "grid")], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == -signal.SIGKILL, (out.returncode, out.stdout, out.stderr[-2000:])
     # The kill came after the new manifest was fully written to its temporary file...
     tmps = list(bundle_copy.glob(f".{MANIFEST}.*.tmp"))
@@ -271,10 +271,10 @@ def test_manifest_rewrite_killed_before_rename_keeps_old_manifest(bundle_copy, d
     # ...and the manifest itself is the previous one, intact, parsing and verifying.
     assert (bundle_copy / MANIFEST).read_bytes() == before
     m = load_manifest(bundle_copy)
-    assert m.calibration == {}
+    assert not m.calibration.calibrated
     # A later calibration succeeds over the leftover temporary file.
     sec = calibrate_bundle(bundle_copy, normal_images(demo_root / "grid"), CalibrationOptions())
-    assert load_manifest(bundle_copy).calibration["pixel_threshold"] == sec["pixel_threshold"]
+    assert load_manifest(bundle_copy).calibration.pixel_threshold == sec.pixel_threshold
 
 
 def test_write_manifest_killed_during_fsync_keeps_old_manifest(bundle_copy):
@@ -283,18 +283,18 @@ def test_write_manifest_killed_during_fsync_keeps_old_manifest(bundle_copy):
         """
         import os, signal, sys
         from pathlib import Path
-        from edgeproj.runtime.manifest import load_manifest, write_manifest
+        from edgeproj.runtime.manifest import Calibration, load_manifest, write_manifest
 
         m = load_manifest(Path(sys.argv[1]))
         os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
-        write_manifest(m.with_updates(calibration={"pixel_threshold": 0.5}))
+        write_manifest(m.with_calibration(Calibration(pixel_threshold=0.5)))
         print("not killed")
         """
     )
     out = subprocess.run([sys.executable, "-c", code, str(bundle_copy)], capture_output=True, text=True, timeout=60)
     assert out.returncode == -signal.SIGKILL, (out.returncode, out.stdout, out.stderr[-2000:])
     assert (bundle_copy / MANIFEST).read_bytes() == before
-    assert load_manifest(bundle_copy).calibration == {}
+    assert not load_manifest(bundle_copy).calibration.calibrated
 
 
 # ------------------------------------------------------------------ bad input
@@ -357,15 +357,25 @@ def test_calibrate_cli_bad_input_exit_2(bundle_copy, demo_root, tmp_path):
 
 
 def test_calibrate_cli_json_then_project_verdict(bundle_copy, demo_root, tmp_path):
-    res = run_cli("calibrate", bundle_copy, demo_root / "grid", "--json", "--image-frr", "0.2",
-               "--labelled", demo_root, "--category", "grid")
+    res = run_cli(
+        "calibrate",
+        bundle_copy,
+        demo_root / "grid",
+        "--json",
+        "--image-frr",
+        "0.2",
+        "--labelled",
+        demo_root,
+        "--category",
+        "grid",
+    )
     assert res.exit_code == 0, (res.stderr, res.exception)
     sec = json.loads(res.stdout)
     assert isinstance(sec["pixel_threshold"], float)
     assert sec["targets"]["image_frr"] == 0.2
     assert "best_f1_pixel" in sec["labelled"]
     m = load_manifest(bundle_copy)
-    assert m.calibration["pixel_threshold"] == sec["pixel_threshold"]
+    assert m.calibration.pixel_threshold == sec["pixel_threshold"]
     assert m.projection.stop.rec_loss_threshold == sec["rec_loss_threshold"]
 
     imgs = tmp_path / "imgs"
@@ -385,9 +395,12 @@ def test_calibrate_cli_json_then_project_verdict(bundle_copy, demo_root, tmp_pat
 
 def _refuse_fp16(bundle: Path) -> None:
     m = load_manifest(bundle)
-    cal = {"pixel_threshold": 0.1, "image_threshold": 0.2,
-           "precision": {"fp32": "reference", "fp16": {"allowed": False, "pixel_auroc_drop": 0.0123}}}
-    write_manifest(m.with_updates(calibration=cal))
+    cal = Calibration(
+        pixel_threshold=0.1,
+        image_threshold=0.2,
+        precision={"fp32": "reference", "fp16": {"allowed": False, "pixel_auroc_drop": 0.0123}},
+    )
+    write_manifest(m.with_calibration(cal))
 
 
 def test_fp16_refused_before_touching_tensorrt(bundle_copy, monkeypatch):
@@ -399,17 +412,17 @@ def test_fp16_refused_before_touching_tensorrt(bundle_copy, monkeypatch):
 
     monkeypatch.setattr("edgeproj.runtime.projector.create_runner", no_runner)
     with pytest.raises(BackendError, match="--force-fp16") as exc:
-        Projector(m, backend="trt", fp16=True)
+        Projector(m, backend="trt", options=backend_options("trt", fp16=True))
     assert "0.0123" in str(exc.value) and "FP32" in str(exc.value)
     with pytest.raises(BackendError, match="--force-fp16"):
-        Projector.from_bundle(bundle_copy, backend="ort-trt", fp16=True)
+        Projector.from_bundle(bundle_copy, backend="ort-trt", options=backend_options("ort-trt", fp16=True))
 
     made = []
-    monkeypatch.setattr("edgeproj.runtime.projector.create_runner", lambda name, man, **o: made.append((name, o)) or object())
-    Projector(m, backend="trt", fp16=True, force_fp16=True)  # forced: allowed through
-    Projector(m, backend="trt", fp16=False)  # FP32 is never refused
-    allowed = replace(m, calibration={"precision": {"fp16": {"allowed": True}}})
-    Projector(allowed, backend="trt", fp16=True)
+    monkeypatch.setattr("edgeproj.runtime.projector.create_runner", lambda name, man, o=None: made.append((name, o)) or object())
+    Projector(m, backend="trt", options=backend_options("trt", fp16=True), force_fp16=True)  # forced: allowed through
+    Projector(m, backend="trt", options=backend_options("trt"))  # FP32 is never refused
+    allowed = replace(m, calibration=Calibration(precision={"fp16": {"allowed": True}}))
+    Projector(allowed, backend="trt", options=backend_options("trt", fp16=True))
     assert [n for n, _ in made] == ["trt", "trt", "trt"]
 
 
@@ -417,14 +430,19 @@ def test_fp16_refusal_without_monkeypatch(bundle_copy):
     """Constructing the real backend: whatever this machine lacks, the FP16 refusal is what is reported."""
     _refuse_fp16(bundle_copy)
     with pytest.raises(BackendError) as exc:
-        Projector(load_manifest(bundle_copy), backend="trt", fp16=True)
+        Projector(load_manifest(bundle_copy), backend="trt", options=backend_options("trt", fp16=True))
     assert "--force-fp16" in str(exc.value) and "FP16" in str(exc.value)
 
 
 def test_fp16_refusal_via_project_cli(bundle_copy, demo_root, tmp_path):
     _refuse_fp16(bundle_copy)
-    one_line_error(run_cli("project", bundle_copy, demo_root / "grid" / "test" / "good", "--out", tmp_path / "o",
-                         "--backend", "trt", "--fp16"), "FP16", "--force-fp16")
+    one_line_error(
+        run_cli(
+            "project", bundle_copy, demo_root / "grid" / "test" / "good", "--out", tmp_path / "o", "--backend", "trt", "--fp16"
+        ),
+        "FP16",
+        "--force-fp16",
+    )
 
 
 def test_force_fp16_option_exists():
@@ -436,5 +454,5 @@ def test_force_fp16_option_exists():
 def test_recalibration_keeps_measured_fp16_verdict(bundle_copy, demo_root):
     _refuse_fp16(bundle_copy)
     calibrate_bundle(bundle_copy, normal_images(demo_root / "grid"), CalibrationOptions())
-    fp16 = load_manifest(bundle_copy).calibration["precision"]["fp16"]
+    fp16 = load_manifest(bundle_copy).calibration.fp16
     assert isinstance(fp16, dict) and fp16["allowed"] is False

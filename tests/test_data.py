@@ -192,7 +192,11 @@ def test_load_category_skips_broken_files(cat_copy):
     res = load_category(cat_copy, "stone", channels=1)
     reasons = {str(s.path.relative_to(c)): s.reason for s in res.skipped}
     assert set(reasons) == {
-        "test/hole/000.png", "test/scratch/000.png", "test/stain/000.png", "test/patch/000.png", "test/good/000.png"
+        "test/hole/000.png",
+        "test/scratch/000.png",
+        "test/stain/000.png",
+        "test/patch/000.png",
+        "test/good/000.png",
     }
     assert "no mask" in reasons["test/hole/000.png"]
     assert "64x64" in reasons["test/scratch/000.png"] and "128x128" in reasons["test/scratch/000.png"]

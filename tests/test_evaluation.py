@@ -7,20 +7,17 @@ import json
 import cv2
 import numpy as np
 import pytest
+from cli_helpers import one_line_error, run_cli
 from sklearn.metrics import roc_auc_score
 
 from edgeproj.errors import ConfigError
-from edgeproj.evaluation.evaluate import EvalOptions, RULES, evaluate_bundle, method_metrics
+from edgeproj.evaluation.evaluate import RULES, EvalOptions, evaluate_bundle, method_metrics
 from edgeproj.evaluation.report import figure3, write_report
 from edgeproj.evaluation.testset import load_testset
-from edgeproj.evaluation.workflow import parse_variants
 from edgeproj.runtime import Projector, load_manifest
+from edgeproj.workstation.bundles import parse_variants
 
 METRICS = ("pixel_auroc", "au_pro", "image_auroc")
-
-
-from cli_helpers import one_line_error, run_cli
-
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +29,7 @@ def testset(bundles, demo_root):
 def evaluated(bundles, testset):
     ticks = []
     with Projector(load_manifest(bundles["l2ae"]), batch=4) as proj:
-        res, maps = evaluate_bundle(proj, testset, EvalOptions(study=True, study_every=5, study_iterations=10),
-                                    tick=ticks.append)
+        res, maps = evaluate_bundle(proj, testset, EvalOptions(study=True, study_every=5, study_iterations=10), tick=ticks.append)
     return res, maps, ticks
 
 
@@ -63,7 +59,7 @@ def test_evaluate_bundle_figures(evaluated, testset):
     assert sum(ticks) == res["tiles"] * (1 + len(RULES))
     # The maps returned are the ones scored.
     assert set(maps) == {"baseline", "grad", "grad_norm", "grad_x_recon_error"}
-    for name, ms in maps.items():
+    for ms in maps.values():
         assert len(ms) == 6 and all(m.shape == img.shape[:2] for m, img in zip(ms, testset.images))
     assert method_metrics(testset, maps["grad"]) == res["grad"]
 
@@ -146,7 +142,9 @@ def test_write_report_and_figure3(evaluated, testset, tmp_path):
 
 def test_evaluate_cli_json(bundles, demo_root, tmp_path):
     out = tmp_path / "rep"
-    res = run_cli("evaluate", bundles["l2ae"], demo_root, "--category", "grid", "--out", out, "--json", "--no-study", "--limit", "6")
+    res = run_cli(
+        "evaluate", bundles["l2ae"], demo_root, "--category", "grid", "--out", out, "--json", "--no-study", "--limit", "6"
+    )
     assert res.exit_code == 0, (res.stderr, res.exception)
     doc = json.loads(res.stdout)
     for method in ("baseline", "grad"):
@@ -160,8 +158,19 @@ def test_evaluate_cli_json(bundles, demo_root, tmp_path):
 
 
 def test_evaluate_cli_without_defect_images(bundles, demo_root, tmp_path):
-    res = run_cli("evaluate", bundles["l2ae"], demo_root, "--category", "grid", "--out", tmp_path / "r2", "--json",
-               "--no-study", "--limit", "2")
+    res = run_cli(
+        "evaluate",
+        bundles["l2ae"],
+        demo_root,
+        "--category",
+        "grid",
+        "--out",
+        tmp_path / "r2",
+        "--json",
+        "--no-study",
+        "--limit",
+        "2",
+    )
     # AUROC is undefined without defect images: a one-line error naming the cause, never a traceback.
     assert res.exit_code == 2, (res.exit_code, res.stderr, res.exception)
     one_line_error(res, "good and defect")
@@ -171,12 +180,15 @@ def test_evaluate_cli_errors(bundles, demo_root, tmp_path):
     b = bundles["l2ae"]
     one_line_error(run_cli("evaluate", b, "--category", "grid", "--out", tmp_path / "a"), "BUNDLE DATA")
     one_line_error(run_cli("evaluate", b, demo_root, demo_root, "--category", "grid", "--out", tmp_path / "a"), "BUNDLE DATA")
-    one_line_error(run_cli("evaluate", demo_root, "--variants", "l2ae,wae", "--category", "grid", "--out", tmp_path / "a",
-                         "--json"), "wae")
-    one_line_error(run_cli("evaluate", b, demo_root, "--variants", "l2ae", "--category", "grid", "--out", tmp_path / "a"),
-                    "--variants")
-    one_line_error(run_cli("evaluate", b, demo_root, "--category", "nope", "--out", tmp_path / "a", "--json", "--no-study"),
-                    "'nope'", "grid")
+    one_line_error(
+        run_cli("evaluate", demo_root, "--variants", "l2ae,wae", "--category", "grid", "--out", tmp_path / "a", "--json"), "wae"
+    )
+    one_line_error(
+        run_cli("evaluate", b, demo_root, "--variants", "l2ae", "--category", "grid", "--out", tmp_path / "a"), "--variants"
+    )
+    one_line_error(
+        run_cli("evaluate", b, demo_root, "--category", "nope", "--out", tmp_path / "a", "--json", "--no-study"), "'nope'", "grid"
+    )
     # --category left out: click's own usage error, exit 2, no traceback.
     res = run_cli("evaluate", b, demo_root, "--out", tmp_path / "a", "--json")
     assert res.exit_code == 2 and "--category" in res.stderr and "Traceback" not in res.output

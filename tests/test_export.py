@@ -9,6 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import VARIANTS
 
 from edgeproj.errors import BundleError, CheckpointError
 from edgeproj.export.bundle import ExportOptions, export_bundle, model_spec
@@ -18,13 +19,34 @@ from edgeproj.export.parity import gradient_parity, probe_inputs, trajectory_par
 from edgeproj.runtime.manifest import load_manifest
 from edgeproj.training.run import load_run
 
-from conftest import VARIANTS
-
 # Ops that TensorRT 10.3 and 11 parse; no training ops, no control flow, no sequences.
 ALLOWED_OPS = {
-    "Conv", "ConvTranspose", "LeakyRelu", "Sigmoid", "Where", "Greater", "Mul", "Add", "Sub", "Div", "Neg", "Abs",
-    "Sign", "Sqrt", "Pow", "Clip", "ReduceSum", "ReduceMax", "MatMul", "Flatten", "Reshape", "Unsqueeze", "Concat",
-    "Split", "DepthToSpace", "Identity",
+    "Conv",
+    "ConvTranspose",
+    "LeakyRelu",
+    "Sigmoid",
+    "Where",
+    "Greater",
+    "Mul",
+    "Add",
+    "Sub",
+    "Div",
+    "Neg",
+    "Abs",
+    "Sign",
+    "Sqrt",
+    "Pow",
+    "Clip",
+    "ReduceSum",
+    "ReduceMax",
+    "MatMul",
+    "Flatten",
+    "Reshape",
+    "Unsqueeze",
+    "Concat",
+    "Split",
+    "DepthToSpace",
+    "Identity",
 }
 
 
@@ -64,7 +86,7 @@ def test_gradient_check_detects_a_wrong_lambda(runs):
     x0, x, _ = probe_inputs(None, 2, 1)
     # The graph gets lam 0.05, the reference 0.5: the check must trip.
     out = sess.run(["grad"], {"x": x, "x0": x0, "lam": np.array([0.05], np.float32)})[0]
-    from edgeproj.models.projection import energy
+    from edgeproj.models.torch_reference import energy
 
     xt = torch.from_numpy(x).requires_grad_(True)
     e, _, _ = energy(model, xt, torch.from_numpy(x0), 0.5)
@@ -128,22 +150,23 @@ def test_graph_io_names(runs):
     _, g, s = _graphs(runs["l2ae"])
     assert [i.name for i in g.graph.input] == ["x", "x0", "lam"]
     assert [o.name for o in g.graph.output] == ["energy", "rec_loss", "grad", "recon"]
-    assert {"x", "x0", "m", "v", "step", "weight", "tuned", "tuned_on_step", "alpha", "lam", "active"} == {i.name for i in s.graph.input}
+    assert {"x", "x0", "m", "v", "step", "weight", "tuned", "tuned_on_step", "alpha", "lam", "active"} == {
+        i.name for i in s.graph.input
+    }
     assert [o.name for o in s.graph.output] == ["x_next", "m_next", "v_next", "step_next", "energy", "rec_loss", "recon"]
 
 
 def test_export_writes_bundle_with_parity(runs, tmp_path):
     out = tmp_path / "b"
-    manifest = export_bundle(runs["dsae"], out, ExportOptions(parity_steps=10))
+    manifest = export_bundle(runs["dsae"], out, ExportOptions(parity_steps=10)).to_dict()
     m = load_manifest(out)
     assert m.variant == "dsae" and m.channels == 1 and m.size == 128
     assert set(m.graphs) == {"gradient", "step"}
     assert m.projection.stop.rec_loss_threshold == pytest.approx(manifest["training"]["rec_loss_stats"]["min"])
     assert m.parity["gradient"]["batch7"]["grad_rel_max_err"] < 1e-4
-    assert m.calibration == {}
+    assert not m.calibration.calibrated and manifest["calibration"] == {}
     # Round trip: what the runtime parses writes back to the same document.
-    assert m.to_dict()["graphs"] == manifest["graphs"]
-    assert m.to_dict()["projection"]["alpha"] == manifest["projection"]["alpha"]
+    assert json.loads(json.dumps(m.to_dict())) == json.loads((out / "manifest.json").read_text())
 
 
 def test_changed_byte_fails_loading(bundle_copy):

@@ -17,10 +17,10 @@ import pytest
 from edgeproj.calibration.calibrate import CalibrationOptions, calibrate_bundle
 from edgeproj.data.mvtec import load_category
 from edgeproj.errors import ConfigError
-from edgeproj.inspect.capture import Capture
-from edgeproj.inspect.pipeline import InspectOptions, inspect
-from edgeproj.inspect.sources import FrameSource, SourceLost, open_source
-from edgeproj.inspect.store import read_rows
+from edgeproj.line.capture import Capture
+from edgeproj.line.pipeline import InspectOptions, inspect
+from edgeproj.line.sources import FrameSource, SourceLost, open_source
+from edgeproj.line.store import read_rows
 from edgeproj.runtime import Projector
 
 
@@ -142,8 +142,20 @@ def test_kill_9_loses_no_reported_row(calibrated, demo_root, tmp_path):
     for i in range(30):
         shutil.copy(paths[i % len(paths)], folder / f"{i:03d}.png")
     db = tmp_path / "r.sqlite"
-    cmd = [sys.executable, "-m", "edgeproj", "inspect", str(calibrated), "--source", str(folder), "--out", str(tmp_path / "o"),
-           "--db", str(db), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgeproj",
+        "inspect",
+        str(calibrated),
+        "--source",
+        str(folder),
+        "--out",
+        str(tmp_path / "o"),
+        "--db",
+        str(db),
+        "--json",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     reported = []
     for line in proc.stdout:
@@ -165,7 +177,18 @@ def test_sigterm_finishes_the_frame_and_exits_0(calibrated, demo_root, tmp_path)
     paths, _ = _frames(demo_root)
     for i in range(20):
         shutil.copy(paths[i % len(paths)], folder / f"{i:03d}.png")
-    cmd = [sys.executable, "-m", "edgeproj", "inspect", str(calibrated), "--source", str(folder), "--out", str(tmp_path / "o"), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgeproj",
+        "inspect",
+        str(calibrated),
+        "--source",
+        str(folder),
+        "--out",
+        str(tmp_path / "o"),
+        "--json",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []
     for line in proc.stdout:
@@ -185,8 +208,9 @@ def test_cli_inspect_folder_and_bad_source(calibrated, demo_root, tmp_path):
 
     from edgeproj.cli.app import app
 
-    res = CliRunner().invoke(app, ["inspect", str(calibrated), "--source", str(demo_root / "grid" / "test" / "hole"),
-                                   "--out", str(tmp_path), "--json"])
+    res = CliRunner().invoke(
+        app, ["inspect", str(calibrated), "--source", str(demo_root / "grid" / "test" / "hole"), "--out", str(tmp_path), "--json"]
+    )
     assert res.exit_code == 0, res.output
     lines = [json.loads(x) for x in res.stdout.strip().splitlines()]
     assert lines[-1]["summary"] and lines[-1]["processed"] == len(lines) - 1

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from edgeproj.errors import CheckpointError, ConfigError
-from edgeproj.models.autoencoder import LOG_GAMMA_MIN, build_model
+from edgeproj.models.autoencoder import build_model
 from edgeproj.models.config import ModelConfig
 from edgeproj.models.ssim import dssim_sum
 from edgeproj.preprocess import Preprocess, random_patch, stitch, tile_origins, to_patches
@@ -319,7 +319,9 @@ def test_model_config_unknown_keys():
 # ---------------------------------------------------------------------------------------- preprocessing
 
 
-@pytest.mark.parametrize("side, patch, stride", [(512, 128, 64), (200, 128, 64), (300, 128, 128), (128, 128, 64), (100, 128, 64), (129, 128, 1)])
+@pytest.mark.parametrize(
+    "side, patch, stride", [(512, 128, 64), (200, 128, 64), (300, 128, 128), (128, 128, 64), (100, 128, 64), (129, 128, 1)]
+)
 def test_tile_origins_cover_and_last_is_flush(side, patch, stride):
     o = tile_origins(side, patch, stride)
     assert o[0] == 0

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +50,10 @@ def test_help_and_version_import_nothing_heavy():
 
 
 def test_errors_are_one_line_with_exit_code_2(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "edgeproj", "project", str(tmp_path / "nobundle"), str(tmp_path), "--out", str(tmp_path / "o")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "edgeproj", "project", str(tmp_path / "nobundle"), str(tmp_path), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 2
     assert out.stderr.strip().startswith("edgeproj: error:") and len(out.stderr.strip().splitlines()) == 1

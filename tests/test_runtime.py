@@ -6,24 +6,25 @@ import json
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from conftest import VARIANTS
 
 from edgeproj.errors import BackendError, ConfigError
 from edgeproj.export.parity import probe_inputs
 from edgeproj.metrics import roc_auc
-from edgeproj.models.projection import torch_project
+from edgeproj.models.torch_reference import torch_project
 from edgeproj.preprocess import Preprocess, to_patches
 from edgeproj.runtime import Projector, load_manifest
-from edgeproj.runtime.backends.base import Runner, StepParams
+from edgeproj.runtime.backends import backend_options
+from edgeproj.runtime.backends.base import Runner
 from edgeproj.runtime.loop import run_projection
-from edgeproj.runtime.manifest import StopRule
+from edgeproj.runtime.manifest import Projection, StopRule
 from edgeproj.runtime.scoring import dssim_map
 from edgeproj.training.run import load_run
-
-from conftest import VARIANTS
 
 BLOCK_TORCH = textwrap.dedent(
     """
@@ -43,11 +44,9 @@ def test_runtime_runs_without_torch_or_onnx(bundles, demo_root):
         f"""
         import json
         import edgeproj.runtime
-        import edgeproj.runtime.backends.onnxrt, edgeproj.runtime.scoring, edgeproj.runtime.render
-        import edgeproj.calibration
         from edgeproj.runtime import Projector
-        with Projector.from_bundle({str(bundles['l2ae'])!r}) as p:
-            (r,) = p.project([{str(image)!r}], max_iterations=5)
+        with Projector.from_bundle({str(bundles["l2ae"])!r}) as p:
+            (r,) = p.project([{str(image)!r}], settings=p.settings(max_iterations=5))
         bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx')]
         print(json.dumps({{'score': r.score, 'iters': r.iterations, 'bad': bad}}))
         """
@@ -58,6 +57,38 @@ def test_runtime_runs_without_torch_or_onnx(bundles, demo_root):
     assert doc["bad"] == [] and doc["score"] > 0
 
 
+def test_device_packages_import_without_torch_or_onnx():
+    """Every submodule of the packages a device installs imports with torch and onnx blocked."""
+    code = BLOCK_TORCH + textwrap.dedent(
+        """
+        import importlib, json, pkgutil
+        import edgeproj.calibration, edgeproj.line, edgeproj.runtime
+        names = ["edgeproj.contract", "edgeproj.overlays", "edgeproj.progress"]
+        for pkg in (edgeproj.runtime, edgeproj.calibration, edgeproj.line):
+            names += [m.name for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".")]
+        for name in names:
+            importlib.import_module(name)
+        bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx')]
+        print(json.dumps({'modules': names, 'bad': bad}))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    assert doc["bad"] == []
+    # The walk really covered the backends, the calibration and the line modules.
+    for name in (
+        "edgeproj.runtime.backends.ort_cpu",
+        "edgeproj.runtime.backends.trt",
+        "edgeproj.runtime.loop",
+        "edgeproj.calibration.calibrate",
+        "edgeproj.calibration.precision",
+        "edgeproj.line.pipeline",
+        "edgeproj.line.store",
+    ):
+        assert name in doc["modules"], name
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("tuned", [False, True])
 def test_runtime_tracks_torch_reference(bundles, runs, variant, tuned):
@@ -66,7 +97,7 @@ def test_runtime_tracks_torch_reference(bundles, runs, variant, tuned):
     steps = 30
     _, _, (defect, mask) = probe_inputs(None, 2, 1, seed=5)
     with Projector.from_bundle(bundles[variant]) as p:
-        res = p.project_patches(defect, tuned=tuned, max_iterations=steps, rec_loss_threshold=-np.inf, energy_rtol=0.0)
+        res = p.project_patches(defect, settings=p.settings(tuned=tuned, max_iterations=steps).without_stop_rules())
     assert (res.iterations == steps).all()
     xt, et, _ = torch_project(model, torch.from_numpy(defect), 0.05, 0.05, steps, tuned=tuned, tuned_on_step=True)
     et = et.numpy()
@@ -85,17 +116,19 @@ class FakeRunner(Runner):
 
     name = "fake"
 
-    def __init__(self, energy_fn, rec_fn):
-        self.energy_fn, self.rec_fn = energy_fn, rec_fn
+    def __init__(self, energy_fn, rec_fn, chunk=None):
+        self.energy_fn, self.rec_fn, self.chunk = energy_fn, rec_fn, chunk
 
     def load(self, x0, weight, params):
         self.x = x0.copy()
         self.t = np.zeros(len(x0), int)
 
     def evaluate(self):
-        n = len(self.x)
-        return np.array([self.energy_fn(t, i) for i, t in enumerate(self.t)], np.float32), \
-            np.array([self.rec_fn(t, i) for i, t in enumerate(self.t)], np.float32), self.x.copy()
+        return (
+            np.array([self.energy_fn(t, i) for i, t in enumerate(self.t)], np.float32),
+            np.array([self.rec_fn(t, i) for i, t in enumerate(self.t)], np.float32),
+            self.x.copy(),
+        )
 
     def steps(self, k, active):
         es, rs = [], []
@@ -114,7 +147,8 @@ class FakeRunner(Runner):
         raise NotImplementedError
 
 
-PARAMS = StepParams(0.05, 0.05, True, True)
+def settings(max_iterations, stop):
+    return Projection(max_iterations=max_iterations, stop=stop)
 
 
 def test_stop_rules_each_fire_and_finished_samples_stay_put():
@@ -123,7 +157,7 @@ def test_stop_rules_each_fire_and_finished_samples_stay_put():
     energy = lambda t, i: {0: 100 - t, 1: 100 - min(t, 4), 2: 100 - 2 * t, 3: np.nan if t >= 2 else 50}[i]  # noqa: E731
     rec = lambda t, i: {0: 8 - t, 1: 50, 2: 50 - 0.1 * t, 3: 20}[i]  # noqa: E731
     stop = StopRule(rec_loss_threshold=5.0, energy_rtol=1e-3, window=3)
-    res = run_projection(FakeRunner(energy, rec), x0, PARAMS, 20, stop)
+    res = run_projection(FakeRunner(energy, rec), x0, settings(20, stop))
     assert res.stop_reasons == ["rec_loss_threshold", "converged", "max_iterations", "diverged"]
     assert res.iterations[0] == 5 and res.iterations[2] == 20
     assert res.iterations[1] == 8
@@ -136,7 +170,9 @@ def test_stop_rules_each_fire_and_finished_samples_stay_put():
 def test_stop_rule_checked_every_k_steps():
     x0 = np.zeros((1, 1, 8, 8), np.float32)
     stop = StopRule(rec_loss_threshold=5.0, energy_rtol=0.0)
-    res = run_projection(FakeRunner(lambda t, i: 100 - t, lambda t, i: 8 - t), x0, PARAMS, 20, stop, chunk=5)
+    res = run_projection(
+        FakeRunner(lambda t, i: 100 - t, lambda t, i: 8 - t, chunk=5), x0, settings(20, replace(stop, check_every=5))
+    )
     # Below threshold at the 4th step; read back after the 5th.
     assert res.stop_reasons == ["rec_loss_threshold"] and res.iterations[0] == 5
 
@@ -146,7 +182,7 @@ def test_nan_guard_in_the_real_runtime(bundle_copy):
     x0 = np.full((3, 1, 128, 128), 0.5, np.float32)
     x0[1, 0, 5, 5] = np.nan
     with Projector.from_bundle(bundle_copy) as p:
-        res = p.project_patches(x0, max_iterations=3)
+        res = p.project_patches(x0, settings=p.settings(max_iterations=3))
     assert res.stop_reasons[1] == "diverged"
     assert res.stop_reasons[0] != "diverged" and res.stop_reasons[2] != "diverged"
     assert np.isfinite(res.projection[0]).all()
@@ -164,7 +200,7 @@ def test_tiling_and_stitching_cover_a_large_image(bundle_copy, demo_root):
     doc["preprocess"] = pre.to_dict()
     (bundle_copy / "manifest.json").write_text(json.dumps(doc))
     with Projector.from_bundle(bundle_copy) as p:
-        (res,) = p.project([img], max_iterations=2)
+        (res,) = p.project([img], settings=p.settings(max_iterations=2))
     assert res.map.shape == (300, 200) and len(res.iterations) == 15
     assert res.projection.shape == (384, 256, 1)
     assert m.preprocess.resize == 128
@@ -184,13 +220,16 @@ def test_unknown_backend_and_map_kind(bundle_copy):
     with pytest.raises(BackendError, match="unknown backend"):
         Projector.from_bundle(bundle_copy, backend="tpu")
     with Projector.from_bundle(bundle_copy) as p, pytest.raises(ConfigError, match="map kind"):
-        p.project_patches(np.zeros((1, 1, 128, 128), np.float32), map_kind="l1")
+        p.settings(map_kind="l1")
 
 
 def test_map_kinds_differ_and_are_recorded(bundle_copy, demo_root):
     image = sorted((demo_root / "grid" / "test" / "scratch").glob("*.png"))[0]
     with Projector.from_bundle(bundle_copy) as p:
-        maps = {k: p.project([image], map_kind=k, max_iterations=5)[0] for k in ("dssim_projection", "dssim_recon", "squared_error")}
+        maps = {
+            k: p.project([image], settings=p.settings(map_kind=k, max_iterations=5))[0]
+            for k in ("dssim_projection", "dssim_recon", "squared_error")
+        }
     assert {r.map_kind for r in maps.values()} == set(maps)
     assert not np.allclose(maps["dssim_projection"].map, maps["squared_error"].map)
 
@@ -198,12 +237,14 @@ def test_map_kinds_differ_and_are_recorded(bundle_copy, demo_root):
 @pytest.mark.gpu
 def test_ort_cuda_matches_ort_cpu(bundles):
     _, _, (defect, _) = probe_inputs(None, 4, 1, seed=2)
-    kw = dict(max_iterations=20, rec_loss_threshold=-np.inf, energy_rtol=0.0)
+    fixed = load_manifest(bundles["l2ae"]).projection.with_overrides(max_iterations=20).without_stop_rules()
     with Projector.from_bundle(bundles["l2ae"]) as p:
-        ref = p.project_patches(defect, **kw)
+        ref = p.project_patches(defect, settings=fixed)
     for graph in (False, True):
-        with Projector.from_bundle(bundles["l2ae"], backend="ort-cuda", cuda_graph=graph) as p:
-            got = p.project_patches(defect, **kw)
+        with Projector.from_bundle(
+            bundles["l2ae"], backend="ort-cuda", options=backend_options("ort-cuda", cuda_graph=graph)
+        ) as p:
+            got = p.project_patches(defect, settings=fixed)
         traj_r, traj_g = np.array(ref.traces), np.array(got.traces)
         assert np.max(np.abs(traj_r - traj_g) / np.abs(traj_r)) < 1e-2
         for i in range(4):
@@ -214,11 +255,11 @@ def test_ort_cuda_matches_ort_cpu(bundles):
 @pytest.mark.tensorrt
 def test_native_trt_matches_ort_cpu(bundles, tmp_path):
     _, _, (defect, _) = probe_inputs(None, 4, 1, seed=2)
-    kw = dict(max_iterations=20, rec_loss_threshold=-np.inf, energy_rtol=0.0)
+    fixed = load_manifest(bundles["l2ae"]).projection.with_overrides(max_iterations=20).without_stop_rules()
     with Projector.from_bundle(bundles["l2ae"]) as p:
-        ref = p.project_patches(defect, **kw)
-    with Projector.from_bundle(bundles["l2ae"], backend="trt", cache_dir=tmp_path) as p:
-        got = p.project_patches(defect, **kw)
+        ref = p.project_patches(defect, settings=fixed)
+    with Projector.from_bundle(bundles["l2ae"], backend="trt", options=backend_options("trt", cache_dir=tmp_path)) as p:
+        got = p.project_patches(defect, settings=fixed)
     traj_r, traj_g = np.array(ref.traces), np.array(got.traces)
     assert np.max(np.abs(traj_r - traj_g) / np.abs(traj_r)) < 1e-2
 
@@ -226,7 +267,7 @@ def test_native_trt_matches_ort_cpu(bundles, tmp_path):
 def test_sample_below_threshold_at_x0_takes_no_step():
     x0 = np.zeros((2, 1, 8, 8), np.float32)
     stop = StopRule(rec_loss_threshold=5.0, energy_rtol=0.0)
-    res = run_projection(FakeRunner(lambda t, i: 100 - t, lambda t, i: [1.0, 50.0][i]), x0, PARAMS, 4, stop)
+    res = run_projection(FakeRunner(lambda t, i: 100 - t, lambda t, i: [1.0, 50.0][i]), x0, settings(4, stop))
     assert res.stop_reasons == ["rec_loss_threshold", "max_iterations"]
     assert res.iterations.tolist() == [0, 4] and np.allclose(res.projection[0], 0.0)
 
@@ -235,15 +276,23 @@ def test_crossing_inside_a_chunk_is_not_missed():
     # L_r dips below the threshold at the 2nd step of a 5-step chunk, then rises again.
     x0 = np.zeros((1, 1, 8, 8), np.float32)
     stop = StopRule(rec_loss_threshold=5.0, energy_rtol=0.0)
-    res = run_projection(FakeRunner(lambda t, i: 100 - t, lambda t, i: 4.0 if t == 1 else 9.0), x0, PARAMS, 20, stop, chunk=5)
+    res = run_projection(
+        FakeRunner(lambda t, i: 100 - t, lambda t, i: 4.0 if t == 1 else 9.0, chunk=5),
+        x0,
+        settings(20, replace(stop, check_every=5)),
+    )
     assert res.stop_reasons == ["rec_loss_threshold"] and res.iterations[0] == 5
     assert len(res.traces[0]) == 5
 
 
 def test_padding_samples_never_move():
     x0 = np.zeros((3, 1, 8, 8), np.float32)
-    res = run_projection(FakeRunner(lambda t, i: 100 - t, lambda t, i: 50.0), x0, PARAMS, 3, StopRule(energy_rtol=0.0),
-                         active=np.array([1, 1, 0], np.float32))
+    res = run_projection(
+        FakeRunner(lambda t, i: 100 - t, lambda t, i: 50.0),
+        x0,
+        settings(3, StopRule(energy_rtol=0.0)),
+        active=np.array([1, 1, 0], np.float32),
+    )
     assert res.stop_reasons == ["max_iterations", "max_iterations", "padding"]
     assert res.iterations.tolist() == [3, 3, 0] and np.allclose(res.projection[2], 0.0)
 
@@ -252,13 +301,13 @@ def test_finished_samples_leave_the_batch_without_changing_the_others(bundle_cop
     """ort-cpu runs only active samples; the survivor's trajectory must not depend on who finished."""
     _, _, (defect, _) = probe_inputs(None, 3, 1, seed=7)
     defect[0] = 0.5  # a flat patch: far lower L_r than the painted textures
-    with Projector.from_bundle(bundle_copy, threads=1) as p:
-        r0 = p.project_patches(defect, max_iterations=1).rec_loss0
+    with Projector.from_bundle(bundle_copy, options=backend_options("ort-cpu", threads=1)) as p:
+        r0 = p.rec_losses(defect)
         survivor = int(np.argmax(r0))
         thr = float(np.sort(r0)[1]) + 1e-3  # the two lower samples stop at x0, the highest runs on
-        kw = dict(max_iterations=8, energy_rtol=0.0, rec_loss_threshold=thr)
-        alone = p.project_patches(defect[survivor : survivor + 1], **kw)
-        r = p.project_patches(defect, **kw)
+        kw = p.settings(max_iterations=8, energy_rtol=0.0, rec_loss_threshold=thr)
+        alone = p.project_patches(defect[survivor : survivor + 1], settings=kw)
+        r = p.project_patches(defect, settings=kw)
     others = [i for i in range(3) if i != survivor]
     assert all(r.iterations[i] == 0 for i in others) and r.iterations[survivor] == alone.iterations[0] > 0
     assert np.array_equal(r.projection[survivor], alone.projection[0])
@@ -267,19 +316,68 @@ def test_finished_samples_leave_the_batch_without_changing_the_others(bundle_cop
 
 def test_gpu_style_runner_gets_padded_batches(bundle_copy, monkeypatch):
     """Runners with a fixed batch (GPU) see full batches only; results drop the padding."""
-    from edgeproj.runtime.backends.onnxrt import OrtCpuRunner
+    from edgeproj.runtime.backends.ort_cpu import OrtCpuRunner
 
     seen = []
 
     class FixedBatch(OrtCpuRunner):
         chunk = 2
+        fixed_batch = True
 
         def load(self, x0, weight, params):
             seen.append(len(x0))
             super().load(x0, weight, params)
 
-    monkeypatch.setattr("edgeproj.runtime.projector.create_runner", lambda name, m, **kw: FixedBatch(m))
+    monkeypatch.setattr("edgeproj.runtime.projector.create_runner", lambda name, m, options=None: FixedBatch(m))
     _, _, (defect, _) = probe_inputs(None, 5, 1, seed=8)
     with Projector.from_bundle(bundle_copy, batch=4) as p:
-        res = p.project_patches(defect, max_iterations=3)
+        res = p.project_patches(defect, settings=p.settings(max_iterations=3))
     assert seen == [4, 4] and len(res.stop_reasons) == 5 and "padding" not in res.stop_reasons
+
+
+def test_manifest_graph_names_are_checked_against_the_contract(bundle_copy):
+    from edgeproj.errors import BundleError
+
+    doc = json.loads((bundle_copy / "manifest.json").read_text())
+    doc["graphs"]["step"]["inputs"].remove("active")
+    (bundle_copy / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match=r"step graph .*missing inputs \['active'\]"):
+        load_manifest(bundle_copy)
+
+
+def test_real_graph_io_is_checked_when_a_session_opens(bundle_copy):
+    """A graph whose real input names differ from the contract is refused by name, before any run."""
+    import onnx
+
+    from edgeproj.errors import BundleError
+    from edgeproj.runtime.manifest import sha256_file
+
+    path = bundle_copy / "step.onnx"
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        node.input[:] = ["lr" if i == "alpha" else i for i in node.input]
+    next(i for i in model.graph.input if i.name == "alpha").name = "lr"
+    onnx.save(model, str(path))
+    doc = json.loads((bundle_copy / "manifest.json").read_text())
+    doc["graphs"]["step"]["sha256"] = sha256_file(path)
+    doc["graphs"]["step"]["bytes"] = path.stat().st_size
+    (bundle_copy / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match=r"missing inputs \['alpha'\].*unexpected inputs \['lr'\]"):
+        with Projector.from_bundle(bundle_copy):
+            pass
+
+
+def test_backend_options_are_one_object_per_backend():
+    from edgeproj.runtime.backends import BACKENDS, backend, backend_options
+
+    assert BACKENDS == ("ort-cpu", "ort-cuda", "ort-trt", "trt")
+    assert backend_options("ort-cpu", threads=2, cuda_graph=False).threads == 2
+    assert backend_options("trt", cuda_graph=True, fp16=True, allow_fallback=False).fp16 is True
+    with pytest.raises(ConfigError, match="has no option cuda_graph"):
+        backend_options("ort-cpu", cuda_graph=True)
+    with pytest.raises(ConfigError, match="does not capture CUDA graphs"):
+        backend_options("ort-trt", cuda_graph=True)
+    assert backend("ort-cpu").unavailable_reason() is None
+    for name in BACKENDS:  # a probe answers None or a reason; it never raises
+        reason = backend(name).unavailable_reason()
+        assert reason is None or (isinstance(reason, str) and reason)

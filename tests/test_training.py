@@ -70,8 +70,25 @@ def _check_stats(stats: dict, count: int) -> None:
 @pytest.fixture(scope="module")
 def cli_run(grid, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    args = ["train", str(grid), "--out", str(out), "--steps", "10", "--batch", "2", "--mode", "texture",
-            "--resize", "128", "--device", "cpu", "--checkpoint-every", "5", "--json"]
+    args = [
+        "train",
+        str(grid),
+        "--out",
+        str(out),
+        "--steps",
+        "10",
+        "--batch",
+        "2",
+        "--mode",
+        "texture",
+        "--resize",
+        "128",
+        "--device",
+        "cpu",
+        "--checkpoint-every",
+        "5",
+        "--json",
+    ]
     result = CliRunner().invoke(app, args)
     return out, result
 
@@ -143,8 +160,14 @@ def curves(images, pre, tmp_path_factory) -> dict:
     out = {}
     for v in VARIANTS:
         rec: list[tuple[int, float]] = []
-        res = train(images, base / v, ModelConfig(variant=v, channels=pre.channels), pre,
-                    TrainConfig(steps=60, batch=4, seed=0, device="cpu"), on_step=lambda s, l: rec.append((s, l)))
+        res = train(
+            images,
+            base / v,
+            ModelConfig(variant=v, channels=pre.channels),
+            pre,
+            TrainConfig(steps=60, batch=4, seed=0, device="cpu"),
+            on_step=lambda s, loss: rec.append((s, loss)),
+        )
         out[v] = (res, rec)
     return out
 
@@ -153,7 +176,7 @@ def curves(images, pre, tmp_path_factory) -> dict:
 def test_loss_falls(curves, variant):
     res, rec = curves[variant]
     steps = [s for s, _ in rec]
-    losses = np.array([l for _, l in rec])
+    losses = np.array([loss for _, loss in rec])
     assert steps == list(range(1, 61))
     assert np.isfinite(losses).all()
     assert res.steps == 60 and res.resumed_from == 0
@@ -183,8 +206,13 @@ def test_load_run_each_variant(curves, images, pre, variant):
 
 
 def _short(images, pre, out: Path, seed: int = 0, variant: str = "vae", steps: int = 3, **kw):
-    return train(images, out, ModelConfig(variant=variant, channels=pre.channels), pre,
-                 TrainConfig(steps=steps, batch=2, seed=seed, device="cpu", **kw))
+    return train(
+        images,
+        out,
+        ModelConfig(variant=variant, channels=pre.channels),
+        pre,
+        TrainConfig(steps=steps, batch=2, seed=seed, device="cpu", **kw),
+    )
 
 
 def test_same_seed_same_weights(images, pre, tmp_path):
@@ -293,9 +321,30 @@ def test_ddp_two_processes_cpu(grid, tmp_path):
     script = tmp_path / "edgeproj_main.py"
     script.write_text("from edgeproj.cli.app import main\n\nmain()\n")
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-           "train", str(grid), "--out", str(out), "--steps", "6", "--batch", "2", "--device", "cpu",
-           "--mode", "texture", "--resize", "128", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        "train",
+        str(grid),
+        "--out",
+        str(out),
+        "--steps",
+        "6",
+        "--batch",
+        "2",
+        "--device",
+        "cpu",
+        "--mode",
+        "texture",
+        "--resize",
+        "128",
+        "--json",
+    ]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -338,4 +387,5 @@ def test_resume_equals_uninterrupted(images, pre, tmp_path, variant):
     a, b = _weights(tmp_path / "resumed"), _weights(tmp_path / "straight")
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)
     assert all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6) for k in a), (
-        f"{variant}: resumed weights differ from an uninterrupted run by up to {worst:.3g}")
+        f"{variant}: resumed weights differ from an uninterrupted run by up to {worst:.3g}"
+    )

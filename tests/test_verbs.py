@@ -8,15 +8,12 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from cli_helpers import one_line_error, run_cli
 
 from edgeproj.data.images import read_image, read_mask, write_png
 from edgeproj.runtime import load_manifest
 
 VERBS = ("data", "train", "export", "project", "inpaint", "calibrate", "evaluate", "inspect", "bench", "demo")
-
-
-from cli_helpers import one_line_error, run_cli
-
 
 
 @pytest.fixture
@@ -39,7 +36,7 @@ def test_project_folder_json(bundles, grid_images, tmp_path):
     doc = json.loads(res.stdout)
     assert doc == json.loads((out / "summary.json").read_text())
     assert doc["backend"] == "ort-cpu" and doc["providers"] == ["CPUExecutionProvider"]
-    calibrated = load_manifest(bundles["l2ae"]).calibration.get("image_threshold") is not None
+    calibrated = load_manifest(bundles["l2ae"]).calibration.calibrated
     stems = ["good", "hole", "scratch"]
     assert [s["source"] for s in doc["images"]] == [str(grid_images / f"{k}.png") for k in stems]
     for stem, s in zip(stems, doc["images"]):
@@ -55,12 +52,24 @@ def test_project_folder_json(bundles, grid_images, tmp_path):
             img = cv2.imread(str(png))
             assert img is not None and img.shape == (128, 128, 3), png
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{k}_{kind}.png" for k in stems for kind in ("map", "overlay")] + ["summary.json"])
+        [f"{k}_{kind}.png" for k in stems for kind in ("map", "overlay")] + ["summary.json"]
+    )
 
 
 def test_project_single_files_and_human_output(bundles, grid_images, tmp_path):
-    res = run_cli("project", bundles["l2ae"], grid_images / "hole.png", grid_images / "good.png", "--out", tmp_path / "o",
-               "--max-iterations", "2", "--standard", "--map-kind", "squared_error")
+    res = run_cli(
+        "project",
+        bundles["l2ae"],
+        grid_images / "hole.png",
+        grid_images / "good.png",
+        "--out",
+        tmp_path / "o",
+        "--max-iterations",
+        "2",
+        "--standard",
+        "--map-kind",
+        "squared_error",
+    )
     assert res.exit_code == 0, (res.stderr, res.exception)
     assert res.stdout.strip() == ""  # without --json, stdout stays clean; the summary goes to stderr
     assert "hole.png: score" in res.stderr and "good.png: score" in res.stderr
@@ -70,8 +79,17 @@ def test_project_single_files_and_human_output(bundles, grid_images, tmp_path):
 
 def test_project_same_stem_in_two_folders_keeps_both(bundles, demo_root, tmp_path):
     out = tmp_path / "o"
-    res = run_cli("project", bundles["l2ae"], demo_root / "grid" / "test" / "good", demo_root / "grid" / "test" / "hole",
-               "--out", out, "--json", "--max-iterations", "2")
+    res = run_cli(
+        "project",
+        bundles["l2ae"],
+        demo_root / "grid" / "test" / "good",
+        demo_root / "grid" / "test" / "hole",
+        "--out",
+        out,
+        "--json",
+        "--max-iterations",
+        "2",
+    )
     assert res.exit_code == 0, (res.stderr, res.exception)
     doc = json.loads(res.stdout)
     maps = [s["map_png"] for s in doc["images"]]
@@ -120,8 +138,11 @@ def test_inpaint_blind(bundles, demo_root, tmp_path):
 def test_inpaint_errors(bundles, demo_root, tmp_path):
     image = demo_root / "grid" / "test" / "hole" / "000.png"
     write_png(tmp_path / "small_mask.png", np.ones((64, 64), bool))
-    one_line_error(run_cli("inpaint", bundles["l2ae"], image, "--mask", tmp_path / "small_mask.png", "--out", tmp_path / "x.png"),
-                    "64x64", "128x128")
+    one_line_error(
+        run_cli("inpaint", bundles["l2ae"], image, "--mask", tmp_path / "small_mask.png", "--out", tmp_path / "x.png"),
+        "64x64",
+        "128x128",
+    )
     one_line_error(run_cli("inpaint", bundles["l2ae"], tmp_path / "missing.png", "--out", tmp_path / "x.png"), "does not exist")
     assert not (tmp_path / "x.png").exists()
 

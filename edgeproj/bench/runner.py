@@ -2,20 +2,21 @@
 
 One "iteration" is one masked-Adam step of one 128x128 sample (forward + input gradient + update);
 iterations per millisecond = batch / step time. The PyTorch eager autograd loop does the same work
-(edgeproj.models.projection) in the same run, so `ratio_vs_torch` compares like with like.
+(edgeproj.models.torch_reference) in the same run, so `ratio_vs_torch` compares like with like. A timed
+runtime projection is the deployed one (`Projector.project_patches`, stop rules off): it includes the
+evaluation at x0 and at x_T, two forward passes that the torch loop does not make (under 1% at 100 steps).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from edgeproj.runtime.backends import available_backends
-from edgeproj.runtime.backends.base import StepParams
+from edgeproj.runtime.backends import available_backends, backend_options
 from edgeproj.runtime.manifest import Manifest, load_manifest
 from edgeproj.runtime.projector import Projector
 
@@ -36,11 +37,11 @@ class BenchOptions:
 
 @dataclass
 class Variant:
-    """One measured configuration."""
+    """One measured configuration: a backend and its options object."""
 
     name: str
     backend: str
-    options: dict = field(default_factory=dict)
+    options: object = None
 
 
 def configurations(opts: BenchOptions) -> list[Variant]:
@@ -51,22 +52,28 @@ def configurations(opts: BenchOptions) -> list[Variant]:
         if b not in avail:
             continue
         if b == "ort-cpu":
-            out.append(Variant("ort-cpu", b, {"threads": opts.threads}))
+            out.append(Variant("ort-cpu", b, backend_options(b, threads=opts.threads)))
         elif b == "ort-cuda":
-            out += [Variant("ort-cuda", b, {}), Variant("ort-cuda+graph", b, {"cuda_graph": True})]
+            out += [Variant("ort-cuda", b, backend_options(b)), Variant("ort-cuda+graph", b, backend_options(b, cuda_graph=True))]
         elif b == "ort-trt":
-            out.append(Variant("ort-trt", b, {}))
+            out.append(Variant("ort-trt", b, backend_options(b)))
         elif b == "trt":
-            out.append(Variant("trt-fp32", b, {"cuda_graph": True}))
+            out.append(Variant("trt-fp32", b, backend_options(b, cuda_graph=True)))
             if opts.fp16:
-                out.append(Variant("trt-fp16", b, {"cuda_graph": True, "fp16": True}))
+                out.append(Variant("trt-fp16", b, backend_options(b, cuda_graph=True, fp16=True)))
     return out
 
 
 def _stats(ms: list[float]) -> dict:
     a = np.asarray(ms)
-    return {"min": float(a.min()), "mean": float(a.mean()), "p50": float(np.percentile(a, 50)),
-            "p90": float(np.percentile(a, 90)), "p95": float(np.percentile(a, 95)), "p99": float(np.percentile(a, 99))}
+    return {
+        "min": float(a.min()),
+        "mean": float(a.mean()),
+        "p50": float(np.percentile(a, 50)),
+        "p90": float(np.percentile(a, 90)),
+        "p95": float(np.percentile(a, 95)),
+        "p99": float(np.percentile(a, 99)),
+    }
 
 
 def _inputs(manifest: Manifest, batch: int, seed: int = 0) -> np.ndarray:
@@ -79,39 +86,35 @@ def _inputs(manifest: Manifest, batch: int, seed: int = 0) -> np.ndarray:
 def bench_runtime(manifest: Manifest, variant: Variant, batch: int, iterations: int, warmup: int, repeats: int) -> dict:
     """Time whole projections of `iterations` steps (stop rules off) on one backend configuration."""
     x0 = _inputs(manifest, batch)
-    p = manifest.projection
-    params = StepParams(p.alpha, p.lam, p.tuned, p.tuned_on_step)
+    fixed = manifest.projection.without_stop_rules()
     t_setup = time.perf_counter()
-    with Projector(manifest, backend=variant.backend, batch=batch, force_fp16=True, **variant.options) as proj:
-        runner = proj.runner
+    with Projector(manifest, backend=variant.backend, options=variant.options, batch=batch, force_fp16=True) as proj:
         setup_s = time.perf_counter() - t_setup
-        chunk = getattr(runner, "chunk", 1)
-        active = np.ones(batch, np.float32)
-
-        def projection(n: int) -> None:
-            runner.load(x0, np.ones_like(x0), params)
-            done = 0
-            while done < n:
-                k = min(chunk, n - done)
-                runner.steps(k, active)
-                done += k
-
+        chunk = proj.runner.chunk or 1
         # Warm-up covers both ping-pong parities of every chunk slot, so CUDA-graph captures
         # (one per binding) happen before timing starts.
-        projection(max(warmup, 2 * chunk + 1))
+        proj.project_patches(x0, settings=replace(fixed, max_iterations=max(warmup, 2 * chunk + 1)))
+        timed = replace(fixed, max_iterations=iterations)
         lat, dev = [], []
         for _ in range(repeats):
-            before = getattr(runner, "device_ms", None)
+            before = proj.device_ms
             t = time.perf_counter()
-            projection(iterations)
+            proj.project_patches(x0, settings=timed)
             lat.append((time.perf_counter() - t) * 1000)
             if before is not None:
-                dev.append(runner.device_ms - before)
-        providers = runner.providers
+                dev.append(proj.device_ms - before)
+        providers = proj.providers
     step_ms = float(np.median(lat)) / iterations
-    row = {"backend": variant.name, "batch": batch, "providers": providers, "setup_s": round(setup_s, 3),
-           "step_ms": step_ms, "iterations_per_ms": batch / step_ms,
-           "images_per_s": 1000.0 * batch / (step_ms * iterations), "latency_ms": _stats(lat)}
+    row = {
+        "backend": variant.name,
+        "batch": batch,
+        "providers": providers,
+        "setup_s": round(setup_s, 3),
+        "step_ms": step_ms,
+        "iterations_per_ms": batch / step_ms,
+        "images_per_s": 1000.0 * batch / (step_ms * iterations),
+        "latency_ms": _stats(lat),
+    }
     if dev:
         row["device_ms"] = _stats(dev)  # CUDA-event time of the steps alone, without host readbacks
     return row
@@ -125,7 +128,7 @@ def bench_torch(manifest: Manifest, batch: int, iterations: int, warmup: int, re
         return None
     from edgeproj.models.autoencoder import build_model
     from edgeproj.models.config import ModelConfig
-    from edgeproj.models.projection import torch_project
+    from edgeproj.models.torch_reference import torch_project
 
     cfg = ModelConfig.from_dict(manifest.training.get("model") or {"variant": manifest.variant, "channels": manifest.channels})
     model = build_model(cfg).eval()
@@ -143,9 +146,16 @@ def bench_torch(manifest: Manifest, batch: int, iterations: int, warmup: int, re
         torch_project(model, x0, p.alpha, p.lam, iterations, p.tuned, p.tuned_on_step)
         lat.append((time.perf_counter() - t) * 1000)
     step_ms = float(np.median(lat)) / iterations
-    return {"backend": "torch-eager", "batch": batch, "threads": torch.get_num_threads(), "step_ms": step_ms,
-            "iterations_per_ms": batch / step_ms, "images_per_s": 1000.0 * batch / (step_ms * iterations),
-            "latency_ms": _stats(lat), "torch": torch.__version__}
+    return {
+        "backend": "torch-eager",
+        "batch": batch,
+        "threads": torch.get_num_threads(),
+        "step_ms": step_ms,
+        "iterations_per_ms": batch / step_ms,
+        "images_per_s": 1000.0 * batch / (step_ms * iterations),
+        "latency_ms": _stats(lat),
+        "torch": torch.__version__,
+    }
 
 
 def conv_reference_gflops(threads: int = 0, seconds: float = 1.0) -> float | None:
@@ -156,15 +166,18 @@ def conv_reference_gflops(threads: int = 0, seconds: float = 1.0) -> float | Non
     except ImportError:
         return None
     try:
-        import onnx
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         return None
     c, hw = 64, 64
     w = np.random.default_rng(0).standard_normal((c, c, 3, 3)).astype(np.float32) * 0.05
-    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "conv",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, c, hw, hw])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, c, hw, hw])], [numpy_helper.from_array(w, "w")])
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, c, hw, hw])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, c, hw, hw])],
+        [numpy_helper.from_array(w, "w")],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
     so = ort.SessionOptions()
@@ -240,5 +253,7 @@ def compare(report: dict, old: dict) -> list[dict]:
     for r in report["results"]:
         o = prev.get((r.get("backend"), r.get("batch")))
         if o and "iterations_per_ms" in r:
-            out.append({"backend": r["backend"], "batch": r["batch"], "ratio_vs_old": r["iterations_per_ms"] / o["iterations_per_ms"]})
+            out.append(
+                {"backend": r["backend"], "batch": r["batch"], "ratio_vs_old": r["iterations_per_ms"] / o["iterations_per_ms"]}
+            )
     return out

@@ -60,7 +60,9 @@ def system_facts() -> dict:
     if tegra.exists():
         facts["jetson"] = {
             "l4t_release": tegra.read_text().splitlines()[0].strip(),
-            "model": (Path("/proc/device-tree/model").read_text().strip("\x00\n") if Path("/proc/device-tree/model").exists() else None),
+            "model": (
+                Path("/proc/device-tree/model").read_text().strip("\x00\n") if Path("/proc/device-tree/model").exists() else None
+            ),
             "nvpmodel": _run(["nvpmodel", "-q"]),
             "jetson_clocks": _run(["jetson_clocks", "--show"]),
         }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +19,8 @@ from edgeproj.calibration.thresholds import best_f1, exceed_rate, quantile_thres
 from edgeproj.data.images import read_image
 from edgeproj.errors import DataError
 from edgeproj.metrics import roc_auc
-from edgeproj.runtime.backends.base import StepParams
-from edgeproj.runtime.manifest import load_manifest, write_manifest
+from edgeproj.preprocess import to_patches
+from edgeproj.runtime.manifest import Calibration, load_manifest, write_manifest
 from edgeproj.runtime.projector import Projector
 
 FP16_MAX_AUROC_DROP = 0.005
@@ -58,34 +58,22 @@ def load_normal(paths: list[Path], channels: int) -> list[np.ndarray]:
         if first is None:
             first = (img.shape[:2], p)
         elif img.shape[:2] != first[0]:
-            raise DataError(f"'{p}' is {img.shape[1]}x{img.shape[0]} but '{first[1]}' is {first[0][1]}x{first[0][0]}: "
-                            "calibrate on images of one size, as the camera delivers them")
+            raise DataError(
+                f"'{p}' is {img.shape[1]}x{img.shape[0]} but '{first[1]}' is {first[0][1]}x{first[0][0]}: "
+                "calibrate on images of one size, as the camera delivers them"
+            )
         images.append(img)
     return images
 
 
-def _rec_losses_at_x0(proj: Projector, images: list[np.ndarray]) -> np.ndarray:
-    """L_r at x0 for every tile of the images (the statistic the paper's stop threshold uses)."""
-    from edgeproj.preprocess import to_patches
-
-    proj.open()
-    tiles = np.concatenate([to_patches(img, proj.manifest.preprocess)[0] for img in images])
-    p = proj.manifest.projection
-    params = StepParams(p.alpha, p.lam, p.tuned, p.tuned_on_step)
-    out = []
-    for i in range(0, len(tiles), proj.batch):
-        x0, _, _, n = proj.pad_batch(tiles[i : i + proj.batch])
-        proj.runner.load(x0, np.ones_like(x0), params)
-        out.append(proj.runner.evaluate()[1][:n])
-    return np.concatenate(out)
-
-
 def _maps(proj: Projector, images: list[np.ndarray], threshold: float) -> tuple[list[np.ndarray], np.ndarray]:
-    res = proj.project(images, rec_loss_threshold=threshold)
+    res = proj.project(images, settings=proj.settings(rec_loss_threshold=threshold))
     return [r.map for r in res], np.array([r.score for r in res])
 
 
-def calibrate_bundle(bundle: Path, normal_paths: list[Path], opts: CalibrationOptions, labelled=None, precision: dict | None = None) -> dict:
+def calibrate_bundle(
+    bundle: Path, normal_paths: list[Path], opts: CalibrationOptions, labelled=None, precision: dict | None = None
+) -> Calibration:
     """Calibrate `bundle` on normal images (and optionally a labelled TestSet); returns the section written."""
     manifest = load_manifest(bundle)
     paths = sorted(Path(p) for p in normal_paths)
@@ -97,56 +85,62 @@ def calibrate_bundle(bundle: Path, normal_paths: list[Path], opts: CalibrationOp
     cal = [images[i] for i in cal_idx]
     hold = [images[i] for i in hold_idx]
     with Projector(manifest, backend=opts.backend, batch=opts.batch) as proj:
-        rec = _rec_losses_at_x0(proj, cal)
+        rec = proj.rec_losses(np.concatenate([to_patches(img, manifest.preprocess)[0] for img in cal]))
         stop = stop_threshold(rec, opts.stop_rule, opts.stop_quantile)
         cal_maps, cal_scores = _maps(proj, cal, stop)
         pixel_thr = quantile_threshold(np.concatenate([m.ravel() for m in cal_maps]), opts.pixel_fpr)
         image_thr = quantile_threshold(cal_scores, opts.image_frr)
-        section: dict = {
-            "method": {"stop": opts.stop_rule if opts.stop_rule == "min" else f"quantile {opts.stop_quantile}",
-                       "pixel": "quantile of normal-pixel map values", "image": "quantile of normal image scores (max of map)",
-                       "backend": opts.backend},
-            "targets": {"pixel_fpr": opts.pixel_fpr, "image_frr": opts.image_frr},
-            "images": {"calibration": len(cal), "holdout": len(hold), "list_sha256": _hash_list(paths)},
-            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "edgeproj_version": __version__,
-            "rec_loss_threshold": stop,
-            "rec_loss_at_x0": {"min": float(rec.min()), "median": float(np.median(rec)), "max": float(rec.max())},
-            "pixel_threshold": pixel_thr,
-            "image_threshold": image_thr,
-            "measured": {"calibration_pixel_fpr": exceed_rate(np.concatenate([m.ravel() for m in cal_maps]), pixel_thr),
-                         "calibration_image_frr": exceed_rate(cal_scores, image_thr)},
+        measured = {
+            "calibration_pixel_fpr": exceed_rate(np.concatenate([m.ravel() for m in cal_maps]), pixel_thr),
+            "calibration_image_frr": exceed_rate(cal_scores, image_thr),
         }
         if hold:
             hold_maps, hold_scores = _maps(proj, hold, stop)
-            section["measured"] |= {
+            measured |= {
                 "holdout_pixel_fpr": exceed_rate(np.concatenate([m.ravel() for m in hold_maps]), pixel_thr),
                 "holdout_image_frr": exceed_rate(hold_scores, image_thr),
             }
-        if labelled is not None:
-            section["labelled"] = _labelled_figures(proj, labelled, stop, pixel_thr, image_thr)
-    previous = manifest.calibration.get("precision", {})
+        lab = _labelled_figures(proj, labelled, stop, pixel_thr, image_thr) if labelled is not None else None
     if precision:
-        section["precision"] = precision
-    elif isinstance(previous.get("fp16"), dict):
+        prec = precision
+    elif manifest.calibration.fp16 is not None:
         # A measured FP16 verdict stays until it is measured again; recalibrating must not re-enable FP16.
-        section["precision"] = previous
+        prec = manifest.calibration.precision
     else:
-        section["precision"] = {
+        prec = {
             "fp32": "reference",
             "fp16": "not measured: run `edgeproj calibrate --precision-check` on a machine with TensorRT",
-            "int8": ("not offered: TensorRT 11 removed the implicit INT8 calibrators, and explicit Q/DQ on a graph "
-                     "whose output is a gradient needs per-layer range study of the backward pass; FP32/FP16 only"),
+            "int8": (
+                "not offered: TensorRT 11 removed the implicit INT8 calibrators, and explicit Q/DQ on a graph "
+                "whose output is a gradient needs per-layer range study of the backward pass; FP32/FP16 only"
+            ),
         }
-    updated = replace(manifest, calibration=section,
-                      projection=replace(manifest.projection, stop=replace(manifest.projection.stop, rec_loss_threshold=stop)))
-    write_manifest(updated)
-    return section
+    calibration = Calibration(
+        rec_loss_threshold=stop,
+        pixel_threshold=pixel_thr,
+        image_threshold=image_thr,
+        method={
+            "stop": opts.stop_rule if opts.stop_rule == "min" else f"quantile {opts.stop_quantile}",
+            "pixel": "quantile of normal-pixel map values",
+            "image": "quantile of normal image scores (max of map)",
+            "backend": opts.backend,
+        },
+        targets={"pixel_fpr": opts.pixel_fpr, "image_frr": opts.image_frr},
+        images={"calibration": len(cal), "holdout": len(hold), "list_sha256": _hash_list(paths)},
+        date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        edgeproj_version=__version__,
+        rec_loss_at_x0={"min": float(rec.min()), "median": float(np.median(rec)), "max": float(rec.max())},
+        measured=measured,
+        labelled=lab,
+        precision=prec,
+    )
+    write_manifest(manifest.with_calibration(calibration))
+    return calibration
 
 
 def _labelled_figures(proj: Projector, ts, stop: float, pixel_thr: float, image_thr: float) -> dict:
     """Best-F1 thresholds on a labelled MVTec-layout test set, and what the normal-data thresholds give there."""
-    res = proj.project(ts.images, rec_loss_threshold=stop)
+    res = proj.project(ts.images, settings=proj.settings(rec_loss_threshold=stop))
     maps = [r.map for r in res]
     labels = np.concatenate([m.ravel() for m in ts.masks])
     scores = np.concatenate([m.ravel() for m in maps])

@@ -7,6 +7,7 @@ import numpy as np
 from edgeproj.calibration.calibrate import FP16_MAX_AUROC_DROP
 from edgeproj.errors import BackendError
 from edgeproj.metrics import roc_auc
+from edgeproj.runtime.backends import backend_options
 from edgeproj.runtime.manifest import Manifest
 from edgeproj.runtime.projector import Projector
 
@@ -17,18 +18,26 @@ def measure_fp16(manifest: Manifest, images: list[np.ndarray], backend: str = "t
         raise BackendError("the FP16 check needs a TensorRT backend: --backend trt or ort-trt")
     runs = {}
     for prec, fp16 in (("fp32", False), ("fp16", True)):
-        with Projector(manifest, backend=backend, fp16=fp16, force_fp16=True) as proj:
+        with Projector(manifest, backend=backend, options=backend_options(backend, fp16=fp16), force_fp16=True) as proj:
             res = proj.project(images)
             lab = proj.project(labelled.images) if labelled is not None else None
         runs[prec] = (res, lab)
     a, b = runs["fp32"][0], runs["fp16"][0]
     diffs = [float(np.abs(x.map - y.map).max()) for x, y in zip(a, b)]
     corr = [float(np.corrcoef(x.map.ravel(), y.map.ravel())[0, 1]) for x, y in zip(a, b)]
-    traj = [abs(x.energy_traces[0][-1] - y.energy_traces[0][-1]) / abs(x.energy_traces[0][-1])
-            for x, y in zip(a, b) if x.energy_traces[0] and y.energy_traces[0]]
-    out = {"backend": backend, "images": len(images), "map_max_abs_diff": max(diffs), "map_correlation_min": min(corr),
-           "final_energy_rel_diff_max": max(traj) if traj else None,
-           "note": "the step engine exposes no gradient output; its effect shows in energies and maps"}
+    traj = [
+        abs(x.energy_traces[0][-1] - y.energy_traces[0][-1]) / abs(x.energy_traces[0][-1])
+        for x, y in zip(a, b)
+        if x.energy_traces[0] and y.energy_traces[0]
+    ]
+    out = {
+        "backend": backend,
+        "images": len(images),
+        "map_max_abs_diff": max(diffs),
+        "map_correlation_min": min(corr),
+        "final_energy_rel_diff_max": max(traj) if traj else None,
+        "note": "the step engine exposes no gradient output; its effect shows in energies and maps",
+    }
     if labelled is not None:
         labels = np.concatenate([m.ravel() for m in labelled.masks])
         auc = {p: roc_auc(labels, np.concatenate([r.map.ravel() for r in runs[p][1]])) for p in runs}

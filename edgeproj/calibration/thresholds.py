@@ -59,5 +59,9 @@ def best_f1(labels: np.ndarray, scores: np.ndarray, max_points: int = 4096) -> d
     cut = last[i]
     # Threshold halfway to the next lower score so that `score > t` selects exactly the top cut + 1.
     nxt = s_sorted[cut + 1] if cut + 1 < s.size else s_sorted[cut] - 1.0
-    return {"threshold": float((s_sorted[cut] + nxt) / 2), "f1": float(f1[i]), "precision": float(precision[i]),
-            "recall": float(recall[i])}
+    return {
+        "threshold": float((s_sorted[cut] + nxt) / 2),
+        "f1": float(f1[i]),
+        "precision": float(precision[i]),
+        "recall": float(recall[i]),
+    }

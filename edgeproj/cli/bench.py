@@ -16,14 +16,17 @@ def command(
     iterations: Optional[int] = typer.Option(None, help="Iterations per projection (default: the manifest's max)."),
     warmup: int = typer.Option(5, help="Warm-up iterations, excluded."),
     repeats: int = typer.Option(5, help="Timed projections per configuration."),
-    threads: int = typer.Option(0, help="ort-cpu threads: 0 runs one single-threaded lane per CPU core; N uses one N-thread session."),
+    threads: int = typer.Option(
+        0, help="ort-cpu threads: 0 runs one single-threaded lane per CPU core; N uses one N-thread session."
+    ),
     torch: bool = typer.Option(True, help="Also time the PyTorch eager autograd loop (if torch is installed)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the full report JSON here."),
     compare: Optional[Path] = typer.Option(None, help="An earlier report JSON: print the ratio against it."),
     json_out: bool = typer.Option(False, "--json", help="Print the full report as JSON on stdout."),
 ):
     """Benchmark the projection loop; report like trtexec (warm-up excluded, percentiles, versions)."""
-    from edgeproj.bench.runner import BenchOptions, compare as compare_reports, run_bench
+    from edgeproj.bench.runner import BenchOptions, run_bench
+    from edgeproj.bench.runner import compare as compare_reports
     from edgeproj.cli.output import console, dumps, emit_json
     from edgeproj.errors import ConfigError
 
@@ -31,8 +34,15 @@ def command(
         batch_list = tuple(int(b) for b in batches.split(",") if b.strip())
     except ValueError:
         raise ConfigError(f"--batches must be a comma list of integers, got '{batches}'") from None
-    opts = BenchOptions(backends=tuple(backends.split(",")) if backends else None, batches=batch_list, iterations=iterations,
-                        warmup=warmup, repeats=repeats, threads=threads, torch=torch)
+    opts = BenchOptions(
+        backends=tuple(backends.split(",")) if backends else None,
+        batches=batch_list,
+        iterations=iterations,
+        warmup=warmup,
+        repeats=repeats,
+        threads=threads,
+        torch=torch,
+    )
     c = console()
     with c.status("benchmarking") as status:
         report = run_bench(bundle, opts, tick=lambda what: status.update(f"benchmarking {what}"))
@@ -53,8 +63,10 @@ def command(
 def print_table(report: dict, c) -> None:
     from rich.table import Table
 
-    t = Table(title=f"{report['variant']}: {report['iterations_per_projection']} iterations per projection, "
-                    f"{(report['flops_per_iteration'] or 0) / 1e9:.3f} GFLOP per iteration")
+    t = Table(
+        title=f"{report['variant']}: {report['iterations_per_projection']} iterations per projection, "
+        f"{(report['flops_per_iteration'] or 0) / 1e9:.3f} GFLOP per iteration"
+    )
     for col in ("backend", "batch", "step ms", "iter/ms", "img/s", "p50 ms", "p90 ms", "p99 ms", "GFLOP/s", "x torch"):
         t.add_column(col, justify="right")
     for r in report["results"]:
@@ -63,15 +75,26 @@ def print_table(report: dict, c) -> None:
             continue
         lat = r["latency_ms"]
         ratio = r.get("ratio_vs_torch")
-        t.add_row(r["backend"], str(r["batch"]), f"{r['step_ms']:.2f}", f"{r['iterations_per_ms']:.3f}", f"{r['images_per_s']:.2f}",
-                  f"{lat['p50']:.0f}", f"{lat['p90']:.0f}", f"{lat['p99']:.0f}", f"{r.get('gflops', 0):.0f}",
-                  f"{ratio:.2f}" if ratio else "")
+        t.add_row(
+            r["backend"],
+            str(r["batch"]),
+            f"{r['step_ms']:.2f}",
+            f"{r['iterations_per_ms']:.3f}",
+            f"{r['images_per_s']:.2f}",
+            f"{lat['p50']:.0f}",
+            f"{lat['p90']:.0f}",
+            f"{lat['p99']:.0f}",
+            f"{r.get('gflops', 0):.0f}",
+            f"{ratio:.2f}" if ratio else "",
+        )
     c.width = max(c.width, 120)  # a log file or pipe reports 80 columns: keep the headers readable
     c.print(t)
     if report.get("reference_conv_gflops"):
         c.print(f"reference: ONNX Runtime's own 3x3 Conv reaches {report['reference_conv_gflops']:.0f} GFLOP/s on this machine")
     s = report["system"]
-    c.print(f"system: {s['cpu']} ({s['cpu_threads']} threads), GPU {s.get('gpu') or 'none'}, onnxruntime {s['onnxruntime']}, "
-            f"tensorrt {s.get('tensorrt') or 'n/a'}")
+    c.print(
+        f"system: {s['cpu']} ({s['cpu_threads']} threads), GPU {s.get('gpu') or 'none'}, onnxruntime {s['onnxruntime']}, "
+        f"tensorrt {s.get('tensorrt') or 'n/a'}"
+    )
     for row in report.get("compare", {}).get("rows", []):
         c.print(f"{row['backend']} b{row['batch']}: {row['ratio_vs_old']:.2f}x the old report")

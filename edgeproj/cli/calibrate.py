@@ -13,7 +13,9 @@ from edgeproj.cli.common import BackendOpt
 def command(
     bundle: Path = typer.Argument(..., help="Bundle directory (its manifest is rewritten atomically)."),
     normal_images: Path = typer.Argument(..., help="Folder of normal images, or an MVTec category folder (train/good)."),
-    labelled: Optional[Path] = typer.Option(None, help="MVTec-layout root with labelled defects (with --category): best-F1 figures."),
+    labelled: Optional[Path] = typer.Option(
+        None, help="MVTec-layout root with labelled defects (with --category): best-F1 figures."
+    ),
     category: Optional[str] = typer.Option(None, "--category", "-c", help="Category of --labelled."),
     stop: str = typer.Option("min", help="L_r stop threshold: 'min' over normal images (paper) or 'quantile'."),
     stop_quantile: float = typer.Option(0.0, help="Quantile for --stop quantile."),
@@ -21,7 +23,9 @@ def command(
     image_frr: float = typer.Option(0.01, help="Target false-reject rate of normal images."),
     holdout: float = typer.Option(0.25, help="Fraction of normal images held out to measure the rates reached."),
     backend: str = BackendOpt,
-    precision_check: bool = typer.Option(False, "--precision-check", help="Measure FP16 vs FP32 on a TensorRT backend (trt / ort-trt)."),
+    precision_check: bool = typer.Option(
+        False, "--precision-check", help="Measure FP16 vs FP32 on a TensorRT backend (trt / ort-trt)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the calibration section as JSON on stdout."),
 ):
     """Calibrate stop, pixel and image thresholds on normal images; no re-export needed."""
@@ -44,28 +48,49 @@ def command(
     if precision_check:
         from edgeproj.calibration.precision import measure_fp16
 
-        fp16 = measure_fp16(manifest, load_normal(paths[:8], manifest.channels), backend if backend in ("trt", "ort-trt") else "trt", ts)
+        fp16 = measure_fp16(
+            manifest, load_normal(paths[:8], manifest.channels), backend if backend in ("trt", "ort-trt") else "trt", ts
+        )
         precision = {"fp32": "reference", "fp16": fp16, "int8": "not offered (see docs): FP32/FP16 only"}
     c = console()
     with c.status(f"calibrating on {len(paths)} normal images") if not json_out else _quiet():
-        section = calibrate_bundle(bundle, paths, CalibrationOptions(stop_rule=stop, stop_quantile=stop_quantile, pixel_fpr=pixel_fpr,
-                                                                     image_frr=image_frr, holdout=holdout, backend=backend),
-                                   labelled=ts, precision=precision)
+        section = calibrate_bundle(
+            bundle,
+            paths,
+            CalibrationOptions(
+                stop_rule=stop,
+                stop_quantile=stop_quantile,
+                pixel_fpr=pixel_fpr,
+                image_frr=image_frr,
+                holdout=holdout,
+                backend=backend,
+            ),
+            labelled=ts,
+            precision=precision,
+        ).to_dict()
     if json_out:
         emit_json(section)
         return
     m = section["measured"]
-    c.print(f"stop threshold L_r < {section['rec_loss_threshold']:.4g}; pixel threshold {section['pixel_threshold']:.4g}; "
-            f"image threshold {section['image_threshold']:.4g}")
-    c.print(f"pixel FPR {m['calibration_pixel_fpr']:.4f} (target {pixel_fpr}), image false-reject {m['calibration_image_frr']:.3f} "
-            f"(target {image_frr}) on {section['images']['calibration']} calibration images")
+    c.print(
+        f"stop threshold L_r < {section['rec_loss_threshold']:.4g}; pixel threshold {section['pixel_threshold']:.4g}; "
+        f"image threshold {section['image_threshold']:.4g}"
+    )
+    c.print(
+        f"pixel FPR {m['calibration_pixel_fpr']:.4f} (target {pixel_fpr}), image false-reject {m['calibration_image_frr']:.3f} "
+        f"(target {image_frr}) on {section['images']['calibration']} calibration images"
+    )
     if "holdout_pixel_fpr" in m:
-        c.print(f"held-out normal images ({section['images']['holdout']}): pixel FPR {m['holdout_pixel_fpr']:.4f}, "
-                f"image false-reject {m['holdout_image_frr']:.3f}")
+        c.print(
+            f"held-out normal images ({section['images']['holdout']}): pixel FPR {m['holdout_pixel_fpr']:.4f}, "
+            f"image false-reject {m['holdout_image_frr']:.3f}"
+        )
     if "labelled" in section:
         lab = section["labelled"]
-        c.print(f"labelled: pixel AUROC {lab['pixel_auroc']:.3f}, best pixel F1 {lab['best_f1_pixel']['f1']:.3f} at "
-                f"{lab['best_f1_pixel']['threshold']:.4g}; best image F1 {lab['best_f1_image']['f1']:.3f}")
+        c.print(
+            f"labelled: pixel AUROC {lab['pixel_auroc']:.3f}, best pixel F1 {lab['best_f1_pixel']['f1']:.3f} at "
+            f"{lab['best_f1_pixel']['threshold']:.4g}; best image F1 {lab['best_f1_image']['f1']:.3f}"
+        )
     c.print(f"manifest updated: {bundle / 'manifest.json'}")
 
 

@@ -15,31 +15,41 @@ def command(
     lam: float = typer.Option(0.05, help="Default weight of ||x - x0||_1 (paper: 0.05)."),
     max_iterations: int = typer.Option(100, help="Default iteration limit."),
     tuned: bool = typer.Option(True, help="Weight the update by (x - f(x))^2 (paper eq. 8)."),
-    tuned_on_step: bool = typer.Option(True, help="Apply the tuned weight to Adam's step (after) rather than the gradient (before)."),
-    convtranspose: str = typer.Option("native", help="Stride-2 transposed convs: native ConvTranspose (fastest on ORT CPU), or phase/phase3 convs + DepthToSpace."),
+    tuned_on_step: bool = typer.Option(
+        True, help="Apply the tuned weight to Adam's step (after) rather than the gradient (before)."
+    ),
+    convtranspose: str = typer.Option(
+        "native",
+        help="Stride-2 transposed convs: native ConvTranspose (fastest on ORT CPU), or phase/phase3 convs + DepthToSpace.",
+    ),
     parity: bool = typer.Option(True, help="Measure parity against PyTorch autograd and store it in the manifest."),
     json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON on stdout."),
 ):
     """Export the autoencoder with its analytic energy gradient as ONNX graphs and a manifest."""
     from edgeproj.cli.output import console, emit_json
     from edgeproj.export.bundle import ExportOptions, export_bundle
+    from edgeproj.runtime.manifest import Projection
 
-    opts = ExportOptions(alpha=alpha, lam=lam, max_iterations=max_iterations, tuned=tuned, tuned_on_step=tuned_on_step,
-                         convtranspose=convtranspose, parity=parity)
+    projection = Projection(alpha=alpha, lam=lam, max_iterations=max_iterations, tuned=tuned, tuned_on_step=tuned_on_step)
+    opts = ExportOptions(projection=projection, convtranspose=convtranspose, parity=parity)
     c = console()
-    status = c.status("exporting graphs and measuring parity" if parity else "exporting graphs") if not json_out else nullcontext()
+    status = (
+        c.status("exporting graphs and measuring parity" if parity else "exporting graphs") if not json_out else nullcontext()
+    )
     with status:
         manifest = export_bundle(run, out, opts)
     if json_out:
-        emit_json(manifest)
+        emit_json(manifest.to_dict())
         return
-    for name, g in manifest["graphs"].items():
-        c.print(f"{name}: {out / g['file']} ({g['bytes'] / 1e6:.2f} MB, opset {g['opset']}, sha256 {g['sha256'][:12]})")
-    p = manifest["parity"]
+    for name, g in manifest.graphs.items():
+        c.print(f"{name}: {out / g.file} ({g.bytes / 1e6:.2f} MB, opset {g.opset}, sha256 {g.sha256[:12]})")
+    p = manifest.parity
     if p:
         for b, fig in p["gradient"].items():
-            c.print(f"gradient parity {b}: max|g_onnx - g_torch| / max|g_torch| = {fig['grad_rel_max_err']:.2e} "
-                    f"(float32 autograd {fig['float32']['grad_rel_max_err']:.2e}, float64 {fig['float64']['grad_rel_max_err']:.2e})")
+            c.print(
+                f"gradient parity {b}: max|g_onnx - g_torch| / max|g_torch| = {fig['grad_rel_max_err']:.2e} "
+                f"(float32 autograd {fig['float32']['grad_rel_max_err']:.2e}, float64 {fig['float64']['grad_rel_max_err']:.2e})"
+            )
         for label, fig in p["trajectory"].items():
             f = fig["float32"]
             c.print(

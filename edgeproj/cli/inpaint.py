@@ -25,29 +25,37 @@ def command(
     import cv2
     import numpy as np
 
+    from edgeproj.cli.common import runtime_choice
     from edgeproj.cli.output import console, emit_json
     from edgeproj.data.images import read_image, read_mask, write_png
-    from edgeproj.runtime import Projector
+    from edgeproj.runtime import load_manifest
 
-    with Projector.from_bundle(bundle, backend=backend) as proj:
-        img = read_image(image, channels=proj.manifest.channels)
-        weights = None
-        if mask is not None:
-            m = read_mask(mask, img.shape[:2]).astype(np.float32)
-            weights = [np.repeat(m[:, :, None], img.shape[2], axis=2)]
+    choice = runtime_choice(backend, batch=8)
+    manifest = load_manifest(bundle)
+    settings = manifest.projection.with_overrides(max_iterations=max_iterations, alpha=alpha, lam=lam)
+    if mask is not None:
         # Known-mask inpainting follows eq. 7: the plain gradient restricted to Omega, no stop on L_r.
-        overrides = dict(max_iterations=max_iterations, alpha=alpha, lam=lam)
-        if mask is not None:
-            overrides.update(tuned=False, no_rec_loss_stop=True)
-        (res,) = proj.project([img], weights=weights, **overrides)
+        settings = settings.with_overrides(tuned=False).without_rec_loss_stop()
+    img = read_image(image, channels=manifest.channels)
+    weights = None
+    if mask is not None:
+        m = read_mask(mask, img.shape[:2]).astype(np.float32)
+        weights = [np.repeat(m[:, :, None], img.shape[2], axis=2)]
+    with choice.projector(manifest) as proj:
+        (res,) = proj.project([img], weights=weights, settings=settings)
     repaired = cv2.resize(res.projection, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_LINEAR).reshape(img.shape)
     if mask is not None:
         # Outside Omega the image is untouched by construction; copy it bit-exactly past the resizes.
         keep = weights[0] == 0
         repaired[keep] = img[keep]
     write_png(out, repaired)
-    summary = {"image": str(image), "mask": str(mask) if mask else None, "mode": "known-mask (eq. 7)" if mask else "blind (eq. 8)",
-               "out": str(out), **res.summary()}
+    summary = {
+        "image": str(image),
+        "mask": str(mask) if mask else None,
+        "mode": "known-mask (eq. 7)" if mask else "blind (eq. 8)",
+        "out": str(out),
+        **res.summary(),
+    }
     if json_out:
         emit_json(summary)
     else:

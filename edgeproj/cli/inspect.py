@@ -7,12 +7,14 @@ from typing import Optional
 
 import typer
 
-from edgeproj.cli.common import BackendOpt, CudaGraphOpt, FallbackOpt, Fp16Opt, ForceFp16Opt, ThreadsOpt
+from edgeproj.cli.common import BackendOpt, CudaGraphOpt, FallbackOpt, ForceFp16Opt, Fp16Opt, ThreadsOpt
 
 
 def command(
     bundle: Path = typer.Argument(..., help="Calibrated bundle directory."),
-    source: Optional[str] = typer.Option(None, "--source", "-s", help="Camera index, /dev/videoN, GStreamer pipeline, rtsp/http URL, video file, folder or glob."),
+    source: Optional[str] = typer.Option(
+        None, "--source", "-s", help="Camera index, /dev/videoN, GStreamer pipeline, rtsp/http URL, video file, folder or glob."
+    ),
     csi: Optional[int] = typer.Option(None, "--csi", help="Jetson CSI camera sensor id (nvarguscamerasrc preset)."),
     out: Path = typer.Option(Path("inspect-out"), "--out", "-o", help="Folder for the database and saved maps."),
     db: Optional[Path] = typer.Option(None, help="SQLite results database (default: OUT/results.sqlite)."),
@@ -34,15 +36,14 @@ def command(
     json_out: bool = typer.Option(False, "--json", help="JSON lines on stdout: one per frame, then the summary."),
 ):
     """Inspect frames: projection, anomaly map, OK/NG verdict; one SQLite row per frame."""
-    import json
     import logging
 
-    from edgeproj.cli.common import backend_options
+    from edgeproj.cli.common import runtime_choice
     from edgeproj.cli.output import console, dumps
     from edgeproj.errors import ConfigError
-    from edgeproj.inspect.pipeline import InspectOptions, StopFlag, inspect
-    from edgeproj.inspect.sources import open_source
-    from edgeproj.runtime import Projector, load_manifest
+    from edgeproj.line.pipeline import InspectOptions, StopFlag, inspect
+    from edgeproj.line.sources import open_source
+    from edgeproj.runtime import load_manifest
 
     logging.basicConfig(level=logging.WARNING, format="edgeproj: %(message)s")
     roi_box = None
@@ -52,28 +53,39 @@ def command(
             assert len(roi_box) == 4
         except (ValueError, AssertionError):
             raise ConfigError(f"--roi must be x,y,w,h, got '{roi}'") from None
+    choice = runtime_choice(backend, batch, threads, cuda_graph, fp16, force_fp16, allow_fallback)
     manifest = load_manifest(bundle)
     src = open_source(source, manifest.channels, csi)
-    opts = InspectOptions(image_threshold=image_threshold, pixel_threshold=pixel_threshold, roi=roi_box, queue_size=queue_size,
-                          save_all=save_all, video=video, show=show, max_frames=max_frames)
+    opts = InspectOptions(
+        image_threshold=image_threshold,
+        pixel_threshold=pixel_threshold,
+        roi=roi_box,
+        queue_size=queue_size,
+        save_all=save_all,
+        video=video,
+        show=show,
+        max_frames=max_frames,
+    )
     stop = StopFlag()
     stop.install()
     c = console()
 
     def on_result(row: dict) -> None:
         if json_out:
-            print(json.dumps(row), flush=True)
+            print(dumps(row, indent=None), flush=True)
         elif row["verdict"] == "NG":
             c.print(f"[red]NG[/red] frame {row['seq']} {row['name']} score {row['score']:.4f} ({row['latency_ms']:.0f} ms)")
 
-    with Projector(manifest, backend=backend, batch=batch, force_fp16=force_fp16, **backend_options(backend, threads, cuda_graph, fp16, allow_fallback)) as proj:
+    with choice.projector(manifest) as proj:
         summary = inspect(proj, src, db or out / "results.sqlite", out, opts, on_result=on_result, stop=stop)
     if json_out:
         print(dumps(summary | {"summary": True}, indent=None), flush=True)
     else:
-        c.print(f"{summary['frames_read']} frames read, {summary['processed']} processed, {summary['dropped']} dropped, "
-                f"{summary['corrupt']} corrupt, {summary['ng']} NG; {summary['fps']:.2f} frames/s, latency p50 "
-                f"{summary['latency_ms_p50']:.0f} ms, p99 {summary['latency_ms_p99']:.0f} ms ({summary['stopped_by']})")
+        c.print(
+            f"{summary['frames_read']} frames read, {summary['processed']} processed, {summary['dropped']} dropped, "
+            f"{summary['corrupt']} corrupt, {summary['ng']} NG; {summary['fps']:.2f} frames/s, latency p50 "
+            f"{summary['latency_ms_p50']:.0f} ms, p99 {summary['latency_ms_p99']:.0f} ms ({summary['stopped_by']})"
+        )
         c.print(f"results: {summary['database']}")
     if summary.get("source_error") and summary["processed"] == 0:
         raise typer.Exit(1)

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
-
-import numpy as np
-
-
-def _default(obj: Any):
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if hasattr(obj, "__fspath__"):
-        return str(obj)
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+from typing import Any
 
 
 def dumps(obj: Any, indent: int | None = 2) -> str:
-    """JSON text for results holding numpy scalars, arrays and paths."""
-    return json.dumps(obj, indent=indent, default=_default)
+    """Standard JSON text (NaN/Infinity become null) for results holding numpy values and paths."""
+    from edgeproj.runtime.manifest import dumps_strict
+
+    return dumps_strict(obj, indent)
 
 
 def emit_json(obj: Any) -> None:

@@ -32,7 +32,7 @@ def command(
     from edgeproj.data.mvtec import normal_images
     from edgeproj.models.config import ModelConfig
     from edgeproj.preprocess import Preprocess
-    from edgeproj.training.trainer import TrainConfig, train, _dist_info
+    from edgeproj.training.trainer import TrainConfig, _dist_info, train
 
     source = data / category if category else data
     images = normal_images(source)
@@ -40,7 +40,9 @@ def command(
     name = category or source.name
     pre = Preprocess.for_category(name, channels, resize=resize, mode=mode)
     model_cfg = ModelConfig(variant=variant, channels=channels, latent=latent, width=width)
-    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, device=device, seed=seed, workers=workers, checkpoint_every=checkpoint_every)
+    cfg = TrainConfig(
+        steps=steps, batch=batch, lr=lr, device=device, seed=seed, workers=workers, checkpoint_every=checkpoint_every
+    )
     rank, _ = _dist_info()
     with progress(enabled=not json_out and rank == 0) as prog:
         task = prog.add_task(f"train {variant}", total=steps, info="")
@@ -67,5 +69,7 @@ def command(
         emit_json(summary)
     else:
         c = console()
-        c.print(f"trained {variant} for {result.steps} steps in {result.seconds:.1f} s: loss {result.first_loss:.4g} -> {result.last_loss:.4g}")
+        c.print(
+            f"trained {variant} for {result.steps} steps in {result.seconds:.1f} s: loss {result.first_loss:.4g} -> {result.last_loss:.4g}"
+        )
         c.print(f"min L_r over training patches: {result.rec_loss_stats.get('min', float('nan')):.4g}; run written to {out}")

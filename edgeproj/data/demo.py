@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 import shutil
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -145,8 +145,15 @@ def _hole(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
     c = _center(rng, s, axes.max() + 0.05 * s)
     m8 = np.zeros((s, s), np.uint8)
     cv2.ellipse(
-        m8, (int(round(c[0])), int(round(c[1]))), (int(round(axes[0])), int(round(axes[1]))),
-        rng.uniform(0, 180), 0, 360, 1, thickness=-1, lineType=cv2.LINE_8,
+        m8,
+        (int(round(c[0])), int(round(c[1]))),
+        (int(round(axes[0])), int(round(axes[1]))),
+        rng.uniform(0, 180),
+        0,
+        360,
+        1,
+        thickness=-1,
+        lineType=cv2.LINE_8,
     )
     mask = m8.astype(bool)
     inside = img[mask]
@@ -186,7 +193,10 @@ def _patch(img: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) / scale
     affine = np.hstack([rot, (src - rot @ dst)[:, None]])  # destination pixel -> source position
     warped = cv2.warpAffine(
-        img.astype(np.float32), affine, (s, s), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+        img.astype(np.float32),
+        affine,
+        (s, s),
+        flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REFLECT,
     ).astype(np.float64)
     mask = np.zeros((s, s), bool)

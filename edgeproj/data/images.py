@@ -60,9 +60,7 @@ def _decode(path: Path, what: str = "image") -> np.ndarray:
         raise DataError(f"{what} {path} is a truncated JPEG (no FFD9 end marker); re-copy or re-export it")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
-        raise DataError(
-            f"{what} {path} cannot be decoded; it must be a PNG, JPEG, BMP or TIFF file (re-export or remove it)"
-        )
+        raise DataError(f"{what} {path} cannot be decoded; it must be a PNG, JPEG, BMP or TIFF file (re-export or remove it)")
     return img
 
 
@@ -114,12 +112,9 @@ def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
         if float(np.ptp(img, axis=2).max()) <= GRAY_TOLERANCE:
             return img.mean(axis=2, keepdims=True, dtype=np.float32)
         raise DataError(
-            f"image {path} is RGB but 1 channel (grayscale) is expected; convert it to grayscale "
-            "or use a 3-channel model"
+            f"image {path} is RGB but 1 channel (grayscale) is expected; convert it to grayscale or use a 3-channel model"
         )
-    raise DataError(
-        f"image {path} is grayscale but 3 channels (RGB) are expected; convert it to RGB or use a 1-channel model"
-    )
+    raise DataError(f"image {path} is grayscale but 3 channels (RGB) are expected; convert it to RGB or use a 1-channel model")
 
 
 def read_mask(path: str | Path, shape_hw: tuple[int, ...]) -> np.ndarray:
@@ -140,8 +135,7 @@ def read_mask(path: str | Path, shape_hw: tuple[int, ...]) -> np.ndarray:
     h, w = int(shape_hw[0]), int(shape_hw[1])
     if mask.shape != (h, w):
         raise DataError(
-            f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but its image is {w}x{h}; "
-            "masks must have their image's size"
+            f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but its image is {w}x{h}; masks must have their image's size"
         )
     return mask
 
@@ -190,11 +184,7 @@ def list_images(folder: str | Path) -> list[Path]:
         raise DataError(f"folder {folder} does not exist; check the path")
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder; pass a folder of images")
-    files = sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTS
-    )
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTS)
     if not files:
-        raise DataError(
-            f"folder {folder} holds no images (looked for {', '.join(IMAGE_EXTS)}); add images or fix the path"
-        )
+        raise DataError(f"folder {folder} holds no images (looked for {', '.join(IMAGE_EXTS)}); add images or fix the path")
     return files

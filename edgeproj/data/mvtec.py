@@ -102,9 +102,7 @@ def normal_images(path: str | Path) -> list[Path]:
     except DataError:
         cats = list_categories(path) if path.is_dir() else []
         if cats:
-            raise DataError(
-                f"{path} is an MVTec root with categories {', '.join(cats)}; pass one category folder"
-            ) from None
+            raise DataError(f"{path} is an MVTec root with categories {', '.join(cats)}; pass one category folder") from None
         raise
 
 
@@ -119,9 +117,7 @@ def _check(path: Path, channels: int | None, mask_path: Path | None) -> str | No
     return None
 
 
-def load_category(
-    root: str | Path, category: str, check_images: bool = True, channels: int | None = None
-) -> CategoryData:
+def load_category(root: str | Path, category: str, check_images: bool = True, channels: int | None = None) -> CategoryData:
     """Load the file lists of one MVTec category.
 
     Args:

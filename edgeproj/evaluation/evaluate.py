@@ -5,16 +5,15 @@ Everything runs through the runtime (`Projector` and its runner), the code that 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
+from edgeproj.evaluation.testset import TestSet
 from edgeproj.metrics import au_pro, roc_auc
-from edgeproj.runtime.backends.base import StepParams
 from edgeproj.runtime.projector import Projector
 from edgeproj.runtime.scoring import dssim_maps
-from edgeproj.evaluation.testset import TestSet
 
 # The three update rules of the convergence study: (tuned, tuned_on_step).
 RULES = {"standard": (False, False), "tuned_gradient": (True, False), "tuned_step": (True, True)}
@@ -42,36 +41,29 @@ def method_metrics(ts: TestSet, maps: list[np.ndarray], fpr_limit: float = 0.3) 
     }
 
 
-def convergence_study(proj: Projector, ts: TestSet, iterations: int, every: int,
-                      tick: Callable[[int], None] | None = None) -> dict:
+def convergence_study(
+    proj: Projector, ts: TestSet, iterations: int, every: int, tick: Callable[[int], None] | None = None
+) -> dict:
     """Pixel AUROC of DSSIM(x0, x_t) after every `every` iterations, per update rule (paper figure 5).
 
     Stop rules are off here: each rule runs the full `iterations` so the curves are comparable.
     """
-    m = proj.manifest
-    proj.open()
-    runner = proj.runner
     checkpoints = list(range(0, iterations + 1, every))
     if checkpoints[-1] != iterations:
         checkpoints.append(iterations)
     labels = np.concatenate([mk.ravel() for mk in ts.masks])
+    window = proj.manifest.ssim_window
     curves = {}
     for rule, (tuned, on_step) in RULES.items():
-        params = StepParams(m.projection.alpha, m.projection.lam, tuned, on_step)
+        settings = proj.settings(tuned=tuned, tuned_on_step=on_step, max_iterations=iterations).without_stop_rules()
         per_ckpt: dict[int, list[np.ndarray]] = {c: [] for c in checkpoints}
-        for i in range(0, len(ts.tiles), proj.batch):
-            x0, _, active, n = proj.pad_batch(ts.tiles[i : i + proj.batch])
-            runner.load(x0, np.ones_like(x0), params)
-            active = np.ones(len(x0), np.float32) if active is None else active
-            done = 0
-            for c in checkpoints:
-                while done < c:
-                    k = min(c - done, getattr(runner, "chunk", c - done))
-                    runner.steps(k, active)
-                    done += k
-                per_ckpt[c].append(dssim_maps(x0[:n], runner.fetch()[:n], m.ssim_window))
-            if tick:
-                tick(n)
+        proj.project_patches(
+            ts.tiles,
+            settings=settings,
+            checkpoints=checkpoints,
+            progress=tick,
+            on_checkpoint=lambda t, x0, x: per_ckpt[t].append(dssim_maps(x0, x, window)),
+        )
         aucs = []
         for c in checkpoints:
             maps = ts.stitch(np.concatenate(per_ckpt[c]))
@@ -94,15 +86,10 @@ def evaluate_bundle(proj: Projector, ts: TestSet, opts: EvalOptions, tick: Calla
     div = res.diverged
     tile_maps["grad"][div] = tile_maps["baseline"][div]
     # Table 2 of the paper: single-gradient scores from the gradient graph at x = x0, lambda = 0.
-    g_abs, g_prod = [], []
-    for i in range(0, len(ts.tiles), proj.batch):
-        x0 = np.ascontiguousarray(ts.tiles[i : i + proj.batch])
-        out = proj.runner.gradient(x0, x0, 0.0)
-        ga = np.abs(out["grad"]).mean(axis=1)
-        g_abs.append(ga)
-        g_prod.append(ga * ((x0 - out["recon"]) ** 2).mean(axis=1))
-    tile_maps["grad_norm"] = np.concatenate(g_abs)
-    tile_maps["grad_x_recon_error"] = np.concatenate(g_prod)
+    out = proj.gradient(ts.tiles, ts.tiles, lam=0.0)
+    g_abs = np.abs(out["grad"]).mean(axis=1)
+    tile_maps["grad_norm"] = g_abs
+    tile_maps["grad_x_recon_error"] = g_abs * ((ts.tiles - out["recon"]) ** 2).mean(axis=1)
     maps = {k: ts.stitch(v) for k, v in tile_maps.items()}
     metrics = {k: method_metrics(ts, v, opts.pro_fpr) for k, v in maps.items()}
     improvement = {
@@ -119,9 +106,15 @@ def evaluate_bundle(proj: Projector, ts: TestSet, opts: EvalOptions, tick: Calla
         "defect_images": int(ts.labels.sum()),
         "tiles": int(len(ts.tiles)),
         "skipped": [{"path": str(s.path), "reason": s.reason} for s in ts.category.skipped],
-        "settings": {"alpha": m.projection.alpha, "lam": m.projection.lam, "max_iterations": m.projection.max_iterations,
-                     "tuned": m.projection.tuned, "tuned_on_step": m.projection.tuned_on_step,
-                     "map_kind": "dssim_projection", "backend": proj.backend},
+        "settings": {
+            "alpha": m.projection.alpha,
+            "lam": m.projection.lam,
+            "max_iterations": m.projection.max_iterations,
+            "tuned": m.projection.tuned,
+            "tuned_on_step": m.projection.tuned_on_step,
+            "map_kind": "dssim_projection",
+            "backend": proj.backend,
+        },
         "baseline": metrics["baseline"],
         "grad": metrics["grad"],
         "single_gradient": {"grad_norm": metrics["grad_norm"], "grad_x_recon_error": metrics["grad_x_recon_error"]},

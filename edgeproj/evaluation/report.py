@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from edgeproj import overlays
 from edgeproj.evaluation.testset import TestSet
-from edgeproj.runtime import render
+from edgeproj.runtime.manifest import dumps_strict
 
 VARIANT_LABEL = {"l2ae": "L2AE", "dsae": "DSAE", "vae": "VAE", "gvae": "gamma-VAE"}
 METRICS = ("pixel_auroc", "au_pro", "image_auroc")
@@ -34,22 +34,35 @@ def table_markdown(results: list[dict]) -> str:
                 row += [f"{b:.3f}", f"**{g:.3f}**" if g > b else f"{g:.3f}"]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
-    lines += ["### single-gradient scores (paper Table 2), pixel AUROC", "",
-              "| category | variant | abs grad | abs grad x (x - f(x))^2 |", "|---|---|---|---|"]
+    lines += [
+        "### single-gradient scores (paper Table 2), pixel AUROC",
+        "",
+        "| category | variant | abs grad | abs grad x (x - f(x))^2 |",
+        "|---|---|---|---|",
+    ]
     for r in results:
         sg = r["single_gradient"]
-        lines.append(f"| {r['category']} | {VARIANT_LABEL[r['variant']]} | {sg['grad_norm']['pixel_auroc']:.3f} | "
-                     f"{sg['grad_x_recon_error']['pixel_auroc']:.3f} |")
+        lines.append(
+            f"| {r['category']} | {VARIANT_LABEL[r['variant']]} | {sg['grad_norm']['pixel_auroc']:.3f} | "
+            f"{sg['grad_x_recon_error']['pixel_auroc']:.3f} |"
+        )
     lines.append("")
     if any("placement" in r for r in results):
-        lines += ["### update rules: pixel AUROC of the convergence study, mean over the curve (final point)", "",
-                  "| category | variant | standard (eq. 5) | tuned on gradient (before Adam) | tuned on step (after Adam) | better |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "### update rules: pixel AUROC of the convergence study, mean over the curve (final point)",
+            "",
+            "| category | variant | standard (eq. 5) | tuned on gradient (before Adam) | tuned on step (after Adam) | better |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in results:
             if "placement" in r:
                 mn, f = r["placement"]["mean_pixel_auroc"], r["placement"]["final_pixel_auroc"]
                 cells = [f"{mn[k]:.3f} ({f[k]:.3f})" for k in ("standard", "tuned_gradient", "tuned_step")]
-                lines.append(f"| {r['category']} | {VARIANT_LABEL[r['variant']]} | " + " | ".join(cells) + f" | {r['placement']['better']} |")
+                lines.append(
+                    f"| {r['category']} | {VARIANT_LABEL[r['variant']]} | "
+                    + " | ".join(cells)
+                    + f" | {r['placement']['better']} |"
+                )
         lines.append("")
     return "\n".join(lines)
 
@@ -144,7 +157,7 @@ def figure3(ts: TestSet, maps: dict, out_dir: Path, tag: str, limit: int = 6, fp
     paths = []
     defect_idx = [i for i, k in enumerate(ts.kinds) if k != "good"][:limit]
     for i in defect_idx:
-        img = render.to_u8(ts.images[i])
+        img = overlays.to_u8(ts.images[i])
         gt = img.copy()
         cs, _ = cv2.findContours(ts.masks[i].astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(gt, cs, -1, (0, 255, 0), 1)
@@ -156,7 +169,7 @@ def figure3(ts: TestSet, maps: dict, out_dir: Path, tag: str, limit: int = 6, fp
         for j, title in enumerate(("input", "ground truth", "baseline mask", "projection mask")):
             cv2.putText(strip, title, (j * (img.shape[1] + 4) + 4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
         p = out_dir / f"fig3_{tag}_{ts.kinds[i]}_{ts.paths[i].stem}.png"
-        render.write(p, strip)
+        overlays.write(p, strip)
         paths.append(p)
     return paths
 
@@ -170,13 +183,15 @@ def write_report(out: Path, results: list[dict], figures: dict | None = None) ->
         "placement": placement_verdict(results),
         "figures": {k: [str(p) for p in v] for k, v in (figures or {}).items()} | ({"convergence": [str(conv)]} if conv else {}),
     }
-    (out / "results.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
+    (out / "results.json").write_text(dumps_strict(doc) + "\n")
     table = table_markdown(results)
     verdict = doc["placement"]
     if verdict:
         c, f = verdict["mean_curve_pixel_auroc"], verdict["mean_final_pixel_auroc"]
-        table += (f"\nTuned weight placement: **{verdict['default']}** gives the higher pixel AUROC along the convergence "
-                  f"curve ({c['tuned_step']:.3f} on the step vs {c['tuned_gradient']:.3f} on the gradient, mean over curves "
-                  f"and models; wins {verdict['wins']}). At the last iteration: {f['tuned_step']:.3f} vs {f['tuned_gradient']:.3f}.\n")
+        table += (
+            f"\nTuned weight placement: **{verdict['default']}** gives the higher pixel AUROC along the convergence "
+            f"curve ({c['tuned_step']:.3f} on the step vs {c['tuned_gradient']:.3f} on the gradient, mean over curves "
+            f"and models; wins {verdict['wins']}). At the last iteration: {f['tuned_step']:.3f} vs {f['tuned_gradient']:.3f}.\n"
+        )
     (out / "table.md").write_text(table)
     return doc

@@ -64,6 +64,8 @@ def load_testset(root: Path, category: str, pre: Preprocess, limit: int | None =
     if "good" not in kinds_set or kinds_set == {"good"}:
         from edgeproj.errors import DataError
 
-        raise DataError(f"evaluating '{category}' needs good and defect test images (found kinds {sorted(kinds_set)}); "
-                        "AUROC is undefined otherwise: raise --limit or check the test folders")
+        raise DataError(
+            f"evaluating '{category}' needs good and defect test images (found kinds {sorted(kinds_set)}); "
+            "AUROC is undefined otherwise: raise --limit or check the test folders"
+        )
     return TestSet(cat, images, masks, kinds, paths, np.concatenate(tiles), origins, counts, pre)

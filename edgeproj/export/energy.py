@@ -26,15 +26,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeproj import contract as io
+from edgeproj.contract import ADAM_BETA1, ADAM_BETA2, ADAM_EPS, ADAM_SCOPE, E2_FLOOR
+from edgeproj.contract import SSIM_C1 as C1
+from edgeproj.contract import SSIM_C2 as C2
 from edgeproj.export.builder import GraphBuilder
 from edgeproj.export.network import NetworkEmitter
-from edgeproj.models.ssim import C1, C2, gaussian_1d
-from edgeproj.runtime.manifest import ADAM_SCOPE
-
-ADAM_BETA1 = 0.9
-ADAM_BETA2 = 0.999
-ADAM_EPS = 1e-8
-E2_FLOOR = 1e-12
+from edgeproj.models.ssim import gaussian_1d
 
 
 def _squared_error_head(b: GraphBuilder, x: str, r: str, scale: float):
@@ -112,7 +110,7 @@ def emit_energy(b: GraphBuilder, net: NetworkEmitter, spec: dict, x: str, x0: st
     l1 = b.sum_chw(b.op("Abs", [diff0]), "l1")
     energy = b.add(rec, b.mul(lam, l1), "energy_v")
     grad = b.add(b.add(g_x, g_net), b.mul(lam, b.op("Sign", [diff0])), "grad_v")
-    return {"recon": recon, "rec_loss": rec, "energy": energy, "grad": grad}
+    return {io.RECON: recon, io.REC_LOSS: rec, io.ENERGY: energy, io.GRAD: grad}
 
 
 def _image_shape(spec: dict) -> list:
@@ -123,12 +121,11 @@ def build_gradient_graph(net: NetworkEmitter, spec: dict):
     """The gradient graph (module docstring) as a checked onnx.ModelProto."""
     b = GraphBuilder("edgeproj_gradient")
     img = _image_shape(spec)
-    x, x0, lam = b.input("x", img), b.input("x0", img), b.input("lam", [1])
+    x, x0, lam = (b.input(name, shape) for name, shape in zip(io.GRADIENT_INPUTS, (img, img, [1])))
     out = emit_energy(b, net, spec, x, x0, lam)
-    b.output(out["energy"], "energy", ["N"])
-    b.output(out["rec_loss"], "rec_loss", ["N"])
-    b.output(out["grad"], "grad", img)
-    b.output(out["recon"], "recon", img)
+    shapes = {io.ENERGY: ["N"], io.REC_LOSS: ["N"], io.GRAD: img, io.RECON: img}
+    for name in io.GRADIENT_OUTPUTS:
+        b.output(out[name], name, shapes[name])
     return b.model("grad_x of E(x) = L_r(x) + lam * ||x - x0||_1 for an edgeproj autoencoder")
 
 
@@ -136,23 +133,22 @@ def build_step_graph(net: NetworkEmitter, spec: dict):
     """The one-iteration masked-Adam step graph (module docstring) as a checked onnx.ModelProto."""
     b = GraphBuilder("edgeproj_step")
     img = _image_shape(spec)
-    x, x0, m, v = (b.input(n, img) for n in ("x", "x0", "m", "v"))
-    step = b.input("step", ["N"])
-    weight = b.input("weight", img)
-    tuned, on_step, alpha, lam = (b.input(n, [1]) for n in ("tuned", "tuned_on_step", "alpha", "lam"))
-    active = b.input("active", ["N"])
+    shape = {**{k: img for k in io.IMAGE_INPUTS}, **{k: ["N"] for k in io.VECTOR_INPUTS}, **{k: [1] for k in io.SETTINGS}}
+    inp = {name: b.input(name, shape[name]) for name in io.STEP_INPUTS}
+    x, x0, m, v, step, weight, active = (inp[k] for k in (io.X, io.X0, io.M, io.V, io.STEP, io.WEIGHT, io.ACTIVE))
+    tuned, on_step, alpha, lam = (inp[k] for k in io.SETTINGS)
     out = emit_energy(b, net, spec, x, x0, lam)
     # The optimizer tail: eps = 1e-8 and (1 - beta2) g^2 underflow in FP16, so TensorRT pins these to FP32.
     b.scope = ADAM_SCOPE
 
     one = b.const(1.0, "one")
-    err = b.sub(x, out["recon"], "err")
+    err = b.sub(x, out[io.RECON], "err")
     e2 = b.mul(err, err, "e2")
     # Blend instead of branching (no If nodes for TensorRT): w = 1 + on * (e2 - 1).
     before = b.mul(tuned, b.sub(one, on_step), "tuned_before")
     after = b.mul(tuned, on_step, "tuned_after")
     w_grad = b.add(one, b.mul(before, b.sub(e2, one)), "w_grad")
-    g = b.mul(b.mul(out["grad"], weight), w_grad, "g_eff")
+    g = b.mul(b.mul(out[io.GRAD], weight), w_grad, "g_eff")
 
     b1, b2 = b.const(ADAM_BETA1, "beta1"), b.const(ADAM_BETA2, "beta2")
     m_new = b.add(b.mul(b1, m), b.mul(b.const(1 - ADAM_BETA1, "one_m_beta1"), g), "m_new")
@@ -174,11 +170,12 @@ def build_step_graph(net: NetworkEmitter, spec: dict):
         # Where, not old + a * (new - old): exact for finished samples, and a NaN elsewhere cannot leak in.
         return b.op("Where", [act, new, old], hint)
 
-    b.output(keep(x_new, x, "x_keep"), "x_next", img)
-    b.output(keep(m_new, m, "m_keep"), "m_next", img)
-    b.output(keep(v_new, v, "v_keep"), "v_next", img)
-    b.output(b.op("Where", [b.op("Greater", [active, b.const(0.0, "zero")]), t_new, step], "step_keep"), "step_next", ["N"])
-    b.output(out["energy"], "energy", ["N"])
-    b.output(out["rec_loss"], "rec_loss", ["N"])
-    b.output(out["recon"], "recon", img)
+    nxt = io.NEXT
+    b.output(keep(x_new, x, "x_keep"), nxt[io.X], img)
+    b.output(keep(m_new, m, "m_keep"), nxt[io.M], img)
+    b.output(keep(v_new, v, "v_keep"), nxt[io.V], img)
+    b.output(b.op("Where", [b.op("Greater", [active, b.const(0.0, "zero")]), t_new, step], "step_keep"), nxt[io.STEP], ["N"])
+    b.output(out[io.ENERGY], io.ENERGY, ["N"])
+    b.output(out[io.REC_LOSS], io.REC_LOSS, ["N"])
+    b.output(out[io.RECON], io.RECON, img)
     return b.model("one masked-Adam step of the energy-based projection (Dehaene et al. 2020, eq. 5/7/8)")

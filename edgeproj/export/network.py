@@ -99,7 +99,9 @@ def _phase3_weight(w: np.ndarray) -> np.ndarray:
     return out.reshape(4 * cout, cin, 3, 3)
 
 
-def conv_transpose(b: GraphBuilder, h: str, w: np.ndarray, bias: np.ndarray | None, stride: int, pad: int, mode: str, hint: str) -> str:
+def conv_transpose(
+    b: GraphBuilder, h: str, w: np.ndarray, bias: np.ndarray | None, stride: int, pad: int, mode: str, hint: str
+) -> str:
     """ConvTranspose as an ONNX ConvTranspose, or (k4 s2 p1) as phase convolutions + DepthToSpace:
     'phase' = four 2x2 Convs, 'phase3' = one 3x3 Conv with the four phases as output channels."""
     if mode == "phase3" and stride == 2 and pad == 1 and w.shape[2:] == (4, 4):
@@ -142,8 +144,14 @@ class NetworkEmitter:
             saved = None
             if L.kind == "conv":
                 k = list(L.weight.shape[2:])
-                h = b.op("Conv", [h, b.const(L.weight, f"{tag}_w"), b.const(L.bias, f"{tag}_b")], tag,
-                         kernel_shape=k, strides=[L.stride] * 2, pads=[L.pad] * 4)
+                h = b.op(
+                    "Conv",
+                    [h, b.const(L.weight, f"{tag}_w"), b.const(L.bias, f"{tag}_b")],
+                    tag,
+                    kernel_shape=k,
+                    strides=[L.stride] * 2,
+                    pads=[L.pad] * 4,
+                )
             elif L.kind == "convT":
                 h = conv_transpose(b, h, L.weight, L.bias, L.stride, L.pad, self.mode, tag)
             elif L.kind == "lrelu":
@@ -178,8 +186,9 @@ class NetworkEmitter:
                     g = conv_transpose(b, g, L.weight, None, L.stride, L.pad, self.mode, tag)
             elif L.kind == "convT":
                 k = L.weight.shape[2]
-                g = b.op("Conv", [g, b.const(L.weight, f"{tag}_w")], tag, kernel_shape=[k, k],
-                         strides=[L.stride] * 2, pads=[L.pad] * 4)
+                g = b.op(
+                    "Conv", [g, b.const(L.weight, f"{tag}_w")], tag, kernel_shape=[k, k], strides=[L.stride] * 2, pads=[L.pad] * 4
+                )
             elif L.kind == "lrelu":
                 g = b.mul(g, saved, tag)
             elif L.kind == "sigmoid":

@@ -11,8 +11,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from edgeproj import contract
 from edgeproj.metrics import roc_auc
-from edgeproj.models.projection import energy, torch_project
+from edgeproj.models.torch_reference import energy, torch_project
+from edgeproj.runtime.backends.base import settings_feed
+from edgeproj.runtime.manifest import Projection
 from edgeproj.runtime.scoring import dssim_map
 
 
@@ -37,7 +40,9 @@ def probe_inputs(patches: np.ndarray | None, n: int, channels: int, seed: int = 
 
 def _gradient_errors(session, model, x0: np.ndarray, x: np.ndarray, lam: float) -> dict:
     """Per-sample errors of the graph's gradient against torch autograd in float32 and float64."""
-    out = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"x": x, "x0": x0, "lam": np.array([lam], np.float32)})))
+    from edgeproj.runtime.backends.ort_session import run_gradient
+
+    out = run_gradient(session, x, x0, lam)
     figures: dict = {}
     for name, dtype in (("float32", torch.float32), ("float64", torch.float64)):
         m = model.to(dtype)
@@ -87,35 +92,54 @@ def gradient_parity(session, model, x0: np.ndarray, x: np.ndarray, lam: float) -
     figures: dict = {}
     for name in ("float32", "float64"):
         f = figs[name]
-        figures[name] = {"grad_rel_max_err": float(f["grad"].max()), "energy_rel_max_err": f["energy_rel_max_err"],
-                         "recon_max_abs_err": f["recon_max_abs_err"]}
+        figures[name] = {
+            "grad_rel_max_err": float(f["grad"].max()),
+            "energy_rel_max_err": f["energy_rel_max_err"],
+            "recon_max_abs_err": f["recon_max_abs_err"],
+        }
     figures["grad_rel_max_err"] = float(per_sample.max())
     figures["reference"] = "min(float32, float64) per sample"
     figures["nudged"] = int(nudged.sum())
     return figures
 
 
-def run_step_graph(session, x0: np.ndarray, steps: int, alpha: float, lam: float, tuned: bool, tuned_on_step: bool, weight: np.ndarray | None = None):
+def run_step_graph(
+    session,
+    x0: np.ndarray,
+    steps: int,
+    alpha: float,
+    lam: float,
+    tuned: bool,
+    tuned_on_step: bool,
+    weight: np.ndarray | None = None,
+):
     """A plain host loop over the step graph (the runtime's loop adds stop rules); returns x_T, energies, first m, v."""
     n = x0.shape[0]
+    settings = Projection(alpha=alpha, lam=lam, tuned=tuned, tuned_on_step=tuned_on_step)
     feed = {
-        "x": x0.copy(), "x0": x0, "m": np.zeros_like(x0), "v": np.zeros_like(x0),
-        "step": np.zeros(n, np.float32), "weight": np.ones_like(x0) if weight is None else weight.astype(np.float32),
-        "tuned": np.array([float(tuned)], np.float32), "tuned_on_step": np.array([float(tuned_on_step)], np.float32),
-        "alpha": np.array([alpha], np.float32), "lam": np.array([lam], np.float32), "active": np.ones(n, np.float32),
+        contract.X: x0.copy(),
+        contract.X0: x0,
+        contract.M: np.zeros_like(x0),
+        contract.V: np.zeros_like(x0),
+        contract.STEP: np.zeros(n, np.float32),
+        contract.WEIGHT: np.ones_like(x0) if weight is None else weight.astype(np.float32),
+        contract.ACTIVE: np.ones(n, np.float32),
+        **settings_feed(settings),
     }
-    names = [o.name for o in session.get_outputs()]
+    names = list(contract.STEP_OUTPUTS)
     energies, first = [], None
     for _ in range(steps):
-        out = dict(zip(names, session.run(None, feed)))
-        energies.append(out["energy"])
+        out = dict(zip(names, session.run(names, feed)))
+        energies.append(out[contract.ENERGY])
         if first is None:
-            first = (out["m_next"], out["v_next"])
-        feed.update(x=out["x_next"], m=out["m_next"], v=out["v_next"], step=out["step_next"])
-    return feed["x"], np.stack(energies), first
+            first = (out[contract.NEXT[contract.M]], out[contract.NEXT[contract.V]])
+        feed.update({s: out[contract.NEXT[s]] for s in contract.STATE})
+    return feed[contract.X], np.stack(energies), first
 
 
-def trajectory_parity(session, model, x0: np.ndarray, mask: np.ndarray, steps: int, alpha: float, lam: float, tuned: bool, tuned_on_step: bool) -> dict:
+def trajectory_parity(
+    session, model, x0: np.ndarray, mask: np.ndarray, steps: int, alpha: float, lam: float, tuned: bool, tuned_on_step: bool
+) -> dict:
     """`steps` iterations of the step graph vs torch.optim.Adam (float32) and a float64 reference."""
     xo, eo, (mo, vo) = run_step_graph(session, x0, steps, alpha, lam, tuned, tuned_on_step)
     res = {}

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-C1 = 0.01**2
-C2 = 0.03**2
-SIGMA = 1.5
+from edgeproj.contract import SSIM_C1 as C1
+from edgeproj.contract import SSIM_C2 as C2
+from edgeproj.contract import SSIM_SIGMA as SIGMA
 
 
 def gaussian_1d(size: int = 11, sigma: float = SIGMA) -> np.ndarray:
@@ -20,7 +20,6 @@ def gaussian_1d(size: int = 11, sigma: float = SIGMA) -> np.ndarray:
     r = np.arange(size, dtype=np.float64) - (size - 1) / 2
     g = np.exp(-(r**2) / (2 * sigma**2))
     return g / g.sum()
-
 
 
 def ssim_map_valid(a: torch.Tensor, b: torch.Tensor, window: int = 11) -> torch.Tensor:

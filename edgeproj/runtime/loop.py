@@ -1,13 +1,21 @@
-"""The projection loop (paper section 3) over any runner: per-sample stop rules, NaN guard, energy traces."""
+"""The projection loop (paper section 3) over any runner: per-sample stop rules, NaN guard, energy traces.
+
+This is the only place that steps a runner; `Projector` calls it for every batch.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from edgeproj.runtime.backends.base import Runner, StepParams
-from edgeproj.runtime.manifest import StopRule
+from edgeproj.runtime.backends.base import Runner
+from edgeproj.runtime.manifest import Projection, StopRule
+
+# on_checkpoint(iteration, x) receives the batch's projection after `iteration` steps.
+CheckpointFn = Callable[[int, np.ndarray], None]
+
 
 @dataclass
 class BatchResult:
@@ -26,7 +34,40 @@ class BatchResult:
 
     @property
     def diverged(self) -> np.ndarray:
-        return np.array([r == "diverged" for r in self.stop_reasons])
+        return np.array([r == "diverged" for r in self.stop_reasons], bool)
+
+    def head(self, n: int) -> BatchResult:
+        """The first n samples (drops padding)."""
+        return BatchResult(
+            self.x0[:n],
+            self.projection[:n],
+            self.recon0[:n],
+            self.recon[:n],
+            self.rec_loss0[:n],
+            self.rec_loss[:n],
+            self.energy[:n],
+            self.iterations[:n],
+            self.stop_reasons[:n],
+            self.traces[:n],
+        )
+
+    @staticmethod
+    def concat(parts: list[BatchResult]) -> BatchResult:
+        if len(parts) == 1:
+            return parts[0]
+        cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+        return BatchResult(
+            x0=cat("x0"),
+            projection=cat("projection"),
+            recon0=cat("recon0"),
+            recon=cat("recon"),
+            rec_loss0=cat("rec_loss0"),
+            rec_loss=cat("rec_loss"),
+            energy=cat("energy"),
+            iterations=cat("iterations"),
+            stop_reasons=[r for p in parts for r in p.stop_reasons],
+            traces=[t for p in parts for t in p.traces],
+        )
 
 
 def _check(trace: list[float], rec: float, stop: StopRule) -> str | None:
@@ -43,19 +84,34 @@ def _check(trace: list[float], rec: float, stop: StopRule) -> str | None:
     return None
 
 
-def run_projection(runner: Runner, x0: np.ndarray, params: StepParams, max_iterations: int, stop: StopRule,
-                   weight: np.ndarray | None = None, chunk: int = 1, active: np.ndarray | None = None) -> BatchResult:
+def readback_chunk(runner: Runner, stop: StopRule) -> int:
+    """Steps per runner call: 1 on host runners, else the device runner's chunk capped by check_every."""
+    return 1 if runner.chunk is None else max(1, min(stop.check_every, runner.chunk))
+
+
+def run_projection(
+    runner: Runner,
+    x0: np.ndarray,
+    settings: Projection,
+    weight: np.ndarray | None = None,
+    active: np.ndarray | None = None,
+    checkpoints: Sequence[int] = (),
+    on_checkpoint: CheckpointFn | None = None,
+) -> BatchResult:
     """Project a batch from x0; finished samples stop changing while the others go on.
 
-    The stop rule is checked on every step's energy and L_r, read back every `chunk` steps (a small
-    readback; a sample found finished inside a chunk has still taken the chunk's remaining steps, which
+    The stop rule is checked on every step's energy and L_r, read back every chunk (a small readback;
+    a sample found finished inside a chunk has still taken the chunk's remaining steps, which
     `iterations` counts). A sample already below the L_r threshold at x0 takes no step. A sample whose
     energy or pixels turn NaN/Inf is marked diverged and its projection reset to x0. `active` = 0 marks
-    padding samples that never move (GPU backends keep one batch size).
+    padding samples that never move. `on_checkpoint(t, x)` gets the projection after t steps for each
+    t in `checkpoints` (a chunk never crosses one).
     """
     n = x0.shape[0]
-    runner.load(x0, np.ones_like(x0) if weight is None else weight, params)
+    stop = settings.stop
+    runner.load(x0, np.ones_like(x0) if weight is None else weight, settings)
     e0, r0, recon0 = runner.evaluate()
+    recon0 = np.array(recon0, copy=True)
     active = np.ones(n, np.float32) if active is None else np.asarray(active, np.float32).copy()
     padding = active == 0
     iterations = np.zeros(n, np.int64)
@@ -66,9 +122,16 @@ def run_projection(runner: Runner, x0: np.ndarray, params: StepParams, max_itera
             reasons[i], active[i] = "diverged", 0.0
         elif stop.rec_loss_threshold is not None and r0[i] < stop.rec_loss_threshold:
             reasons[i], active[i] = "rec_loss_threshold", 0.0
+    chunk = readback_chunk(runner, stop)
+    pending = sorted(c for c in set(checkpoints) if 0 <= c <= settings.max_iterations)
     done = 0
-    while done < max_iterations and active.any():
-        k = min(chunk, max_iterations - done)
+    while True:
+        # Once every sample has stopped, x no longer changes: the remaining checkpoints all see it.
+        while pending and (pending[0] == done or not active.any()):
+            on_checkpoint(pending.pop(0), runner.fetch())
+        if done >= settings.max_iterations or not active.any():
+            break
+        k = min(chunk, settings.max_iterations - done, (pending[0] - done) if pending else chunk)
         energies, recs = runner.steps(k, active)
         done += k
         for i in np.flatnonzero(active):
@@ -82,7 +145,7 @@ def run_projection(runner: Runner, x0: np.ndarray, params: StepParams, max_itera
                     break
     x = np.array(runner.fetch(), copy=True)
     energy, rec, recon = runner.evaluate()
-    recon = recon.copy()
+    recon = np.array(recon, copy=True)
     for i in range(n):
         if reasons[i] is None:
             reasons[i] = "padding" if padding[i] else "max_iterations"

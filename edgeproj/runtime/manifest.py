@@ -1,24 +1,36 @@
 """The bundle manifest: the only thing the runtime reads besides the graphs (torch-free, onnx-free).
 
-A bundle directory holds `manifest.json`, `gradient.onnx` and `step.onnx`. Loading checks the schema
-version and every graph's sha256, and names what is wrong.
+A bundle directory holds `manifest.json`, `gradient.onnx` and `step.onnx`. One typed schema serves both
+sides: export builds a `Manifest` and writes it, the runtime loads the same dataclasses. Loading checks
+the schema version, that graph files are plain names inside the bundle, every graph's sha256, the graph
+names recorded against the contract, and every projection setting and threshold against its bounds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from edgeproj.errors import BundleError
+from edgeproj import contract
+from edgeproj.errors import BundleError, ConfigError
 from edgeproj.preprocess import Preprocess
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
-# Node-name prefix of the step graph's optimizer tail (export writes it, TensorRT pins it to FP32).
-ADAM_SCOPE = "adam/"
+MAP_KINDS = ("dssim_projection", "dssim_recon", "squared_error")
+
+# Valid ranges of the projection settings, for export and for every run-time override alike. A value
+# outside them can silently turn a defect into a good part (no step, or a step that jumps off the data).
+ALPHA_RANGE = (1e-6, 1.0)  # Adam's step on [0, 1] images: beyond 1 a single step crosses the whole range
+LAM_RANGE = (0.0, 10.0)
+MAX_ITERATIONS_RANGE = (1, 10_000)
+ENERGY_RTOL_RANGE = (0.0, 0.5)
+WINDOW_RANGE = (1, 1000)
+CHECK_EVERY_RANGE = (1, 1000)
 
 
 def sha256_file(path: Path) -> str:
@@ -29,9 +41,29 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def check_range(name: str, value, bounds: tuple, integer: bool = False) -> None:
+    """Raise ConfigError unless `value` is a finite number (an integer where asked) within `bounds`."""
+    lo, hi = bounds
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and lo <= value <= hi
+    if ok and integer:
+        ok = float(value).is_integer()
+    if not ok:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{name} must be {kind} in [{lo:g}, {hi:g}], got {value!r}")
+
+
+def finite_or_none(name: str, value) -> float | None:
+    """A threshold: None, or a finite float (ConfigError otherwise)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class GraphInfo:
-    """One ONNX graph of the bundle."""
+    """One ONNX graph of the bundle: a plain file name inside the bundle, its checksum and I/O names."""
 
     file: str
     sha256: str
@@ -40,6 +72,11 @@ class GraphInfo:
     outputs: list[str]
     opset: int
 
+    def __post_init__(self):
+        name = str(self.file)
+        if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+            raise ConfigError(f"graph file '{name}' must be a plain file name inside the bundle")
+
 
 @dataclass(frozen=True)
 class StopRule:
@@ -47,7 +84,8 @@ class StopRule:
 
     rec_loss_threshold: stop once L_r falls below it (paper: minimum L_r over the training set);
     None disables the rule. energy_rtol/window: stop when the energy's relative change over the last
-    `window` iterations is below rtol. check_every: GPU backends read the stop signals back every k steps.
+    `window` iterations is at most rtol (0 disables). check_every: GPU backends read the stop signals
+    back every k steps.
     """
 
     rec_loss_threshold: float | None = None
@@ -55,13 +93,23 @@ class StopRule:
     window: int = 5
     check_every: int = 5
 
+    def __post_init__(self):
+        object.__setattr__(self, "rec_loss_threshold", finite_or_none("the L_r stop threshold", self.rec_loss_threshold))
+        check_range("energy rtol", self.energy_rtol, ENERGY_RTOL_RANGE)
+        check_range("the energy window", self.window, WINDOW_RANGE, integer=True)
+        check_range("check every", self.check_every, CHECK_EVERY_RANGE, integer=True)
+
+    def off(self) -> StopRule:
+        """No stop rule: the projection runs its full iteration count."""
+        return replace(self, rec_loss_threshold=None, energy_rtol=0.0)
+
 
 @dataclass(frozen=True)
 class Projection:
-    """Optimizer settings of the projection loop.
+    """Settings of the projection loop, validated on construction (export and run-time overrides alike).
 
     alpha, lam, tuned and tuned_on_step are graph inputs, so changing them needs no re-export. beta1,
-    beta2, eps and clip are constants inside the step graph, recorded here for readers and reports.
+    beta2, eps and clip are constants inside the step graph (edgeproj.contract), recorded for readers.
     """
 
     alpha: float = 0.05
@@ -70,18 +118,110 @@ class Projection:
     tuned: bool = True
     tuned_on_step: bool = True
     map_kind: str = "dssim_projection"
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
+    beta1: float = contract.ADAM_BETA1
+    beta2: float = contract.ADAM_BETA2
+    eps: float = contract.ADAM_EPS
     clip: tuple[float, float] = (0.0, 1.0)
     stop: StopRule = field(default_factory=StopRule)
 
+    def __post_init__(self):
+        check_range("alpha", self.alpha, ALPHA_RANGE)
+        check_range("lambda", self.lam, LAM_RANGE)
+        check_range("max iterations", self.max_iterations, MAX_ITERATIONS_RANGE, integer=True)
+        if self.map_kind not in MAP_KINDS:
+            raise ConfigError(f"unknown map kind '{self.map_kind}'; choose one of {', '.join(MAP_KINDS)}")
+        object.__setattr__(self, "max_iterations", int(self.max_iterations))
+        object.__setattr__(self, "tuned", bool(self.tuned))
+        object.__setattr__(self, "tuned_on_step", bool(self.tuned_on_step))
+        object.__setattr__(self, "clip", tuple(self.clip))
+
     @classmethod
-    def from_dict(cls, d: dict) -> "Projection":
+    def from_dict(cls, d: dict) -> Projection:
         d = dict(d)
         d["stop"] = StopRule(**d.get("stop", {}))
-        d["clip"] = tuple(d.get("clip", (0.0, 1.0)))
         return cls(**d)
+
+    def with_overrides(self, **overrides) -> Projection:
+        """A validated copy with the given settings changed; None keeps a value. Stop-rule fields
+        (rec_loss_threshold, energy_rtol, window, check_every) go to `stop`; rec_loss_threshold=None
+        cannot disable the rule here: use `without_rec_loss_stop()`."""
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        stop_keys = {f.name for f in fields(StopRule)}
+        unknown = set(changes) - stop_keys - {f.name for f in fields(Projection)}
+        if unknown:
+            raise ConfigError(f"unknown projection setting(s) {sorted(unknown)}")
+        stop_changes = {k: changes.pop(k) for k in list(changes) if k in stop_keys}
+        proj = replace(self, **changes)
+        return replace(proj, stop=replace(proj.stop, **stop_changes)) if stop_changes else proj
+
+    def without_rec_loss_stop(self) -> Projection:
+        """The same settings without the L_r threshold rule (inpainting runs to convergence)."""
+        return replace(self, stop=replace(self.stop, rec_loss_threshold=None))
+
+    def without_stop_rules(self) -> Projection:
+        """The same settings with every stop rule off (fixed-iteration studies and benchmarks)."""
+        return replace(self, stop=self.stop.off())
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Thresholds measured on normal images by `edgeproj calibrate`, and how they were obtained.
+
+    The three thresholds are None until calibrated, and finite when present (a non-finite threshold
+    would make every comparison false, so every defect OK). `precision` holds the FP16 verdict.
+    """
+
+    rec_loss_threshold: float | None = None
+    pixel_threshold: float | None = None
+    image_threshold: float | None = None
+    method: dict = field(default_factory=dict)
+    targets: dict = field(default_factory=dict)
+    images: dict = field(default_factory=dict)
+    date: str = ""
+    edgeproj_version: str = ""
+    rec_loss_at_x0: dict = field(default_factory=dict)
+    measured: dict = field(default_factory=dict)
+    labelled: dict | None = None
+    precision: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("rec_loss_threshold", "pixel_threshold", "image_threshold"):
+            object.__setattr__(self, name, finite_or_none(name.replace("_", " "), getattr(self, name)))
+
+    @property
+    def calibrated(self) -> bool:
+        return self.image_threshold is not None
+
+    @property
+    def fp16(self) -> dict | None:
+        """The measured FP16 verdict ({"allowed": bool, ...}) or None when not measured."""
+        v = self.precision.get("fp16")
+        return v if isinstance(v, dict) else None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Calibration:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def to_dict(self) -> dict:
+        """The manifest section; empty when never calibrated."""
+        if self == Calibration():
+            return {}
+        d = asdict(self)
+        if d["labelled"] is None:
+            d.pop("labelled")
+        return d
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the graphs take: layout, dtype, value range and colour order of x."""
+
+    layout: str = "NCHW"
+    dtype: str = "float32"
+    range: tuple[float, float] = (0.0, 1.0)
+    color: str = "gray"
+    scale: str = "pixel / (2^bits - 1)"
 
 
 @dataclass(frozen=True)
@@ -98,13 +238,15 @@ class Manifest:
     preprocess: Preprocess
     graphs: dict[str, GraphInfo]
     projection: Projection
-    training: dict
-    versions: dict
-    parity: dict
-    calibration: dict
+    input: InputSpec = field(default_factory=InputSpec)
+    training: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    parity: dict = field(default_factory=dict)
+    calibration: Calibration = field(default_factory=Calibration)
     created: str = ""
     cost: dict = field(default_factory=dict)  # FLOPs per sample-iteration, counted at export
-    extra: dict = field(default_factory=dict)  # other top-level keys, kept verbatim on rewrite
+    notes: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # unknown top-level keys, kept verbatim on rewrite
 
     def graph_path(self, name: str) -> Path:
         if name not in self.graphs:
@@ -112,61 +254,76 @@ class Manifest:
         return self.root / self.graphs[name].file
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("root")
-        extra = d.pop("extra")
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("root", "extra")}
         d["preprocess"] = self.preprocess.to_dict()
-        return extra | d
+        d["graphs"] = {k: asdict(g) for k, g in self.graphs.items()}
+        d["projection"] = asdict(self.projection)
+        d["input"] = asdict(self.input)
+        d["calibration"] = self.calibration.to_dict()
+        return self.extra | d
 
-    def with_updates(self, **changes) -> "Manifest":
-        return replace(self, **changes)
+    @classmethod
+    def from_dict(cls, root: Path, d: dict) -> Manifest:
+        """Parse a manifest document; BundleError names what is malformed."""
+        if not isinstance(d, dict):
+            raise BundleError(f"manifest of '{root}' is not a JSON object; re-export the bundle")
+        known = {f.name for f in fields(cls)} - {"root", "extra"}
+        try:
+            manifest = cls(
+                root=Path(root),
+                schema_version=int(d["schema_version"]),
+                edgeproj_version=str(d["edgeproj_version"]),
+                variant=str(d["variant"]),
+                channels=int(d["channels"]),
+                size=int(d["size"]),
+                ssim_window=int(d.get("ssim_window", 11)),
+                preprocess=Preprocess.from_dict(d["preprocess"]),
+                graphs={k: GraphInfo(**v) for k, v in d["graphs"].items()},
+                projection=Projection.from_dict(d["projection"]),
+                input=InputSpec(**d.get("input", {})),
+                training=dict(d.get("training", {})),
+                versions=dict(d.get("versions", {})),
+                parity=dict(d.get("parity", {})),
+                calibration=Calibration.from_dict(dict(d.get("calibration", {}))),
+                created=str(d.get("created", "")),
+                cost=dict(d.get("cost", {})),
+                notes=dict(d.get("notes", {})),
+                extra={k: v for k, v in d.items() if k not in known},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError, ConfigError) as exc:
+            raise BundleError(f"manifest of '{root}' is malformed ({type(exc).__name__}: {exc}); re-export the bundle") from None
+        for name, g in manifest.graphs.items():
+            contract.check_graph(name, g.inputs, g.outputs, f"manifest of '{root}'")
+        return manifest
 
-
-_FIELDS = {"schema_version", "edgeproj_version", "variant", "channels", "size", "ssim_window", "preprocess", "graphs",
-           "projection", "training", "versions", "parity", "calibration", "created", "cost"}
-
-
-def _parse(root: Path, d: dict) -> Manifest:
-    try:
-        return Manifest(
-            root=root,
-            schema_version=int(d["schema_version"]),
-            edgeproj_version=str(d["edgeproj_version"]),
-            variant=str(d["variant"]),
-            channels=int(d["channels"]),
-            size=int(d["size"]),
-            ssim_window=int(d.get("ssim_window", 11)),
-            preprocess=Preprocess.from_dict(d["preprocess"]),
-            graphs={k: GraphInfo(**v) for k, v in d["graphs"].items()},
-            projection=Projection.from_dict(d["projection"]),
-            training=dict(d.get("training", {})),
-            versions=dict(d.get("versions", {})),
-            parity=dict(d.get("parity", {})),
-            calibration=dict(d.get("calibration", {})),
-            created=str(d.get("created", "")),
-            cost=dict(d.get("cost", {})),
-            extra={k: v for k, v in d.items() if k not in _FIELDS},
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"manifest of '{root}' is malformed ({type(exc).__name__}: {exc}); re-export the bundle") from None
+    def with_calibration(self, calibration: Calibration) -> Manifest:
+        """This manifest with a new calibration section and its L_r stop threshold in the projection."""
+        stop = replace(self.projection.stop, rec_loss_threshold=calibration.rec_loss_threshold)
+        return replace(self, calibration=calibration, projection=replace(self.projection, stop=stop))
 
 
 def load_manifest(bundle: Path, verify: bool = True) -> Manifest:
-    """Read `bundle/manifest.json`; with verify, check schema version and each graph's size and sha256."""
+    """Read `bundle/manifest.json`; with verify, check each graph's presence and sha256."""
     root = Path(bundle)
     path = root / MANIFEST
     if not path.is_file():
         raise BundleError(f"'{root}' is not a bundle: {MANIFEST} is missing (create one with `edgeproj export`)")
     try:
-        d = json.loads(path.read_text())
+        d = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BundleError(f"'{path}' is not UTF-8 text; re-copy or re-export the bundle") from None
     except json.JSONDecodeError as exc:
         raise BundleError(f"'{path}' is not valid JSON ({exc}); re-export the bundle") from None
+    except OSError as exc:
+        raise BundleError(f"cannot read '{path}': {exc.strerror}") from None
+    if not isinstance(d, dict):
+        raise BundleError(f"'{path}' is not a manifest (a JSON {type(d).__name__}, not an object); re-export the bundle")
     version = d.get("schema_version")
     if version != SCHEMA_VERSION:
         raise BundleError(
             f"bundle '{root}' has manifest schema {version}, this edgeproj reads schema {SCHEMA_VERSION}; re-export it with this version"
         )
-    manifest = _parse(root, d)
+    manifest = Manifest.from_dict(root, d)
     if verify:
         for name, g in manifest.graphs.items():
             gp = root / g.file
@@ -181,19 +338,56 @@ def load_manifest(bundle: Path, verify: bool = True) -> Manifest:
     return manifest
 
 
-def write_manifest(manifest_or_dict, bundle: Path | None = None) -> Path:
-    """Write manifest.json atomically (temporary file, fsync, rename): a kill leaves the old one intact."""
-    if isinstance(manifest_or_dict, Manifest):
-        root, data = manifest_or_dict.root, manifest_or_dict.to_dict()
-    else:
-        root, data = Path(bundle), dict(manifest_or_dict)
+def strict_json(obj):
+    """`obj` with every non-finite float replaced by None, numpy scalars/arrays and paths made plain:
+    what `json.dumps(..., allow_nan=False)` accepts (standard JSON has no NaN or Infinity)."""
+    if isinstance(obj, dict):
+        return {str(k): strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist") and not isinstance(obj, (int, float)):
+        return strict_json(obj.tolist())
+    if hasattr(obj, "item") and not isinstance(obj, (int, float)):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, int):
+        return obj
+    if hasattr(obj, "__fspath__"):
+        return os.fspath(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def dumps_strict(obj, indent: int | None = 2) -> str:
+    """Standard JSON text (no NaN/Infinity tokens) of results holding numpy values and paths."""
+    return json.dumps(strict_json(obj), indent=indent, allow_nan=False)
+
+
+def write_manifest(manifest: Manifest) -> Path:
+    """Write manifest.json atomically (temporary file, fsync, rename): a kill leaves the old one intact.
+
+    A bundle that cannot be written (read-only, full disk) raises BundleError before anything changes.
+    """
+    root = manifest.root
     path = root / MANIFEST
     tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(data, indent=2, default=_json_default) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    text = dumps_strict(manifest.to_dict()) + "\n"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise BundleError(f"cannot write '{path}': {exc.strerror or exc}; check the bundle folder is writable") from None
     try:  # make the rename itself durable (power loss); a process kill is covered by the rename alone
         fd = os.open(root, os.O_RDONLY)
         try:
@@ -205,9 +399,12 @@ def write_manifest(manifest_or_dict, bundle: Path | None = None) -> Path:
     return path
 
 
-def _json_default(obj):
-    if hasattr(obj, "item"):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+def check_writable(folder: Path, what: str) -> None:
+    """Raise BundleError now, before expensive work, when `folder` cannot take new files."""
+    folder = Path(folder)
+    probe = folder / f".edgeproj-write-test.{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise BundleError(f"{what} '{folder}' is not writable ({exc.strerror or exc}); fix its permissions or copy it") from None

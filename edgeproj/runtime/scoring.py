@@ -9,16 +9,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-C1 = 0.01**2
-C2 = 0.03**2
-MAP_KINDS = ("dssim_projection", "dssim_recon", "squared_error")
+from edgeproj.contract import SSIM_C1 as C1
+from edgeproj.contract import SSIM_C2 as C2
+from edgeproj.contract import SSIM_SIGMA
+from edgeproj.runtime.manifest import MAP_KINDS
 
 
 def _blur(a: np.ndarray, window: int, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(a, (window, window), sigma, borderType=cv2.BORDER_REFLECT)
 
 
-def ssim_map(a: np.ndarray, b: np.ndarray, window: int = 11, sigma: float = 1.5) -> np.ndarray:
+def ssim_map(a: np.ndarray, b: np.ndarray, window: int = 11, sigma: float = SSIM_SIGMA) -> np.ndarray:
     """Full-size SSIM map of two H x W (or C x H x W, averaged over C) images in [0, 1]."""
     if a.ndim == 3:
         return np.mean([ssim_map(ai, bi, window, sigma) for ai, bi in zip(a, b)], axis=0)

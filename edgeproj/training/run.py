@@ -56,7 +56,11 @@ def load_run(run: Path, device: str = "cpu"):
         raise CheckpointError(f"run '{run}': {exc}") from None
     weights = run / WEIGHTS
     if not weights.is_file():
-        hint = " (training was interrupted: rerun `edgeproj train` with the same --out to resume)" if (run / CHECKPOINT).exists() else ""
+        hint = (
+            " (training was interrupted: rerun `edgeproj train` with the same --out to resume)"
+            if (run / CHECKPOINT).exists()
+            else ""
+        )
         raise CheckpointError(f"'{weights}' is missing{hint}")
     try:
         state = load_file(str(weights), device=device)

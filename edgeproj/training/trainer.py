@@ -6,9 +6,9 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -130,13 +130,12 @@ def train(
             raise CheckpointError(f"cannot resume from '{ckpt_path}' ({exc}); delete it to start over") from None
     resized = load_resized(images, pre)
     dataset = PatchDataset(resized, pre, length=cfg.steps * cfg.batch * world, seed=cfg.seed)
-    batches = [
-        [((s * world + rank) * cfg.batch) + j for j in range(cfg.batch)] for s in range(start, cfg.steps)
-    ]
+    batches = [[((s * world + rank) * cfg.batch) + j for j in range(cfg.batch)] for s in range(start, cfg.steps)]
     # The loader gets its own generator: drawing its base seed from the global RNG would shift the
     # VAE's reparameterization noise after a resume (the checkpointed RNG state already holds that draw).
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=cfg.workers,
-                                         generator=torch.Generator().manual_seed(cfg.seed))
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=batches, num_workers=cfg.workers, generator=torch.Generator().manual_seed(cfg.seed)
+    )
     net = model
     if distributed:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -172,7 +171,9 @@ def train(
             log.flush()
         if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             tmp = ckpt_path.with_suffix(".pt.tmp")
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "rng": torch.get_rng_state()}, tmp)
+            torch.save(
+                {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "rng": torch.get_rng_state()}, tmp
+            )
             os.replace(tmp, ckpt_path)
     seconds = time.perf_counter() - t0
     if log:

@@ -2,45 +2,44 @@
 
 A runner owns the projection state (x, m, v, step) of one batch, wherever it lives (host memory for
 ort-cpu, device memory for the GPU backends), and advances it k steps per call, returning only the
-per-step energy and L_r (N floats each): the small readback the loop's stop rule needs.
+per-step energy and L_r (N floats each): the small readback the loop's stop rule needs. Runners are
+driven by `edgeproj.runtime.Projector` only.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 
 import numpy as np
 
-from edgeproj.runtime.manifest import Manifest
+from edgeproj import contract
+from edgeproj.runtime.manifest import Manifest, Projection
 
 
-@dataclass(frozen=True)
-class StepParams:
-    """Run-time inputs of the step graph."""
-
-    alpha: float
-    lam: float
-    tuned: bool
-    tuned_on_step: bool
-
-    def feed(self) -> dict[str, np.ndarray]:
-        f = np.float32
-        return {
-            "alpha": np.array([self.alpha], f),
-            "lam": np.array([self.lam], f),
-            "tuned": np.array([float(self.tuned)], f),
-            "tuned_on_step": np.array([float(self.tuned_on_step)], f),
-        }
+def settings_feed(settings: Projection) -> dict[str, np.ndarray]:
+    """The step graph's [1]-shaped setting inputs (contract.SETTINGS) for these projection settings."""
+    values = (float(settings.tuned), float(settings.tuned_on_step), settings.alpha, settings.lam)
+    return {name: np.array([v], np.float32) for name, v in zip(contract.SETTINGS, values)}
 
 
 class Runner(ABC):
-    """Base class of backends; use as a context manager."""
+    """Base class of backends; use as a context manager.
+
+    Attributes declared for the projector and benchmarks:
+        chunk: steps per readback on device backends; None on host backends (every step read back).
+        fixed_batch: the runner keeps one batch size (device buffers, CUDA graphs): short batches
+            are padded with samples that never move.
+        device_ms: accumulated device time of `steps` where the backend measures it, else None.
+    """
 
     name = "base"
+    chunk: int | None = None
+    fixed_batch: bool = False
+    device_ms: float | None = None
 
-    def __init__(self, manifest: Manifest):
+    def __init__(self, manifest: Manifest, options=None):
         self.manifest = manifest
+        self.options = options
 
     def __enter__(self):
         self.activate()
@@ -61,7 +60,7 @@ class Runner(ABC):
         return [self.name]
 
     @abstractmethod
-    def load(self, x0: np.ndarray, weight: np.ndarray, params: StepParams) -> None:
+    def load(self, x0: np.ndarray, weight: np.ndarray, settings: Projection) -> None:
         """Start a batch at x = x0 with Adam state zero; weight is 1 or the known mask (eq. 7)."""
 
     @abstractmethod

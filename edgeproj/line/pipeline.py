@@ -7,17 +7,18 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
+from edgeproj import overlays
 from edgeproj.errors import ConfigError
-from edgeproj.inspect.capture import END, Capture
-from edgeproj.inspect.sources import FrameSource
-from edgeproj.inspect.store import FrameRow, ResultStore
-from edgeproj.runtime import render
+from edgeproj.line.capture import END, Capture
+from edgeproj.line.sources import FrameSource
+from edgeproj.line.store import FrameRow, ResultStore
+from edgeproj.runtime.manifest import Calibration
 from edgeproj.runtime.projector import Projector
 
 
@@ -53,21 +54,32 @@ class Summary:
     def to_dict(self) -> dict:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.array([np.nan])
         return {
-            "run_id": self.run_id, "source": self.source, "frames_read": self.frames_read, "processed": self.processed,
-            "dropped": self.dropped, "corrupt": self.corrupt, "reconnects": self.reconnects, "ng": self.ng,
-            "seconds": round(self.seconds, 3), "fps": self.processed / self.seconds if self.seconds > 0 else 0.0,
-            "latency_ms_p50": float(np.nanpercentile(lat, 50)), "latency_ms_p99": float(np.nanpercentile(lat, 99)),
-            "stopped_by": self.stopped_by, "source_error": self.source_error,
+            "run_id": self.run_id,
+            "source": self.source,
+            "frames_read": self.frames_read,
+            "processed": self.processed,
+            "dropped": self.dropped,
+            "corrupt": self.corrupt,
+            "reconnects": self.reconnects,
+            "ng": self.ng,
+            "seconds": round(self.seconds, 3),
+            "fps": self.processed / self.seconds if self.seconds > 0 else 0.0,
+            "latency_ms_p50": float(np.nanpercentile(lat, 50)),
+            "latency_ms_p99": float(np.nanpercentile(lat, 99)),
+            "stopped_by": self.stopped_by,
+            "source_error": self.source_error,
         }
 
 
-def resolve_thresholds(calibration: dict, opts: InspectOptions) -> tuple[float, float | None]:
+def resolve_thresholds(calibration: Calibration, opts: InspectOptions) -> tuple[float, float | None]:
     """Image and pixel thresholds: given ones win; an uncalibrated bundle without them is refused."""
-    image = opts.image_threshold if opts.image_threshold is not None else calibration.get("image_threshold")
-    pixel = opts.pixel_threshold if opts.pixel_threshold is not None else calibration.get("pixel_threshold")
+    image = opts.image_threshold if opts.image_threshold is not None else calibration.image_threshold
+    pixel = opts.pixel_threshold if opts.pixel_threshold is not None else calibration.pixel_threshold
     if image is None:
-        raise ConfigError("the bundle is not calibrated: run `edgeproj calibrate BUNDLE NORMAL_IMAGES` first, "
-                          "or give --image-threshold (and --pixel-threshold) explicitly")
+        raise ConfigError(
+            "the bundle is not calibrated: run `edgeproj calibrate BUNDLE NORMAL_IMAGES` first, "
+            "or give --image-threshold (and --pixel-threshold) explicitly"
+        )
     return float(image), (None if pixel is None else float(pixel))
 
 
@@ -89,8 +101,16 @@ class StopFlag:
         self.event.set()
 
 
-def inspect(projector: Projector, source: FrameSource, db_path: Path, out_dir: Path, opts: InspectOptions,
-            on_result: Callable[[dict], None] | None = None, stop: StopFlag | None = None, capture: Capture | None = None) -> dict:
+def inspect(
+    projector: Projector,
+    source: FrameSource,
+    db_path: Path,
+    out_dir: Path,
+    opts: InspectOptions,
+    on_result: Callable[[dict], None] | None = None,
+    stop: StopFlag | None = None,
+    capture: Capture | None = None,
+) -> dict:
     """Run until the source ends, `max_frames`, or a stop signal; returns the summary dict."""
     image_thr, pixel_thr = resolve_thresholds(projector.manifest.calibration, opts)
     stop = stop or StopFlag()
@@ -128,13 +148,13 @@ def inspect(projector: Projector, source: FrameSource, db_path: Path, out_dir: P
             map_path = overlay_path = None
             over = None
             if verdict == "NG" or opts.save_all or opts.video or opts.show:
-                over = render.overlay(img, res.map, pixel_thr, vmax=vmax)
+                over = overlays.overlay(img, res.map, pixel_thr, vmax=vmax)
             if verdict == "NG" or opts.save_all:
                 stem = f"{run_id}_{frame.seq:06d}"
                 map_path = out_dir / "frames" / f"{stem}_map.png"
                 overlay_path = out_dir / "frames" / f"{stem}_overlay.png"
-                render.write(map_path, render.heatmap(res.map, vmax))
-                render.write(overlay_path, over)
+                overlays.write(map_path, overlays.heatmap(res.map, vmax))
+                overlays.write(overlay_path, over)
             if opts.video:
                 writer = writer or _video_writer(opts.video, over.shape[1], over.shape[0])
                 writer.write(_annotate(over, verdict, res.score))
@@ -147,9 +167,20 @@ def inspect(projector: Projector, source: FrameSource, db_path: Path, out_dir: P
                     stop.event.set()
             latency = (time.monotonic() - frame.mono_ts) * 1000
             reasons = res.stop_reasons
-            row = FrameRow(frame.seq, run_id, source.name, frame.name, frame.wall_ts, latency, res.score, verdict,
-                           float(np.mean(res.iterations)), max(set(reasons), key=reasons.count),
-                           str(map_path) if map_path else None, str(overlay_path) if overlay_path else None)
+            row = FrameRow(
+                frame.seq,
+                run_id,
+                source.name,
+                frame.name,
+                frame.wall_ts,
+                latency,
+                res.score,
+                verdict,
+                float(np.mean(res.iterations)),
+                max(set(reasons), key=reasons.count),
+                str(map_path) if map_path else None,
+                str(overlay_path) if overlay_path else None,
+            )
             store.add(row)  # committed before it is reported
             summary.processed += 1
             summary.ng += verdict == "NG"

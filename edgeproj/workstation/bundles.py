@@ -1,10 +1,10 @@
-"""Train (or reuse), export and evaluate variants for a category: one command fills a Table-1 row."""
+"""Train (or reuse) and export a bundle per (category, variant): the first half of a Table-1 row."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from edgeproj.errors import ConfigError
 from edgeproj.models.config import VARIANTS
@@ -32,8 +32,15 @@ def parse_variants(text: str) -> list[str]:
     return names
 
 
-def ensure_bundle(data: Path, category: str, variant: str, work: Path, settings: TrainSettings,
-                  on_step: Callable[[int, float], None] | None = None, export_parity_steps: int = 50) -> tuple[Path, dict]:
+def ensure_bundle(
+    data: Path,
+    category: str,
+    variant: str,
+    work: Path,
+    settings: TrainSettings,
+    on_step: Callable[[int, float], None] | None = None,
+    export_parity_steps: int = 50,
+) -> tuple[Path, dict]:
     """Path of a bundle for (category, variant) under `work`, training and exporting only what is missing."""
     from edgeproj.data.images import read_image
     from edgeproj.data.mvtec import normal_images
@@ -50,9 +57,15 @@ def ensure_bundle(data: Path, category: str, variant: str, work: Path, settings:
         images = normal_images(Path(data) / category)
         channels = read_image(images[0]).shape[2]
         pre = Preprocess.for_category(category, channels, resize=settings.resize, mode=settings.mode)
-        res = train(images, run, ModelConfig(variant=variant, channels=channels), pre,
-                    TrainConfig(steps=settings.steps, batch=settings.batch, lr=settings.lr, seed=settings.seed, device=settings.device),
-                    data_info={"source": str(Path(data) / category), "category": category}, on_step=on_step)
+        res = train(
+            images,
+            run,
+            ModelConfig(variant=variant, channels=channels),
+            pre,
+            TrainConfig(steps=settings.steps, batch=settings.batch, lr=settings.lr, seed=settings.seed, device=settings.device),
+            data_info={"source": str(Path(data) / category), "category": category},
+            on_step=on_step,
+        )
         info.update(trained=True, train_seconds=res.seconds, first_loss=res.first_loss, last_loss=res.last_loss)
     if not (bundle / "manifest.json").is_file() or info["trained"]:
         export_bundle(run, bundle, ExportOptions(parity_steps=export_parity_steps))

@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from edgeproj.inspect.sources import Frame, FrameSource, SourceLost
+from edgeproj.line.sources import Frame, FrameSource, SourceLost
 
-log = logging.getLogger("edgeproj.inspect")
+log = logging.getLogger("edgeproj.line")
 END = object()
 
 
@@ -31,8 +31,14 @@ class CaptureStats:
 class Capture:
     """Runs `source` in a daemon thread; `get()` returns Frames, then END."""
 
-    def __init__(self, source: FrameSource, maxsize: int = 4, backoff: tuple[float, float] = (0.5, 8.0),
-                 max_reconnects: int | None = None, sleep: Callable[[float], object] | None = None):
+    def __init__(
+        self,
+        source: FrameSource,
+        maxsize: int = 4,
+        backoff: tuple[float, float] = (0.5, 8.0),
+        max_reconnects: int | None = None,
+        sleep: Callable[[float], object] | None = None,
+    ):
         self.source = source
         self.queue: queue.Queue = queue.Queue(maxsize=maxsize)
         self.stats = CaptureStats()
@@ -44,7 +50,7 @@ class Capture:
         self._thread = threading.Thread(target=self._run, name="edgeproj-capture", daemon=True)
         self._lock = threading.Lock()
 
-    def start(self) -> "Capture":
+    def start(self) -> Capture:
         self._thread.start()
         return self
 

@@ -22,8 +22,13 @@ def heatmap(amap: np.ndarray, vmax: float | None = None) -> np.ndarray:
     return cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
 
 
-def overlay(image: np.ndarray, amap: np.ndarray, threshold: float | None = None, vmax: float | None = None,
-            gt_mask: np.ndarray | None = None) -> np.ndarray:
+def overlay(
+    image: np.ndarray,
+    amap: np.ndarray,
+    threshold: float | None = None,
+    vmax: float | None = None,
+    gt_mask: np.ndarray | None = None,
+) -> np.ndarray:
     """Image blended with the heat map; the thresholded region outlined in cyan, ground truth in green."""
     base = to_u8(image)
     if base.shape[:2] != amap.shape:

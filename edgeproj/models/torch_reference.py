@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from edgeproj.contract import ADAM_BETA1, ADAM_BETA2, ADAM_EPS, E2_FLOOR
+
 
 def energy(model, x: torch.Tensor, x0: torch.Tensor, lam: float):
     """Per-sample E(x) = L_r(x) + lam * ||x - x0||_1, with L_r and f(x)."""
@@ -36,7 +38,7 @@ def torch_project(
     for p in model.parameters():
         p.requires_grad_(False)
     x = x0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=alpha, betas=(0.9, 0.999), eps=1e-8)
+    opt = torch.optim.Adam([x], lr=alpha, betas=(ADAM_BETA1, ADAM_BETA2), eps=ADAM_EPS)
     energies, first_mv = [], None
     for _ in range(steps):
         e, _, recon = energy(model, x, x0, lam)
@@ -51,7 +53,7 @@ def torch_project(
         opt.step()
         with torch.no_grad():
             if tuned and tuned_on_step:
-                e2n = e2 / (e2.flatten(1).amax(1).view(-1, 1, 1, 1) + 1e-12)
+                e2n = e2 / (e2.flatten(1).amax(1).view(-1, 1, 1, 1) + E2_FLOOR)
                 x.copy_(prev + (x - prev) * e2n)
             x.clamp_(0.0, 1.0)
         energies.append(e.detach())

@@ -1,0 +1,90 @@
+"""CUDA memory, streams and errors through cuda-python (`cuda.bindings.runtime`), for the native TensorRT runner."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeproj.errors import BackendError, DependencyError
+
+
+def cudart():
+    """The CUDA runtime bindings (DependencyError naming the extra when missing)."""
+    try:
+        from cuda.bindings import runtime  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cudart as runtime  # older cuda-python (removed in 13.x)
+        except ImportError:
+            raise DependencyError("cuda-python is not installed; install it with: pip install 'edgeproj[tensorrt]'") from None
+    return runtime
+
+
+def check(result):
+    """Unwrap a cuda-python (err, *values) tuple, raising BackendError on a CUDA error."""
+    rt = cudart()
+    err, *values = result if isinstance(result, tuple) else (result,)
+    if int(err) != int(rt.cudaError_t.cudaSuccess):
+        name = rt.cudaGetErrorName(err)[1]
+        raise BackendError(f"CUDA error {name.decode() if isinstance(name, bytes) else name}")
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def device_count() -> int:
+    return int(check(cudart().cudaGetDeviceCount()))
+
+
+def gpu_name(device: int = 0) -> str:
+    props = check(cudart().cudaGetDeviceProperties(device))
+    name = props.name
+    return (name.decode(errors="replace") if isinstance(name, bytes) else str(name)).rstrip("\x00")
+
+
+class DeviceBuffer:
+    """A cudaMalloc'd block (256-byte aligned by CUDA) with host copies on a stream."""
+
+    def __init__(self, nbytes: int):
+        self.nbytes = nbytes
+        self.ptr = int(check(cudart().cudaMalloc(max(nbytes, 4))))
+
+    def upload(self, arr: np.ndarray, stream) -> None:
+        a = np.ascontiguousarray(arr, np.float32)
+        if a.nbytes > self.nbytes:
+            raise BackendError(f"upload of {a.nbytes} bytes into a {self.nbytes}-byte device buffer")
+        rt = cudart()
+        check(rt.cudaMemcpyAsync(self.ptr, a.ctypes.data, a.nbytes, rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream))
+        check(rt.cudaStreamSynchronize(stream))  # `a` may be a temporary: finish before it goes
+
+    def download(self, shape, stream) -> np.ndarray:
+        out = np.empty(shape, np.float32)
+        rt = cudart()
+        check(rt.cudaMemcpyAsync(out.ctypes.data, self.ptr, out.nbytes, rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
+        check(rt.cudaStreamSynchronize(stream))
+        return out
+
+    def free(self) -> None:
+        if self.ptr:
+            cudart().cudaFree(self.ptr)
+            self.ptr = 0
+
+
+class CudaDeviceArrays:
+    """`DeviceArrays` (pingpong) on cudaMalloc'd buffers, copies on one stream."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def new(self, host: np.ndarray) -> DeviceBuffer:
+        buf = DeviceBuffer(np.asarray(host, np.float32).nbytes)
+        buf.upload(host, self.stream)
+        return buf
+
+    def write(self, buf: DeviceBuffer, host: np.ndarray) -> None:
+        buf.upload(host, self.stream)
+
+    def read(self, buf: DeviceBuffer, shape) -> np.ndarray:
+        return buf.download(shape, self.stream)
+
+    def free(self, buf: DeviceBuffer) -> None:
+        buf.free()

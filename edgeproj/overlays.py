@@ -8,7 +8,7 @@ import numpy as np
 
 def to_u8(img: np.ndarray) -> np.ndarray:
     """HxW or HxWxC float [0, 1] -> uint8 BGR (3 channels)."""
-    a = np.clip(np.asarray(img, np.float32), 0, 1)
+    a = np.clip(np.nan_to_num(np.asarray(img, np.float32), nan=0.0, posinf=1.0, neginf=0.0), 0, 1)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     u8 = (a * 255 + 0.5).astype(np.uint8)
@@ -16,7 +16,8 @@ def to_u8(img: np.ndarray) -> np.ndarray:
 
 
 def heatmap(amap: np.ndarray, vmax: float | None = None) -> np.ndarray:
-    """A map as a BGR heat image scaled to [0, vmax] (vmax: the map's max when not given)."""
+    """A map as a BGR heat image scaled to [0, vmax] (vmax: the map's max when not given); NaN shows as 0."""
+    amap = np.nan_to_num(np.asarray(amap, np.float32), nan=0.0, posinf=np.float32(np.finfo(np.float32).max), neginf=0.0)
     top = float(vmax if vmax is not None else max(float(amap.max()), 1e-12))
     norm = np.clip(amap / top, 0, 1)
     return cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)

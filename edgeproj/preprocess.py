@@ -5,14 +5,14 @@ Two modes, as in the paper (section 4.1):
            ratio with the short side at `resize`); training takes random 128x128 crops, inference tiles
            it into overlapping 128x128 patches and stitches the maps (mean over overlaps).
   object:  the image is resized to 128x128; training adds rotation and translation augmentation.
-Maps are resized back to the original image size before scoring.
+Maps are resized back to the original image size before scoring. OpenCV is imported where it is used,
+so a manifest (which holds a Preprocess) loads without it.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import cv2
 import numpy as np
 
 from edgeproj.errors import ConfigError
@@ -88,6 +88,8 @@ def working_size(hw: tuple[int, int], pre: Preprocess) -> tuple[int, int]:
 
 def resize_to(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """Resize HxWxC float32 to hw (area filter when shrinking)."""
+    import cv2
+
     h, w = img.shape[:2]
     if (h, w) == tuple(hw):
         return img
@@ -123,6 +125,8 @@ def to_patches(img: np.ndarray, pre: Preprocess) -> tuple[np.ndarray, list[tuple
 
 def stitch(maps: np.ndarray, origins: list[tuple[int, int]], pre: Preprocess, out_hw: tuple[int, int]) -> np.ndarray:
     """Average per-tile maps (P x 128 x 128) over overlaps, then resize to the original image size."""
+    import cv2
+
     h, w = working_size(out_hw, pre)
     p = pre.patch
     acc = np.zeros((h, w), np.float64)
@@ -138,6 +142,8 @@ def stitch(maps: np.ndarray, origins: list[tuple[int, int]], pre: Preprocess, ou
 
 def augment_object(img: np.ndarray, pre: Preprocess, rng: np.random.Generator) -> np.ndarray:
     """Random rotation and translation of a resized object image (border replicated)."""
+    import cv2
+
     side = img.shape[0]
     angle = rng.uniform(-pre.rotation, pre.rotation)
     tx, ty = rng.uniform(-pre.translation, pre.translation, size=2) * side

@@ -124,3 +124,15 @@ def _quiet_threads():
     # Two cores on CI: keep torch from oversubscribing next to ONNX Runtime.
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     yield
+
+
+@pytest.fixture(scope="session")
+def calibrated_bundle(bundles, demo_root, tmp_path_factory) -> Path:
+    """The l2ae bundle calibrated on the demo grid's normal images (read-only for tests)."""
+    from edgeproj.calibration.calibrate import CalibrationOptions, calibrate_bundle
+
+    dst = tmp_path_factory.mktemp("calibrated") / "bundle"
+    shutil.copytree(bundles["l2ae"], dst)
+    good = sorted((demo_root / "grid" / "train" / "good").glob("*.png"))
+    calibrate_bundle(dst, good, CalibrationOptions(holdout=0.0, image_frr=0.0))
+    return dst

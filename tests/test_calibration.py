@@ -415,7 +415,7 @@ def test_fp16_refused_before_touching_tensorrt(bundle_copy, monkeypatch):
         Projector(m, backend="trt", options=backend_options("trt", fp16=True))
     assert "0.0123" in str(exc.value) and "FP32" in str(exc.value)
     with pytest.raises(BackendError, match="--force-fp16"):
-        Projector.from_bundle(bundle_copy, backend="ort-trt", options=backend_options("ort-trt", fp16=True))
+        Projector.from_bundle(bundle_copy, backend="trt", options=backend_options("trt", fp16=True, cuda_graph=True))
 
     made = []
     monkeypatch.setattr("edgeproj.runtime.projector.create_runner", lambda name, man, o=None: made.append((name, o)) or object())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +21,13 @@ from edgeproj.data.images import read_image
 from edgeproj.errors import DataError
 from edgeproj.metrics import roc_auc
 from edgeproj.preprocess import to_patches
-from edgeproj.runtime.manifest import Calibration, load_manifest, write_manifest
+from edgeproj.runtime.manifest import Calibration, check_writable, load_manifest, write_manifest
 from edgeproj.runtime.projector import Projector
 
 FP16_MAX_AUROC_DROP = 0.005
+# Fewer normal images than this cannot set an image threshold worth trusting (nor hold any out).
+MIN_NORMAL_IMAGES = 3
+STOP_RULES = ("min", "quantile")
 
 
 @dataclass
@@ -39,6 +43,20 @@ class CalibrationOptions:
     batch: int = 8
     seed: int = 0
 
+    def __post_init__(self):
+        from edgeproj.errors import ConfigError
+
+        if self.stop_rule not in STOP_RULES:
+            raise ConfigError(f"unknown stop rule '{self.stop_rule}'; use one of {', '.join(STOP_RULES)}")
+        for name, v, lo, hi in (
+            ("stop quantile", self.stop_quantile, 0.0, 1.0),
+            ("pixel false-positive rate", self.pixel_fpr, 0.0, 0.5),
+            ("image false-reject rate", self.image_frr, 0.0, 0.5),
+            ("hold-out fraction", self.holdout, 0.0, 0.9),
+        ):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
+                raise ConfigError(f"{name} must be in [{lo}, {hi}], got {v!r}")
+
 
 def _hash_list(paths: list[Path]) -> str:
     """Identifies the image set by file names and sizes (cheap on a device; not a content hash)."""
@@ -52,9 +70,13 @@ def load_normal(paths: list[Path], channels: int) -> list[np.ndarray]:
     """Read normal images; all must share one size (a line camera's), else a DataError names the odd one."""
     if not paths:
         raise DataError("no normal images to calibrate on; pass a folder of good images")
+    if len(paths) < MIN_NORMAL_IMAGES:
+        raise DataError(f"calibration needs at least {MIN_NORMAL_IMAGES} normal images, got {len(paths)}; add good images")
     images, first = [], None
     for p in paths:
         img = read_image(p, channels=channels)
+        if not np.isfinite(img).all():
+            raise DataError(f"normal image '{p}' holds NaN or infinite pixels; calibration refuses it (fix or remove the file)")
         if first is None:
             first = (img.shape[:2], p)
         elif img.shape[:2] != first[0]:
@@ -64,6 +86,18 @@ def load_normal(paths: list[Path], channels: int) -> list[np.ndarray]:
             )
         images.append(img)
     return images
+
+
+def _require_finite(values: np.ndarray, what: str, paths: list[Path]) -> None:
+    """DataError naming the first image whose figure is not finite: a NaN would make every threshold NaN."""
+    bad = np.flatnonzero(~np.isfinite(np.asarray(values, np.float64)))
+    if bad.size:
+        i = int(bad[0])
+        name = paths[i] if len(values) == len(paths) else f"one of {len(paths)} images (patch {i})"
+        raise DataError(
+            f"the {what} of normal image {name} is not finite (the projection diverged); "
+            "calibration refuses it: check the image and the bundle"
+        )
 
 
 def _maps(proj: Projector, images: list[np.ndarray], threshold: float) -> tuple[list[np.ndarray], np.ndarray]:
@@ -84,10 +118,13 @@ def calibrate_bundle(
     hold_idx, cal_idx = sorted(order[:n_hold]), sorted(order[n_hold:])
     cal = [images[i] for i in cal_idx]
     hold = [images[i] for i in hold_idx]
+    check_writable(Path(bundle), "bundle")
     with Projector(manifest, backend=opts.backend, batch=opts.batch) as proj:
         rec = proj.rec_losses(np.concatenate([to_patches(img, manifest.preprocess)[0] for img in cal]))
+        _require_finite(rec, "L_r at x0", [paths[i] for i in cal_idx])
         stop = stop_threshold(rec, opts.stop_rule, opts.stop_quantile)
         cal_maps, cal_scores = _maps(proj, cal, stop)
+        _require_finite(cal_scores, "anomaly map", [paths[i] for i in cal_idx])
         pixel_thr = quantile_threshold(np.concatenate([m.ravel() for m in cal_maps]), opts.pixel_fpr)
         image_thr = quantile_threshold(cal_scores, opts.image_frr)
         measured = {
@@ -96,6 +133,7 @@ def calibrate_bundle(
         }
         if hold:
             hold_maps, hold_scores = _maps(proj, hold, stop)
+            _require_finite(hold_scores, "anomaly map", [paths[i] for i in hold_idx])
             measured |= {
                 "holdout_pixel_fpr": exceed_rate(np.concatenate([m.ravel() for m in hold_maps]), pixel_thr),
                 "holdout_image_frr": exceed_rate(hold_scores, image_thr),

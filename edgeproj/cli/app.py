@@ -7,19 +7,55 @@ import sys
 import typer
 from typer.core import TyperGroup
 
+try:  # typer >= 0.20 carries its own copy of click
+    from typer._click import exceptions as _cx
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click import exceptions as _cx
+
 from edgeproj import __version__
 from edgeproj.errors import EdgeprojError
 
 
 class _Group(TyperGroup):
-    """Turns every EdgeprojError raised by a verb into one line on stderr and exit code 2."""
+    """One abort path: every user-facing failure is one line on stderr and exit code 2.
+
+    That covers EdgeprojError raised by a verb, a bad option or value (click's usage errors, which
+    would otherwise print a usage box), and an operating-system refusal (a read-only or full folder).
+    """
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except EdgeprojError as exc:
-            typer.echo(f"edgeproj: error: {exc}", err=True)
-            raise typer.Exit(2) from None
+            _fail(str(exc))
+        except OSError as exc:  # permissions, full disk, a path below a file: the user's to fix
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            _fail(f"{exc.strerror or exc}{where}")
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except _cx.NoArgsIsHelpError as exc:
+            typer.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+            sys.exit(2)
+        except _cx.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+            typer.echo(f"edgeproj: error: {exc.format_message()}{hint}", err=True)
+            sys.exit(2)
+        except _cx.ClickException as exc:
+            typer.echo(f"edgeproj: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("edgeproj: aborted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _fail(message: str):
+    typer.echo(f"edgeproj: error: {' '.join(message.split())}", err=True)
+    raise typer.Exit(2)
 
 
 app = typer.Typer(

@@ -13,11 +13,13 @@ def command(
     bundle: Path = typer.Argument(..., help="Bundle directory."),
     backends: Optional[str] = typer.Option(None, help="Comma list (default: every available backend)."),
     batches: str = typer.Option("1,4,16", help="Comma list of batch sizes."),
-    iterations: Optional[int] = typer.Option(None, help="Iterations per projection (default: the manifest's max)."),
-    warmup: int = typer.Option(5, help="Warm-up iterations, excluded."),
-    repeats: int = typer.Option(5, help="Timed projections per configuration."),
+    iterations: Optional[int] = typer.Option(
+        None, min=1, max=10_000, help="Iterations per projection (default: the manifest's max)."
+    ),
+    warmup: int = typer.Option(5, min=0, max=10_000, help="Warm-up iterations, excluded."),
+    repeats: int = typer.Option(5, min=1, max=1000, help="Timed projections per configuration."),
     threads: int = typer.Option(
-        0, help="ort-cpu threads: 0 runs one single-threaded lane per CPU core; N uses one N-thread session."
+        0, min=0, max=64, help="ort-cpu threads: 0 runs one single-threaded lane per CPU core; N uses one N-thread session."
     ),
     torch: bool = typer.Option(True, help="Also time the PyTorch eager autograd loop (if torch is installed)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the full report JSON here."),
@@ -27,15 +29,35 @@ def command(
     """Benchmark the projection loop; report like trtexec (warm-up excluded, percentiles, versions)."""
     from edgeproj.bench.runner import BenchOptions, run_bench
     from edgeproj.bench.runner import compare as compare_reports
+    from edgeproj.cli.common import MAX_BATCH, output_file
     from edgeproj.cli.output import console, dumps, emit_json
     from edgeproj.errors import ConfigError
+    from edgeproj.runtime import load_manifest
+    from edgeproj.runtime.backends import BACKENDS
 
     try:
         batch_list = tuple(int(b) for b in batches.split(",") if b.strip())
     except ValueError:
         raise ConfigError(f"--batches must be a comma list of integers, got '{batches}'") from None
+    if not batch_list or not all(1 <= b <= MAX_BATCH for b in batch_list):
+        raise ConfigError(f"--batches must list batch sizes in 1..{MAX_BATCH}, got '{batches}'")
+    names = tuple(b.strip() for b in backends.split(",") if b.strip()) if backends else None
+    unknown = [b for b in names or () if b not in BACKENDS]
+    if unknown or names == ():
+        raise ConfigError(f"--backends: unknown backend(s) {unknown or backends!r}; choose from {', '.join(BACKENDS)}")
+    old = None
+    if compare:
+        try:
+            old = json.loads(compare.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read --compare report '{compare}': {exc}") from None
+        if not isinstance(old, dict) or not isinstance(old.get("results"), list):
+            raise ConfigError(f"--compare '{compare}' is not a bench report (a JSON object with a 'results' list)")
+    if out:
+        output_file(out)
+    load_manifest(bundle)
     opts = BenchOptions(
-        backends=tuple(backends.split(",")) if backends else None,
+        backends=names,
         batches=batch_list,
         iterations=iterations,
         warmup=warmup,
@@ -46,13 +68,9 @@ def command(
     c = console()
     with c.status("benchmarking") as status:
         report = run_bench(bundle, opts, tick=lambda what: status.update(f"benchmarking {what}"))
-    if compare:
-        try:
-            report["compare"] = {"old": str(compare), "rows": compare_reports(report, json.loads(compare.read_text()))}
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read --compare report '{compare}': {exc}") from None
+    if old is not None:
+        report["compare"] = {"old": str(compare), "rows": compare_reports(report, old)}
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(dumps(report) + "\n")
     if json_out:
         emit_json(report)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
-from edgeproj.cli.common import BackendOpt
+from edgeproj.cli.common import MAX_BATCH, BackendName, BackendOpt, float_option
 
 
 def command(
@@ -17,30 +17,41 @@ def command(
         None, help="MVTec-layout root with labelled defects (with --category): best-F1 figures."
     ),
     category: Optional[str] = typer.Option(None, "--category", "-c", help="Category of --labelled."),
-    stop: str = typer.Option("min", help="L_r stop threshold: 'min' over normal images (paper) or 'quantile'."),
-    stop_quantile: float = typer.Option(0.0, help="Quantile for --stop quantile."),
-    pixel_fpr: float = typer.Option(0.01, help="Target per-pixel false-positive rate on normal images."),
-    image_frr: float = typer.Option(0.01, help="Target false-reject rate of normal images."),
-    holdout: float = typer.Option(0.25, help="Fraction of normal images held out to measure the rates reached."),
-    backend: str = BackendOpt,
+    stop: Literal["min", "quantile"] = typer.Option(
+        "min", help="L_r stop threshold: 'min' over normal images (paper) or 'quantile'."
+    ),
+    stop_quantile: float = float_option(0.0, 0.0, 1.0, "Quantile for --stop quantile."),
+    pixel_fpr: float = float_option(0.01, 0.0, 0.5, "Target per-pixel false-positive rate on normal images."),
+    image_frr: float = float_option(0.01, 0.0, 0.5, "Target false-reject rate of normal images."),
+    holdout: float = float_option(0.25, 0.0, 0.9, "Fraction of normal images held out to measure the rates reached."),
+    backend: BackendName = BackendOpt,
+    batch: int = typer.Option(8, min=1, max=MAX_BATCH, help="Patches per projection batch."),
     precision_check: bool = typer.Option(
         False, "--precision-check", help="Measure FP16 vs FP32 on a TensorRT backend (trt / ort-trt)."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the calibration section as JSON on stdout."),
 ):
-    """Calibrate stop, pixel and image thresholds on normal images; no re-export needed."""
+    """Calibrate stop, pixel and image thresholds on normal images; no re-export needed.
+
+    Refuses images with NaN or infinite pixels and never writes a non-finite threshold; the bundle must
+    be writable (checked before any work).
+    """
     from edgeproj.calibration.calibrate import CalibrationOptions, calibrate_bundle, load_normal
     from edgeproj.cli.output import console, emit_json
     from edgeproj.data.mvtec import normal_images as list_normal
     from edgeproj.errors import ConfigError
     from edgeproj.runtime import load_manifest
+    from edgeproj.runtime.manifest import check_writable
 
+    opts = CalibrationOptions(stop_rule=stop, stop_quantile=stop_quantile, pixel_fpr=pixel_fpr, image_frr=image_frr,
+                              holdout=holdout, backend=backend, batch=batch)  # fmt: skip
+    if labelled is not None and not category:
+        raise ConfigError("--labelled needs --category")
     manifest = load_manifest(bundle)
+    check_writable(bundle, "bundle")
     paths = list_normal(normal_images)
     ts = None
     if labelled is not None:
-        if not category:
-            raise ConfigError("--labelled needs --category")
         from edgeproj.evaluation.testset import load_testset
 
         ts = load_testset(labelled, category, manifest.preprocess)
@@ -54,20 +65,7 @@ def command(
         precision = {"fp32": "reference", "fp16": fp16, "int8": "not offered (see docs): FP32/FP16 only"}
     c = console()
     with c.status(f"calibrating on {len(paths)} normal images") if not json_out else _quiet():
-        section = calibrate_bundle(
-            bundle,
-            paths,
-            CalibrationOptions(
-                stop_rule=stop,
-                stop_quantile=stop_quantile,
-                pixel_fpr=pixel_fpr,
-                image_frr=image_frr,
-                holdout=holdout,
-                backend=backend,
-            ),
-            labelled=ts,
-            precision=precision,
-        ).to_dict()
+        section = calibrate_bundle(bundle, paths, opts, labelled=ts, precision=precision).to_dict()
     if json_out:
         emit_json(section)
         return

@@ -1,12 +1,46 @@
-"""Options shared by the verbs that run the projection, turned into one backend choice."""
+"""Options shared by the verbs: value ranges and choices declared on the option, output checks, one backend choice.
+
+Every numeric option declares its range (shown in --help, checked by the parser before any work) and
+rejects NaN and infinity; every enumerated option declares its choices. The projection overrides use
+the same bounds as export (edgeproj.runtime.manifest), so a run-time override cannot do what export
+refuses.
+"""
 
 from __future__ import annotations
 
+import math
+import os
+from pathlib import Path
+from typing import Literal
+
 import typer
 
+from edgeproj.errors import ConfigError
 from edgeproj.runtime.backends import BACKENDS
+from edgeproj.runtime.manifest import ALPHA_RANGE, LAM_RANGE, MAP_KINDS, MAX_ITERATIONS_RANGE
 
-BACKEND_HELP = " | ".join(BACKENDS)
+BackendName = Literal[BACKENDS]
+MapKind = Literal[MAP_KINDS]
+MAX_BATCH = 1024
+MAX_THREADS = 64
+
+
+def _finite(value):
+    """Option callback: NaN and infinity pass a float range check (comparisons are false); refuse them."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for v in values:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise typer.BadParameter(f"{v} is not a finite number")
+    return value
+
+
+def float_option(default, lo: float, hi: float, help: str, *decls: str):
+    """A float option with a closed range [lo, hi], finite values only."""
+    return typer.Option(default, *decls, min=lo, max=hi, callback=_finite, help=help)
+
+
+def int_option(default, lo: int, hi: int | None, help: str, *decls: str):
+    return typer.Option(default, *decls, min=lo, max=hi, help=help)
 
 
 def runtime_choice(
@@ -26,11 +60,49 @@ def runtime_choice(
     return BackendChoice(backend, options, batch, force_fp16)
 
 
-BackendOpt = typer.Option("ort-cpu", "--backend", "-b", help=BACKEND_HELP)
+def output_dir(path: Path, what: str = "--out") -> Path:
+    """Create `path` as a writable folder now, before any work; ConfigError saying why it cannot be."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} '{path}' is a file, not a folder; choose a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"{what} '{path}' cannot be created: a part of its path is a file") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} '{path}' cannot be created ({exc.strerror}); check the permissions of its parent") from None
+    probe = path / f".edgeproj-write-test.{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"{what} '{path}' is not writable ({exc.strerror}); choose another folder") from None
+    return path
+
+
+def output_file(path: Path, what: str = "--out") -> Path:
+    """Check that a file can be written at `path` (its folder is created), before any work."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} '{path}' is a folder; give a file name")
+    output_dir(path.parent if str(path.parent) else Path("."), f"the folder of {what}")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{what} '{path}' exists and is not writable")
+    return path
+
+
+BackendOpt = typer.Option("ort-cpu", "--backend", "-b", help="Inference backend.")
+BatchHelp = "Patches per projection batch."
 ThreadsOpt = typer.Option(
-    0, help="ort-cpu threads: 0 runs one single-threaded lane per CPU core; N uses one session with N threads."
+    0,
+    min=0,
+    max=MAX_THREADS,
+    help="ort-cpu threads: 0 runs one single-threaded lane per CPU core; N uses one session with N threads.",
 )
 CudaGraphOpt = typer.Option(False, "--cuda-graph", help="Capture the step as a CUDA graph (GPU backends).")
 Fp16Opt = typer.Option(False, "--fp16", help="TensorRT FP16 (refused by a calibration that measured a loss, unless forced).")
 ForceFp16Opt = typer.Option(False, "--force-fp16", help="Use FP16 even where calibration measured an accuracy loss.")
 FallbackOpt = typer.Option(False, "--allow-fallback", help="Allow ONNX Runtime to fall back to the CPU silently.")
+AlphaOverride = float_option(None, *ALPHA_RANGE, "Override the manifest's Adam step size.")
+LamOverride = float_option(None, *LAM_RANGE, "Override the manifest's lambda (weight of ||x - x0||_1).")
+MaxIterationsOverride = int_option(None, *MAX_ITERATIONS_RANGE, "Override the iteration limit.")

@@ -12,17 +12,19 @@ app = typer.Typer(help="Data helpers: generate the demo data set, check a data f
 @app.command("make-demo")
 def make_demo(
     out: Path = typer.Argument(..., help="Output folder; categories are written as OUT/<category>."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
-    size: int = typer.Option(256, "--size", help="Image side in pixels."),
-    n_train: int = typer.Option(48, "--n-train", help="Good training images per category."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed; the same seed gives byte-identical files."),
+    size: int = typer.Option(256, "--size", min=32, max=4096, help="Image side in pixels."),
+    n_train: int = typer.Option(48, "--n-train", min=1, max=100_000, help="Good training images per category."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ):
     """Write a small procedural MVTec-layout data set (grid and stone textures, four defect kinds)."""
     import time
 
+    from edgeproj.cli.common import output_dir
     from edgeproj.cli.output import console, emit_json
     from edgeproj.data.demo import make_demo as _make_demo
 
+    output_dir(out, "OUT")
     t0 = time.perf_counter()
     summary = _make_demo(out, seed=seed, size=size, n_train=n_train)
     summary["seconds"] = round(time.perf_counter() - t0, 3)

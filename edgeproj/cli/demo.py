@@ -6,28 +6,39 @@ from pathlib import Path
 
 import typer
 
+from edgeproj.cli.common import float_option
+
 
 def command(
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for data, runs, bundles and the report."),
     variants: str = typer.Option("l2ae,dsae", help="'all' or a comma list of l2ae, dsae, vae, gvae."),
-    categories: str = typer.Option("grid,stone", help="Demo categories to run."),
-    steps: int = typer.Option(600, help="Training steps per model."),
-    lr: float = typer.Option(5e-4, help="Training learning rate (above the paper's 1e-4 so the demo trains in about a minute)."),
-    study_iterations: int = typer.Option(20, help="Iterations of the convergence study (paper figure 5)."),
-    study_every: int = typer.Option(2, help="Iterations between points of the convergence curves."),
-    seed: int = typer.Option(0, help="Seed of the data generator and training."),
+    categories: str = typer.Option("grid,stone", help="Demo categories to run (grid, stone)."),
+    steps: int = typer.Option(600, min=1, max=1_000_000, help="Training steps per model."),
+    lr: float = float_option(
+        5e-4, 1e-8, 1.0, "Training learning rate (above the paper's 1e-4 so the demo trains in about a minute)."
+    ),
+    study_iterations: int = typer.Option(20, min=1, max=10_000, help="Iterations of the convergence study (paper figure 5)."),
+    study_every: int = typer.Option(2, min=1, max=10_000, help="Iterations between points of the convergence curves."),
+    seed: int = typer.Option(0, min=0, help="Seed of the data generator and training."),
     json_out: bool = typer.Option(False, "--json", help="Print the report document as JSON on stdout."),
 ):
     """Generate demo data, train, export, calibrate, evaluate baseline vs gradient, benchmark; print the table."""
+    from edgeproj.cli.common import output_dir
     from edgeproj.cli.output import console, emit_json, progress
+    from edgeproj.data.demo import CATEGORIES
+    from edgeproj.errors import ConfigError
     from edgeproj.evaluation.report import VARIANT_LABEL
     from edgeproj.workstation.bundles import parse_variants
     from edgeproj.workstation.demo import DemoOptions, run_demo
 
+    cats = [c.strip() for c in categories.split(",") if c.strip()]
+    if not cats or any(c not in CATEGORIES for c in cats):
+        raise ConfigError(f"--categories must be a comma list of {', '.join(CATEGORIES)}, got '{categories}'")
+    output_dir(out)
     opts = DemoOptions(
         out=out,
         variants=parse_variants(variants),
-        categories=[c.strip() for c in categories.split(",") if c.strip()],
+        categories=cats,
         steps=steps,
         lr=lr,
         study_iterations=study_iterations,

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from edgeproj.cli.common import BackendOpt
+from edgeproj.cli.common import MAX_BATCH, BackendName, BackendOpt, float_option
 
 
 def command(
@@ -16,14 +16,14 @@ def command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default: report-CATEGORY)."),
     variants: Optional[str] = typer.Option(None, help="'all' or a comma list: train (or reuse) and evaluate these variants."),
     work: Optional[Path] = typer.Option(None, help="Where --variants keeps runs and bundles (default: OUT/work)."),
-    steps: int = typer.Option(5000, help="Training steps for variants without a run."),
-    lr: float = typer.Option(1e-4, help="Training learning rate for variants without a run."),
-    resize: Optional[int] = typer.Option(None, help="Texture resize for training new runs (paper: 512)."),
-    backend: str = BackendOpt,
-    batch: int = typer.Option(8, help="Patches per projection batch."),
+    steps: int = typer.Option(5000, min=1, max=10_000_000, help="Training steps for variants without a run."),
+    lr: float = float_option(1e-4, 1e-8, 1.0, "Training learning rate for variants without a run."),
+    resize: Optional[int] = typer.Option(None, min=128, max=8192, help="Texture resize for training new runs (paper: 512)."),
+    backend: BackendName = BackendOpt,
+    batch: int = typer.Option(8, min=1, max=MAX_BATCH, help="Patches per projection batch."),
     study: bool = typer.Option(True, help="Run the convergence study (paper figure 5) and the placement comparison."),
-    study_every: int = typer.Option(5, help="Iterations between points of the convergence curves."),
-    limit: Optional[int] = typer.Option(None, help="Evaluate only the first N test images."),
+    study_every: int = typer.Option(5, min=1, max=10_000, help="Iterations between points of the convergence curves."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N test images."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on stdout."),
 ):
     """Pixel AUROC, AU-PRO and image AUROC of baseline and gradient projection; report folder with PNGs."""
@@ -42,7 +42,13 @@ def command(
         if len(targets) != 2:
             raise ConfigError("give BUNDLE DATA (or DATA with --variants)")
         bundle, data = targets
-    out = out or Path(f"report-{category}")
+    from edgeproj.cli.common import output_dir
+
+    out = output_dir(out or Path(f"report-{category}"))
+    if variants:
+        from edgeproj.workstation.bundles import parse_variants
+
+        parse_variants(variants)  # an unknown name is an error before any training
     opts = ReportOptions(category, out, runtime_choice(backend, batch), EvalOptions(study=study, study_every=study_every), limit)
     with progress(enabled=not json_out) as prog:
         if variants:

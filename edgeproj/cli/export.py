@@ -4,34 +4,48 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Literal
 
 import typer
+
+from edgeproj.cli.common import float_option
+from edgeproj.runtime.manifest import ALPHA_RANGE, LAM_RANGE, MAX_ITERATIONS_RANGE
 
 
 def command(
     run: Path = typer.Argument(..., help="Training run directory written by `edgeproj train`."),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write."),
-    alpha: float = typer.Option(0.05, help="Default Adam step size (paper 0.5 is for plain gradient descent)."),
-    lam: float = typer.Option(0.05, help="Default weight of ||x - x0||_1 (paper: 0.05)."),
-    max_iterations: int = typer.Option(100, help="Default iteration limit."),
+    alpha: float = float_option(0.05, *ALPHA_RANGE, "Default Adam step size."),
+    lam: float = float_option(0.05, *LAM_RANGE, "Default weight of ||x - x0||_1 (paper: 0.05)."),
+    max_iterations: int = typer.Option(
+        100, min=MAX_ITERATIONS_RANGE[0], max=MAX_ITERATIONS_RANGE[1], help="Default iteration limit."
+    ),
     tuned: bool = typer.Option(True, help="Weight the update by (x - f(x))^2 (paper eq. 8)."),
     tuned_on_step: bool = typer.Option(
         True, help="Apply the tuned weight to Adam's step (after) rather than the gradient (before)."
     ),
-    convtranspose: str = typer.Option(
+    convtranspose: Literal["native", "phase", "phase3"] = typer.Option(
         "native",
         help="Stride-2 transposed convs: native ConvTranspose (fastest on ORT CPU), or phase/phase3 convs + DepthToSpace.",
     ),
     parity: bool = typer.Option(True, help="Measure parity against PyTorch autograd and store it in the manifest."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle, dropping its calibration."),
     json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON on stdout."),
 ):
     """Export the autoencoder with its analytic energy gradient as ONNX graphs and a manifest."""
+    from edgeproj.cli.common import output_dir
     from edgeproj.cli.output import console, emit_json
+    from edgeproj.errors import ConfigError
     from edgeproj.export.bundle import ExportOptions, export_bundle
-    from edgeproj.runtime.manifest import Projection
+    from edgeproj.runtime.manifest import MANIFEST, Projection
 
     projection = Projection(alpha=alpha, lam=lam, max_iterations=max_iterations, tuned=tuned, tuned_on_step=tuned_on_step)
     opts = ExportOptions(projection=projection, convtranspose=convtranspose, parity=parity)
+    if (out / MANIFEST).is_file() and not overwrite:
+        raise ConfigError(
+            f"'{out}' already holds a bundle (its calibration would be lost); export to a new folder, or pass --overwrite"
+        )
+    output_dir(out)
     c = console()
     status = (
         c.status("exporting graphs and measuring parity" if parity else "exporting graphs") if not json_out else nullcontext()

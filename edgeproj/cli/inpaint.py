@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from edgeproj.cli.common import BackendOpt
+from edgeproj.cli.common import AlphaOverride, BackendName, BackendOpt, LamOverride, MaxIterationsOverride
 
 
 def command(
@@ -15,23 +15,24 @@ def command(
     image: Path = typer.Argument(..., help="Image to repair."),
     out: Path = typer.Option(..., "--out", "-o", help="Output PNG."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Known region to fill (nonzero = fill); none: blind inpainting."),
-    backend: str = BackendOpt,
-    max_iterations: Optional[int] = typer.Option(None, help="Iteration limit (default: manifest)."),
-    alpha: Optional[float] = typer.Option(None, help="Adam step size (default: manifest)."),
-    lam: Optional[float] = typer.Option(None, help="Weight of ||x - x0||_1 (default: manifest)."),
+    backend: BackendName = BackendOpt,
+    max_iterations: Optional[int] = MaxIterationsOverride,
+    alpha: Optional[float] = AlphaOverride,
+    lam: Optional[float] = LamOverride,
     json_out: bool = typer.Option(False, "--json", help="Print a summary as JSON on stdout."),
 ):
     """Inpaint an image: with --mask only the masked pixels move (eq. 7); without, the tuned update (eq. 8)."""
     import cv2
     import numpy as np
 
-    from edgeproj.cli.common import runtime_choice
+    from edgeproj.cli.common import output_file, runtime_choice
     from edgeproj.cli.output import console, emit_json
     from edgeproj.data.images import read_image, read_mask, write_png
     from edgeproj.runtime import load_manifest
 
     choice = runtime_choice(backend, batch=8)
     manifest = load_manifest(bundle)
+    output_file(out)
     settings = manifest.projection.with_overrides(max_iterations=max_iterations, alpha=alpha, lam=lam)
     if mask is not None:
         # Known-mask inpainting follows eq. 7: the plain gradient restricted to Omega, no stop on L_r.

@@ -1,4 +1,4 @@
-"""`edgeproj project`: anomaly maps and overlays for images, through the deployable runtime."""
+"""`edgeproj project`: anomaly maps, overlays and verdicts for images, through the deployable runtime."""
 
 from __future__ import annotations
 
@@ -7,20 +7,37 @@ from typing import Optional
 
 import typer
 
-from edgeproj.cli.common import BackendOpt, CudaGraphOpt, FallbackOpt, ForceFp16Opt, Fp16Opt, ThreadsOpt
+from edgeproj.cli.common import (
+    MAX_BATCH,
+    AlphaOverride,
+    BackendName,
+    BackendOpt,
+    BatchHelp,
+    CudaGraphOpt,
+    FallbackOpt,
+    ForceFp16Opt,
+    Fp16Opt,
+    LamOverride,
+    MapKind,
+    MaxIterationsOverride,
+    ThreadsOpt,
+)
 
 
 def command(
     bundle: Path = typer.Argument(..., help="Bundle directory written by `edgeproj export`."),
     images: list[Path] = typer.Argument(..., help="Image files or folders."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for maps, overlays and summary.json."),
-    backend: str = BackendOpt,
-    batch: int = typer.Option(8, help="Patches per projection batch."),
-    map_kind: Optional[str] = typer.Option(None, help="dssim_projection | dssim_recon | squared_error (default: manifest)."),
-    alpha: Optional[float] = typer.Option(None, help="Override the manifest's Adam step size."),
-    lam: Optional[float] = typer.Option(None, help="Override the manifest's lambda."),
-    max_iterations: Optional[int] = typer.Option(None, help="Override the iteration limit."),
+    backend: BackendName = BackendOpt,
+    batch: int = typer.Option(8, min=1, max=MAX_BATCH, help=BatchHelp),
+    map_kind: Optional[MapKind] = typer.Option(None, help="Anomaly map (default: the manifest's)."),
+    alpha: Optional[float] = AlphaOverride,
+    lam: Optional[float] = LamOverride,
+    max_iterations: Optional[int] = MaxIterationsOverride,
     standard: bool = typer.Option(False, "--standard", help="Unweighted update (paper eq. 5) instead of tuned (eq. 8)."),
+    max_pixels: int = typer.Option(
+        64_000_000, min=1, max=1_000_000_000, help="Refuse images with more pixels than this (memory bound)."
+    ),
     threads: int = ThreadsOpt,
     cuda_graph: bool = CudaGraphOpt,
     fp16: bool = Fp16Opt,
@@ -28,12 +45,19 @@ def command(
     allow_fallback: bool = FallbackOpt,
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ):
-    """Project images onto the normal manifold and write anomaly maps (PNG) and a JSON summary."""
+    """Project images onto the normal manifold; write anomaly maps (PNG), verdicts and summary.json.
+
+    Verdicts are OK, NG or FAULT (a failed judgement: a non-finite score, a diverged projection, no
+    threshold, an unreadable image); only OK passes. A failing image does not stop the others; the
+    summary records it, and the verb then exits 2.
+    """
     from edgeproj import overlays
-    from edgeproj.cli.common import runtime_choice
+    from edgeproj.cli.common import output_dir, runtime_choice
     from edgeproj.cli.output import console, dumps, emit_json, progress
-    from edgeproj.data.images import list_images, read_image
+    from edgeproj.data.images import list_images, unique_stems
+    from edgeproj.errors import DataError, EdgeprojError
     from edgeproj.runtime import load_manifest
+    from edgeproj.runtime.verdict import FAULT, judge
 
     choice = runtime_choice(backend, batch, threads, cuda_graph, fp16, force_fp16, allow_fallback)
     manifest = load_manifest(bundle)
@@ -43,37 +67,64 @@ def command(
     paths: list[Path] = []
     for p in images:
         paths.extend(list_images(p) if p.is_dir() else [p])
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out)
+    stems = unique_stems(paths)
     cal = manifest.calibration
     thr = cal.pixel_threshold
     vmax = 2 * thr if thr else None
-    summaries = []
+    summaries, failed = [], []
     with choice.projector(manifest) as proj:
         with progress(enabled=not json_out) as prog:
             task = prog.add_task("project", total=len(paths), info="")
-            stems = [p.stem for p in paths]
-            for path in paths:
-                (res,) = proj.project([path], settings=settings)
-                # MVTec folders repeat file names (test/good/000.png, test/hole/000.png): prefix the folder.
-                stem = path.stem if stems.count(path.stem) == 1 else f"{path.parent.name}_{path.stem}"
-                overlays.write(out / f"{stem}_map.png", overlays.heatmap(res.map, vmax=vmax))
-                overlays.write(
-                    out / f"{stem}_overlay.png", overlays.overlay(read_image(path, manifest.channels), res.map, thr, vmax=vmax)
-                )
-                s = res.summary() | {"map_png": str(out / f"{stem}_map.png"), "overlay_png": str(out / f"{stem}_overlay.png")}
-                if cal.image_threshold is not None:
-                    s["verdict"] = "NG" if res.score > cal.image_threshold else "OK"
+            for path, stem in zip(paths, stems):
+                try:
+                    from edgeproj.data.images import read_image
+
+                    image = read_image(path, manifest.channels, max_pixels=max_pixels)
+                    (res,) = proj.project([image], settings=settings)
+                    res.source = str(path)
+                    overlays.write(out / f"{stem}_map.png", overlays.heatmap(res.map, vmax=vmax))
+                    overlays.write(out / f"{stem}_overlay.png", overlays.overlay(image, res.map, thr, vmax=vmax))
+                except (DataError, EdgeprojError) as exc:
+                    failed.append(f"{path}: {exc}")
+                    summaries.append({"source": str(path), "verdict": FAULT, "fault": str(exc), "error": str(exc)})
+                    prog.update(task, advance=1, info=f"{stem}: FAULT")
+                    continue
+                v = judge(res.score, cal.image_threshold, res.diverged)
+                s = res.summary() | {
+                    "map_png": str(out / f"{stem}_map.png"),
+                    "overlay_png": str(out / f"{stem}_overlay.png"),
+                    "verdict": v.verdict,
+                }
+                if v.reason:
+                    s["fault"] = v.reason
                 summaries.append(s)
-                prog.update(task, advance=1, info=f"{stem}: score {res.score:.4f}")
-        doc = {"bundle": str(bundle), "backend": backend, "providers": proj.providers, "images": summaries}
+                prog.update(task, advance=1, info=f"{stem}: {v.verdict}")
+        doc = {
+            "bundle": str(bundle),
+            "backend": backend,
+            "providers": proj.providers,
+            "image_threshold": cal.image_threshold,
+            "counts": {k: sum(s["verdict"] == k for s in summaries) for k in ("OK", "NG", "FAULT")},
+            "images": summaries,
+            "failed": failed,
+        }
     (out / "summary.json").write_text(dumps(doc) + "\n")
     if json_out:
         emit_json(doc)
     else:
         c = console()
         for s in summaries:
-            c.print(
-                f"{Path(s['source']).name}: score {s['score']:.4f} (baseline {s['baseline_score']:.4f}), "
-                f"{s['iterations_mean']:.0f} iterations, stops {s['stop_reasons']}"
-            )
+            if "score" in s:
+                c.print(
+                    f"{Path(s['source']).name}: {s['verdict']} score {s['score']:.4f} (baseline {s['baseline_score']:.4f}), "
+                    f"{s['iterations_mean']:.0f} iterations, stops {s['stop_reasons']}"
+                    + (f"; {s['fault']}" if s.get("fault") else "")
+                )
+            else:
+                c.print(f"{Path(s['source']).name}: FAULT {s['fault']}")
         c.print(f"maps, overlays and summary.json written to {out}")
+    if failed:
+        raise EdgeprojError(
+            f"{len(failed)} of {len(paths)} images failed (FAULT, see {out / 'summary.json'}); first: {failed[0]}"
+        )

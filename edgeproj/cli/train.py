@@ -3,39 +3,46 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
+
+from edgeproj.cli.common import float_option
 
 
 def command(
     data: Path = typer.Argument(..., help="MVTec AD root (with --category), a category folder, or a folder of normal images."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write (resumes if it holds a checkpoint)."),
     category: Optional[str] = typer.Option(None, "--category", "-c", help="Category under an MVTec root."),
-    variant: str = typer.Option("l2ae", "--variant", "-v", help="l2ae | dsae | vae | gvae"),
-    steps: int = typer.Option(5000, help="Optimizer steps."),
-    batch: int = typer.Option(16, help="Batch size."),
-    lr: float = typer.Option(1e-4, help="Adam learning rate (paper: 1e-4)."),
-    latent: int = typer.Option(100, help="Latent dimension (paper: 100)."),
-    width: int = typer.Option(32, help="Base width of the SSIM-AE layers (paper: 32)."),
-    mode: Optional[str] = typer.Option(None, help="texture | object (default from the category name)."),
-    resize: Optional[int] = typer.Option(None, help="Texture mode: side images are resized to (paper: 512)."),
+    variant: Literal["l2ae", "dsae", "vae", "gvae"] = typer.Option("l2ae", "--variant", "-v", help="Autoencoder variant."),
+    steps: int = typer.Option(5000, min=1, max=10_000_000, help="Optimizer steps."),
+    batch: int = typer.Option(16, min=1, max=4096, help="Batch size."),
+    lr: float = float_option(1e-4, 1e-8, 1.0, "Adam learning rate (paper: 1e-4)."),
+    latent: int = typer.Option(100, min=1, max=4096, help="Latent dimension (paper: 100)."),
+    width: int = typer.Option(32, min=1, max=1024, help="Base width of the SSIM-AE layers (paper: 32)."),
+    mode: Optional[Literal["texture", "object"]] = typer.Option(
+        None, help="Preprocessing mode (default from the category name)."
+    ),
+    resize: Optional[int] = typer.Option(None, min=128, max=8192, help="Texture mode: side images are resized to (paper: 512)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
-    seed: int = typer.Option(0, help="Seed for initialization and patch sampling."),
-    workers: int = typer.Option(0, help="DataLoader worker processes."),
-    checkpoint_every: int = typer.Option(500, help="Steps between resumable checkpoints."),
+    seed: int = typer.Option(0, min=0, help="Seed for initialization and patch sampling."),
+    workers: int = typer.Option(0, min=0, max=256, help="DataLoader worker processes."),
+    checkpoint_every: int = typer.Option(500, min=1, help="Steps between resumable checkpoints."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ):
     """Train an autoencoder on normal images; writes weights, config, log and L_r statistics."""
+    from edgeproj.cli.common import output_dir
     from edgeproj.cli.output import console, emit_json, progress
     from edgeproj.data.images import read_image
     from edgeproj.data.mvtec import normal_images
     from edgeproj.models.config import ModelConfig
     from edgeproj.preprocess import Preprocess
-    from edgeproj.training.trainer import TrainConfig, _dist_info, train
+    from edgeproj.training.trainer import TrainConfig, _dist_info, resolve_device, train
 
+    resolve_device(device)  # an unknown device or a missing GPU is an error before any work
     source = data / category if category else data
     images = normal_images(source)
+    output_dir(out)
     channels = read_image(images[0]).shape[2]
     name = category or source.name
     pre = Preprocess.for_category(name, channels, resize=resize, mode=mode)

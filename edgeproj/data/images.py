@@ -5,13 +5,19 @@ Imports only numpy, OpenCV and the stdlib: the device runtime uses this module.
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
-import cv2
-import numpy as np
+# OpenCV refuses to decode images larger than this (its own guard, checked on the header); set before
+# cv2 is first used, so a 20000 x 20000 PNG of a few hundred KB cannot take gigabytes of memory.
+MAX_PIXELS = 64_000_000
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 
-from edgeproj.errors import DataError
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from edgeproj.errors import DataError  # noqa: E402
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -41,8 +47,42 @@ def _jpeg_truncated(data: bytes) -> bool:
     return not data.rstrip(b"\x00").endswith(b"\xff\xd9")
 
 
-def _decode(path: Path, what: str = "image") -> np.ndarray:
-    """Read and decode a file with IMREAD_UNCHANGED after checking that it exists and is complete."""
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a PNG, JPEG or BMP header without decoding the pixels (None: unknown)."""
+    if data.startswith(_PNG_SIGNATURE) and len(data) >= 24 and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    if data.startswith(b"BM") and len(data) >= 26:
+        w, h = struct.unpack("<ii", data[18:26])
+        return abs(w), abs(h)
+    if data.startswith(b"\xff\xd8"):
+        pos = 2
+        while pos + 9 <= len(data):
+            if data[pos] != 0xFF:
+                return None
+            marker = data[pos + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                pos += 2
+                continue
+            length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+            # Start-of-frame markers (baseline, progressive, ...) carry the size; DHT/JPG/DAC do not.
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                h, w = struct.unpack(">HH", data[pos + 5 : pos + 9])
+                return w, h
+            pos += 2 + length
+    return None
+
+
+def check_pixels(w: int, h: int, max_pixels: int, what: str) -> None:
+    """DataError when an image of w x h pixels exceeds the limit (a memory bound on small devices)."""
+    if w * h > max_pixels:
+        raise DataError(
+            f"{what} is {w}x{h} = {w * h / 1e6:.1f} MP, above the limit of {max_pixels / 1e6:.1f} MP; "
+            "resize it or raise --max-pixels"
+        )
+
+
+def _decode(path: Path, what: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read and decode a file with IMREAD_UNCHANGED after checking that it exists, is complete and not too large."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{what} {path} does not exist; check the path")
@@ -58,7 +98,12 @@ def _decode(path: Path, what: str = "image") -> np.ndarray:
         raise DataError(f"{what} {path} is a truncated PNG (no IEND chunk); re-copy or re-export it")
     if data.startswith(b"\xff\xd8") and _jpeg_truncated(data):
         raise DataError(f"{what} {path} is a truncated JPEG (no FFD9 end marker); re-copy or re-export it")
+    size = header_size(data)
+    if size is not None:
+        check_pixels(*size, max_pixels, f"{what} {path}")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is not None and img.size:
+        check_pixels(img.shape[1], img.shape[0], max_pixels, f"{what} {path}")
     if img is None or img.size == 0:
         raise DataError(f"{what} {path} cannot be decoded; it must be a PNG, JPEG, BMP or TIFF file (re-export or remove it)")
     return img
@@ -74,7 +119,7 @@ def _to_float(img: np.ndarray, path: Path) -> np.ndarray:
     raise DataError(f"image {path} has unsupported sample type {img.dtype}; save it as 8- or 16-bit")
 
 
-def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
+def read_image(path: str | Path, channels: int | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image as float32 HxWxC in [0, 1], RGB channel order.
 
     8- and 16-bit PNG, JPEG, BMP and TIFF are supported. Alpha is dropped (RGBA -> RGB, gray+alpha -> gray).
@@ -88,6 +133,7 @@ def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
     Args:
         path: Image file.
         channels: Expected channel count (1 or 3), or None to keep the file's own (1 or 3).
+        max_pixels: Refuse larger images (checked on the header before decoding where the format allows).
 
     Returns:
         float32 array of shape (H, W, C).
@@ -98,7 +144,7 @@ def read_image(path: str | Path, channels: int | None = None) -> np.ndarray:
     if channels not in (None, 1, 3):
         raise DataError(f"channels must be 1 or 3, not {channels}")
     path = Path(path)
-    raw = _decode(path)
+    raw = _decode(path, max_pixels=max_pixels)
     img = _to_float(raw, path)
     if img.ndim == 2:
         img = img[:, :, None]
@@ -188,3 +234,33 @@ def list_images(folder: str | Path) -> list[Path]:
     if not files:
         raise DataError(f"folder {folder} holds no images (looked for {', '.join(IMAGE_EXTS)}); add images or fix the path")
     return files
+
+
+def unique_stems(paths: list[Path]) -> list[str]:
+    """Output names for input images: the file stem, and for names that collide, as many parent folders
+    as it takes to tell them apart (a/good/000.png, b/good/000.png -> a_good_000, b_good_000)."""
+    resolved = [Path(p).resolve() for p in paths]
+    depth = [0] * len(resolved)
+
+    def name(i: int) -> str:
+        p = resolved[i]
+        parents = p.parent.parts[len(p.parent.parts) - depth[i] :] if depth[i] else ()
+        return "_".join([*(q for q in parents if q != os.sep), p.stem])
+
+    while True:
+        names = [name(i) for i in range(len(resolved))]
+        groups: dict[str, list[int]] = {}
+        for i, n in enumerate(names):
+            groups.setdefault(n, []).append(i)
+        grow = [i for g in groups.values() if len(g) > 1 for i in g if depth[i] < len(resolved[i].parent.parts)]
+        if not grow:
+            break
+        for i in grow:
+            depth[i] += 1
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:  # the same file given twice still gets two outputs
+        k = seen.get(n, 0)
+        seen[n] = k + 1
+        out.append(n if k == 0 else f"{n}_{k}")
+    return out

@@ -85,10 +85,13 @@ class Capture:
                         pass
 
     def _reopen(self) -> bool:
+        """Reopen with exponential backoff; False after `max_reconnects` failed attempts in a row."""
         delay = self.backoff[0]
+        attempts = 0
         while not self._stop.is_set():
-            if self.max_reconnects is not None and self.stats.reconnects >= self.max_reconnects:
+            if self.max_reconnects is not None and attempts >= self.max_reconnects:
                 return False
+            attempts += 1
             self.stats.reconnects += 1
             log.warning("source %s lost; reconnect %d in %.1f s", self.source.name, self.stats.reconnects, delay)
             self.sleep(delay)
@@ -105,7 +108,7 @@ class Capture:
                 self.source.open()
             except SourceLost:
                 if not self._reopen():
-                    self.stats.failed = f"cannot open {self.source.name}"
+                    self.stats.failed = f"cannot open {self.source.name} (after {self.stats.reconnects} attempts)"
                     return
             while not self._stop.is_set():
                 try:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import queue
 import signal
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,12 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from edgeproj import overlays
-from edgeproj.errors import ConfigError
+from edgeproj.errors import ConfigError, EdgeprojError
 from edgeproj.line.capture import END, Capture
 from edgeproj.line.sources import FrameSource
-from edgeproj.line.store import FrameRow, ResultStore
+from edgeproj.line.store import FrameRow, GuardedStore, ResultStore
 from edgeproj.runtime.manifest import Calibration
 from edgeproj.runtime.projector import Projector
+from edgeproj.runtime.verdict import FAULT, NG, OK, judge
+
+log = logging.getLogger("edgeproj.line")
 
 
 @dataclass
@@ -30,10 +36,20 @@ class InspectOptions:
     pixel_threshold: float | None = None
     roi: tuple[int, int, int, int] | None = None  # x, y, w, h in frame pixels
     queue_size: int = 4
-    save_all: bool = False  # PNG map and overlay for every frame, not only NG
+    save_all: bool = False  # PNG map and overlay for every frame, not only NG/FAULT
     video: Path | None = None  # annotated overlay video
     show: bool = False
     max_frames: int | None = None
+    keep_frames: int = 2000  # saved frame PNG pairs kept under OUT/frames (the oldest are deleted)
+    store_buffer: int = 10_000  # rows held in memory while the database is unavailable
+
+    def __post_init__(self):
+        if self.queue_size < 1:
+            raise ConfigError("the capture queue needs at least 1 slot (a live source drops the oldest frame beyond it)")
+        if self.roi is not None:
+            x, y, w, h = self.roi
+            if x < 0 or y < 0 or w < 1 or h < 1:
+                raise ConfigError(f"--roi {x},{y},{w},{h}: x and y must be >= 0, width and height >= 1")
 
 
 @dataclass
@@ -45,7 +61,13 @@ class Summary:
     dropped: int = 0
     corrupt: int = 0
     reconnects: int = 0
+    ok: int = 0
     ng: int = 0
+    fault: int = 0
+    storage_alarms: int = 0
+    rows_unstored: int = 0
+    rows_lost_from_store: int = 0
+    image_write_errors: int = 0
     seconds: float = 0.0
     latencies_ms: list = field(default_factory=list)
     stopped_by: str = "end of source"
@@ -53,21 +75,12 @@ class Summary:
 
     def to_dict(self) -> dict:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.array([np.nan])
-        return {
-            "run_id": self.run_id,
-            "source": self.source,
-            "frames_read": self.frames_read,
-            "processed": self.processed,
-            "dropped": self.dropped,
-            "corrupt": self.corrupt,
-            "reconnects": self.reconnects,
-            "ng": self.ng,
+        d = {k: v for k, v in self.__dict__.items() if k != "latencies_ms"}
+        return d | {
             "seconds": round(self.seconds, 3),
             "fps": self.processed / self.seconds if self.seconds > 0 else 0.0,
             "latency_ms_p50": float(np.nanpercentile(lat, 50)),
             "latency_ms_p99": float(np.nanpercentile(lat, 99)),
-            "stopped_by": self.stopped_by,
-            "source_error": self.source_error,
         }
 
 
@@ -80,7 +93,21 @@ def resolve_thresholds(calibration: Calibration, opts: InspectOptions) -> tuple[
             "the bundle is not calibrated: run `edgeproj calibrate BUNDLE NORMAL_IMAGES` first, "
             "or give --image-threshold (and --pixel-threshold) explicitly"
         )
+    for name, v in (("image threshold", image), ("pixel threshold", pixel)):
+        if v is not None and not math.isfinite(v):
+            raise ConfigError(f"the {name} is {v}: a verdict needs a finite threshold; recalibrate the bundle")
     return float(image), (None if pixel is None else float(pixel))
+
+
+def crop_roi(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.ndarray:
+    """The ROI of a frame; ConfigError when it does not lie inside the frame (never clipped silently)."""
+    if roi is None:
+        return image
+    x, y, w, h = roi
+    fh, fw = image.shape[:2]
+    if x + w > fw or y + h > fh:
+        raise ConfigError(f"--roi {x},{y},{w},{h} does not fit the {fw}x{fh} frame (x + w <= {fw}, y + h <= {fh})")
+    return image[y : y + h, x : x + w]
 
 
 class StopFlag:
@@ -101,28 +128,68 @@ class StopFlag:
         self.event.set()
 
 
+class FrameFiles:
+    """Saved map/overlay PNGs under OUT/frames, at most `keep` pairs (the oldest deleted, earlier runs included)."""
+
+    def __init__(self, folder: Path, keep: int):
+        self.folder = folder
+        self.keep = keep
+        existing = sorted(folder.glob("*_overlay.png"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+        self.saved: deque[Path] = deque(p.with_name(p.name.replace("_overlay.png", "")) for p in existing)
+        self.errors = 0
+
+    def save(self, stem: str, amap: np.ndarray, over: np.ndarray, vmax: float | None) -> tuple[str | None, str | None]:
+        """Write one pair; on a storage error count it, raise one alarm, and return no paths."""
+        if self.keep == 0:
+            return None, None
+        base = self.folder / stem
+        try:
+            overlays.write(base.with_name(f"{stem}_map.png"), overlays.heatmap(amap, vmax))
+            overlays.write(base.with_name(f"{stem}_overlay.png"), over)
+        except (OSError, EdgeprojError) as exc:
+            if self.errors == 0:
+                log.error("ALARM: cannot save frame images under %s (%s); verdicts go on", self.folder, exc)
+            self.errors += 1
+            return None, None
+        self.saved.append(base)
+        while len(self.saved) > self.keep:
+            old = self.saved.popleft()
+            for suffix in ("_map.png", "_overlay.png"):
+                old.with_name(old.name + suffix).unlink(missing_ok=True)
+        return str(base.with_name(f"{stem}_map.png")), str(base.with_name(f"{stem}_overlay.png"))
+
+
 def inspect(
     projector: Projector,
     source: FrameSource,
-    db_path: Path,
+    store: ResultStore | Path,
     out_dir: Path,
     opts: InspectOptions,
     on_result: Callable[[dict], None] | None = None,
     stop: StopFlag | None = None,
     capture: Capture | None = None,
 ) -> dict:
-    """Run until the source ends, `max_frames`, or a stop signal; returns the summary dict."""
+    """Run until the source ends, `max_frames`, or a stop signal; returns the summary dict.
+
+    Every frame gets a verdict (OK, NG or FAULT, see edgeproj.runtime.verdict) that is reported through
+    `on_result` whether or not the database could take its row. `store` is a ResultStore, or a path
+    to open one at (then closed at the end).
+    """
     image_thr, pixel_thr = resolve_thresholds(projector.manifest.calibration, opts)
     stop = stop or StopFlag()
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = Summary(run_id, source.name)
-    store = ResultStore(db_path)
+    own_store = not isinstance(store, ResultStore)
+    store = ResultStore(Path(store)) if own_store else store
+    rows = GuardedStore(store, opts.store_buffer)
+    files = FrameFiles(out_dir / "frames", opts.keep_frames)
     cap = capture or Capture(source, maxsize=opts.queue_size)
     writer = None
     vmax = 2 * pixel_thr if pixel_thr else None
     projector.open()
     t0 = time.monotonic()
     cap.start()
+    first = True
     try:
         while True:
             if stop.event.is_set():
@@ -137,53 +204,46 @@ def inspect(
                 continue
             if frame is END:
                 break
-            img = frame.image
-            if opts.roi:
-                x, y, w, h = opts.roi
-                img = img[y : y + h, x : x + w]
-                if img.size == 0:
-                    raise ConfigError(f"--roi {opts.roi} lies outside the {frame.image.shape[1]}x{frame.image.shape[0]} frame")
-            (res,) = projector.project([img])
-            verdict = "NG" if res.score > image_thr else "OK"
+            if first:  # a ROI outside the camera's frame is a setup error: stop before judging anything
+                crop_roi(frame.image, opts.roi)
+                first = False
+            res, img, error = None, None, ""
+            try:
+                img = crop_roi(frame.image, opts.roi)
+                (res,) = projector.project([img])
+            except Exception as exc:  # noqa: BLE001 - any failure judging a part makes it a FAULT, the line goes on
+                error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, EdgeprojError) else str(exc)
+                log.error("frame %s: FAULT (%s)", frame.name or frame.seq, error)
+            v = judge(None if res is None else res.score, image_thr, 0 if res is None else res.diverged, error)
             map_path = overlay_path = None
             over = None
-            if verdict == "NG" or opts.save_all or opts.video or opts.show:
-                over = overlays.overlay(img, res.map, pixel_thr, vmax=vmax)
-            if verdict == "NG" or opts.save_all:
-                stem = f"{run_id}_{frame.seq:06d}"
-                map_path = out_dir / "frames" / f"{stem}_map.png"
-                overlay_path = out_dir / "frames" / f"{stem}_overlay.png"
-                overlays.write(map_path, overlays.heatmap(res.map, vmax))
-                overlays.write(overlay_path, over)
-            if opts.video:
+            if res is not None and (v.rejected or opts.save_all or opts.video or opts.show):
+                over = overlays.overlay(img, np.nan_to_num(res.map, nan=0.0), pixel_thr, vmax=vmax)
+            if over is not None and (v.rejected or opts.save_all):
+                map_path, overlay_path = files.save(f"{run_id}_{frame.seq:06d}", np.nan_to_num(res.map, nan=0.0), over, vmax)
+            if opts.video and over is not None:
                 writer = writer or _video_writer(opts.video, over.shape[1], over.shape[0])
-                writer.write(_annotate(over, verdict, res.score))
-            if opts.show:
+                writer.write(_annotate(over, v.verdict, res.score))
+            if opts.show and over is not None:
                 import cv2
 
-                cv2.imshow("edgeproj inspect", _annotate(over, verdict, res.score))
+                cv2.imshow("edgeproj inspect", _annotate(over, v.verdict, res.score))
                 if cv2.waitKey(1) & 0xFF == ord("q"):
                     stop.reason = "window closed"
                     stop.event.set()
             latency = (time.monotonic() - frame.mono_ts) * 1000
-            reasons = res.stop_reasons
+            reasons = res.stop_reasons if res is not None else ["error"]
+            score = None if res is None or not math.isfinite(res.score) else float(res.score)
             row = FrameRow(
-                frame.seq,
-                run_id,
-                source.name,
-                frame.name,
-                frame.wall_ts,
-                latency,
-                res.score,
-                verdict,
-                float(np.mean(res.iterations)),
-                max(set(reasons), key=reasons.count),
-                str(map_path) if map_path else None,
-                str(overlay_path) if overlay_path else None,
-            )
-            store.add(row)  # committed before it is reported
+                frame.seq, run_id, source.name, frame.name, frame.wall_ts, latency, score, v.verdict,
+                None if res is None else float(np.mean(res.iterations)), max(set(reasons), key=reasons.count),
+                map_path, overlay_path, v.reason,
+            )  # fmt: skip
+            rows.add(row)
             summary.processed += 1
-            summary.ng += verdict == "NG"
+            summary.ok += v.verdict == OK
+            summary.ng += v.verdict == NG
+            summary.fault += v.verdict == FAULT
             summary.latencies_ms.append(latency)
             if on_result:
                 on_result(row.__dict__)
@@ -204,12 +264,16 @@ def inspect(
                 summary.dropped += 1
         if writer is not None:
             writer.release()
-        store.close()
+        rows.flush()
+        summary.storage_alarms, summary.rows_unstored, summary.rows_lost_from_store = rows.alarms, len(rows.pending), rows.lost
+        summary.image_write_errors = files.errors
+        if own_store:
+            store.close()
         if opts.show:
             import cv2
 
             cv2.destroyAllWindows()
-    return summary.to_dict() | {"database": str(db_path), "image_threshold": image_thr, "pixel_threshold": pixel_thr}
+    return summary.to_dict() | {"database": str(store.path), "image_threshold": image_thr, "pixel_threshold": pixel_thr}
 
 
 def _video_writer(path: Path, w: int, h: int):
@@ -227,6 +291,6 @@ def _annotate(bgr: np.ndarray, verdict: str, score: float) -> np.ndarray:
     import cv2
 
     out = bgr.copy()
-    color = (0, 0, 255) if verdict == "NG" else (0, 200, 0)
+    color = (0, 200, 0) if verdict == OK else ((0, 0, 255) if verdict == NG else (0, 165, 255))
     cv2.putText(out, f"{verdict} {score:.3f}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55, color, 2)
     return out

@@ -53,11 +53,21 @@ class TrainResult:
     rec_loss_stats: dict = field(default_factory=dict)
 
 
+DEVICE_PATTERN = r"auto|cpu|cuda|cuda:\d+"
+
+
 def resolve_device(name: str) -> torch.device:
+    """The torch device for auto | cpu | cuda | cuda:N (ConfigError for anything else or a missing GPU)."""
+    import re
+
+    if not re.fullmatch(DEVICE_PATTERN, name):
+        raise ConfigError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"device '{name}' requested but torch sees {torch.cuda.device_count()} CUDA GPU(s)")
     return torch.device(name)
 
 

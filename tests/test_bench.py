@@ -60,8 +60,14 @@ def test_run_bench_rows_and_ratios(report, bundles):
         assert ort["ratio_vs_torch"] == pytest.approx(ort["iterations_per_ms"] / torch_row["iterations_per_ms"], rel=1e-12)
         assert torch_row["ratio_vs_torch"] == pytest.approx(1.0)
         assert ort["providers"] == ["CPUExecutionProvider"]
+        # On the CPU the same-device torch is the CPU torch; no torch-cuda row without a GPU torch.
+        assert ort["ratio_vs_torch_same_device"] == ort["ratio_vs_torch"]
         assert report["summary"][f"ort-cpu_b{batch}"]["ratio_vs_torch"] == ort["ratio_vs_torch"]
     assert "torch-eager_b1" not in report["summary"]
+    assert not any(r["backend"] == "torch-cuda" for r in report["results"])
+    # What cannot run here is listed with its reason, never silently dropped.
+    for name, why in report["unavailable"].items():
+        assert name in ("ort-cuda", "ort-trt", "trt", "trt-fp16") and why
     assert report["_ticks"][:2] == ["torch-eager b1", "ort-cpu b1"]
 
 

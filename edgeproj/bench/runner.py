@@ -5,6 +5,11 @@ iterations per millisecond = batch / step time. The PyTorch eager autograd loop 
 (edgeproj.models.torch_reference) in the same run, so `ratio_vs_torch` compares like with like. A timed
 runtime projection is the deployed one (`Projector.project_patches`, stop rules off): it includes the
 evaluation at x0 and at x_T, two forward passes that the torch loop does not make (under 1% at 100 steps).
+
+GPU backends are also compared with the same torch loop on the same GPU (`torch-cuda` rows,
+`ratio_vs_torch_same_device`) when torch has CUDA. Configurations that cannot run here (a backend not
+available, FP16 on a TensorRT without it) are listed under `unavailable` with the reason, never measured
+as failures and never silently dropped.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeproj.runtime.backends import available_backends, backend_options
+from edgeproj.runtime.backends import REGISTRY, backend_options, probe_all
 from edgeproj.runtime.manifest import Manifest, load_manifest
 from edgeproj.runtime.projector import Projector
 
@@ -44,12 +49,29 @@ class Variant:
     options: object = None
 
 
+GPU_BACKENDS = ("ort-cuda", "ort-trt", "trt")
+
+
+def unavailable_configurations(opts: BenchOptions) -> dict[str, str]:
+    """Configurations asked for (or the defaults) that cannot run here, with the reason."""
+    reasons = probe_all()
+    out = {}
+    for b in opts.backends or tuple(REGISTRY):
+        if b not in reasons:
+            out[b] = f"unknown backend; choose from {', '.join(REGISTRY)}"
+        elif reasons[b] is not None:
+            out[b] = reasons[b]
+        elif b == "trt" and opts.fp16 and (why := REGISTRY["trt"].fp16_unavailable_reason()):
+            out["trt-fp16"] = why
+    return out
+
+
 def configurations(opts: BenchOptions) -> list[Variant]:
-    avail = set(available_backends())
+    reasons = probe_all()
     wanted = opts.backends or ("ort-cpu", "ort-cuda", "ort-trt", "trt")
     out = []
     for b in wanted:
-        if b not in avail:
+        if reasons.get(b, "unknown") is not None:
             continue
         if b == "ort-cpu":
             out.append(Variant("ort-cpu", b, backend_options(b, threads=opts.threads)))
@@ -59,7 +81,7 @@ def configurations(opts: BenchOptions) -> list[Variant]:
             out.append(Variant("ort-trt", b, backend_options(b)))
         elif b == "trt":
             out.append(Variant("trt-fp32", b, backend_options(b, cuda_graph=True)))
-            if opts.fp16:
+            if opts.fp16 and REGISTRY["trt"].fp16_unavailable_reason() is None:  # TensorRT 11 has no FP16 flag
                 out.append(Variant("trt-fp16", b, backend_options(b, cuda_graph=True, fp16=True)))
     return out
 
@@ -120,8 +142,24 @@ def bench_runtime(manifest: Manifest, variant: Variant, batch: int, iterations: 
     return row
 
 
-def bench_torch(manifest: Manifest, batch: int, iterations: int, warmup: int, repeats: int) -> dict | None:
-    """The PyTorch eager autograd loop on the same work, if torch is installed (never on the device)."""
+def torch_cuda_available() -> bool:
+    """torch is installed with CUDA and sees a GPU (then GPU backends get a same-device torch row)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    try:
+        return bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001 - a broken CUDA install means no same-device row, not a crash
+        return False
+
+
+def bench_torch(manifest: Manifest, batch: int, iterations: int, warmup: int, repeats: int, device: str = "cpu") -> dict | None:
+    """The PyTorch eager autograd loop on the same work, if torch is installed (never on the device).
+
+    device="cuda" runs it on the GPU in FP32 (TF32 off, like the runtime's GPU paths), synchronized
+    around every timed projection.
+    """
     try:
         import torch
     except ImportError:
@@ -138,16 +176,27 @@ def bench_torch(manifest: Manifest, batch: int, iterations: int, warmup: int, re
 
         model.load_state_dict(load_file(str(weights)))
     x0 = torch.from_numpy(_inputs(manifest, batch))
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    if cuda:
+        model, x0 = model.to(device), x0.to(device)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     p = manifest.projection
-    torch_project(model, x0, p.alpha, p.lam, warmup, p.tuned, p.tuned_on_step)
-    lat = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        torch_project(model, x0, p.alpha, p.lam, iterations, p.tuned, p.tuned_on_step)
-        lat.append((time.perf_counter() - t) * 1000)
+    try:
+        torch_project(model, x0, p.alpha, p.lam, warmup, p.tuned, p.tuned_on_step)
+        sync()
+        lat = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            torch_project(model, x0, p.alpha, p.lam, iterations, p.tuned, p.tuned_on_step)
+            sync()
+            lat.append((time.perf_counter() - t) * 1000)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     step_ms = float(np.median(lat)) / iterations
-    return {
-        "backend": "torch-eager",
+    row = {
+        "backend": "torch-cuda" if cuda else "torch-eager",
         "batch": batch,
         "threads": torch.get_num_threads(),
         "step_ms": step_ms,
@@ -156,6 +205,9 @@ def bench_torch(manifest: Manifest, batch: int, iterations: int, warmup: int, re
         "latency_ms": _stats(lat),
         "torch": torch.__version__,
     }
+    if cuda:
+        row["device"] = torch.cuda.get_device_name(torch.device(device))
+    return row
 
 
 def conv_reference_gflops(threads: int = 0, seconds: float = 1.0) -> float | None:
@@ -201,7 +253,10 @@ def run_bench(bundle: Path, opts: BenchOptions, tick: Callable[[str], None] | No
     iterations = opts.iterations or manifest.projection.max_iterations
     flops = manifest.cost.get("step_flops_per_sample")
     rows = []
-    torch_rows = {}
+    torch_rows: dict[int, dict] = {}
+    torch_gpu_rows: dict[int, dict] = {}
+    configs = configurations(opts)
+    same_gpu = opts.torch and any(v.backend in GPU_BACKENDS for v in configs) and torch_cuda_available()
     for batch in opts.batches:
         if opts.torch:
             if tick:
@@ -210,7 +265,16 @@ def run_bench(bundle: Path, opts: BenchOptions, tick: Callable[[str], None] | No
             if t:
                 torch_rows[batch] = t
                 rows.append(t)
-        for v in configurations(opts):
+        if same_gpu:
+            if tick:
+                tick(f"torch-cuda b{batch}")
+            try:
+                t = bench_torch(manifest, batch, iterations, opts.warmup, opts.repeats, device="cuda")
+                torch_gpu_rows[batch] = t
+            except Exception as exc:  # noqa: BLE001 - reported as a failed row, like any backend
+                t = {"backend": "torch-cuda", "batch": batch, "error": f"{type(exc).__name__}: {exc}"}
+            rows.append(t)
+        for v in configs:
             if tick:
                 tick(f"{v.name} b{batch}")
             try:
@@ -223,6 +287,10 @@ def run_bench(bundle: Path, opts: BenchOptions, tick: Callable[[str], None] | No
             continue
         ref = torch_rows.get(r["batch"])
         r["ratio_vs_torch"] = r["iterations_per_ms"] / ref["iterations_per_ms"] if ref else None
+        # The same loop in torch on the same device: the GPU torch for GPU rows, the CPU torch for CPU rows.
+        on_gpu = r["backend"].startswith(("torch-cuda", "ort-cuda", "ort-trt", "trt"))
+        same = (torch_gpu_rows if on_gpu else torch_rows).get(r["batch"])
+        r["ratio_vs_torch_same_device"] = r["iterations_per_ms"] / same["iterations_per_ms"] if same else None
         if flops:
             r["gflops"] = flops * r["iterations_per_ms"] / 1e6
     conv_ref = conv_reference_gflops(opts.threads)
@@ -236,12 +304,17 @@ def run_bench(bundle: Path, opts: BenchOptions, tick: Callable[[str], None] | No
         "reference_conv_gflops": conv_ref,
         "system": system_facts(),
         "results": rows,
+        "unavailable": unavailable_configurations(opts),
     }
     best = {}
     for r in rows:
-        if r.get("backend") != "torch-eager" and "iterations_per_ms" in r:
+        if not r.get("backend", "").startswith("torch-") and "iterations_per_ms" in r:
             key = f"{r['backend']}_b{r['batch']}"
-            best[key] = {"iterations_per_ms": round(r["iterations_per_ms"], 4), "ratio_vs_torch": r.get("ratio_vs_torch")}
+            best[key] = {
+                "iterations_per_ms": round(r["iterations_per_ms"], 4),
+                "ratio_vs_torch": r.get("ratio_vs_torch"),
+                "ratio_vs_torch_same_device": r.get("ratio_vs_torch_same_device"),
+            }
     report["summary"] = best
     return report
 

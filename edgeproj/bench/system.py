@@ -51,10 +51,15 @@ def system_facts() -> dict:
         "cuda_runtime": None,
     }
     try:
-        from edgeproj.runtime.backends.trt import _cudart, check
+        from edgeproj.runtime.backends.cuda_mem import cuda_status
+        from edgeproj.runtime.backends.nvlibs import TF32_ENV
 
-        facts["cuda_runtime"] = check(_cudart().cudaRuntimeGetVersion())
-    except Exception:
+        cuda = cuda_status()  # cuda-python's view; None values where it is not installed
+        facts["cuda_runtime"] = cuda.get("runtime_cuda")
+        facts["cuda_driver"] = cuda.get("driver_cuda")
+        facts["cuda_python"] = cuda.get("cuda_python")
+        facts["tf32_override"] = os.environ.get(TF32_ENV)
+    except Exception:  # noqa: BLE001 - facts are best effort
         pass
     tegra = Path("/etc/nv_tegra_release")
     if tegra.exists():

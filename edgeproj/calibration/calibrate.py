@@ -106,9 +106,15 @@ def _maps(proj: Projector, images: list[np.ndarray], threshold: float) -> tuple[
 
 
 def calibrate_bundle(
-    bundle: Path, normal_paths: list[Path], opts: CalibrationOptions, labelled=None, precision: dict | None = None
+    bundle: Path, normal_paths: list[Path], opts: CalibrationOptions, labelled=None, precision: dict | None = None, progress=None
 ) -> Calibration:
-    """Calibrate `bundle` on normal images (and optionally a labelled TestSet); returns the section written."""
+    """Calibrate `bundle` on normal images (and optionally a labelled TestSet); returns the section written.
+
+    `progress` (edgeproj.progress.Progress) counts the images projected, phase by phase.
+    """
+    from edgeproj.progress import NullProgress
+
+    progress = progress or NullProgress()
     manifest = load_manifest(bundle)
     paths = sorted(Path(p) for p in normal_paths)
     images = load_normal(paths, manifest.channels)
@@ -119,12 +125,16 @@ def calibrate_bundle(
     cal = [images[i] for i in cal_idx]
     hold = [images[i] for i in hold_idx]
     check_writable(Path(bundle), "bundle")
+    n_lab = len(labelled.images) if labelled is not None else 0
+    task = progress.add_task("calibrate", total=2 * len(cal) + len(hold) + n_lab, info="L_r at x0")
     with Projector(manifest, backend=opts.backend, batch=opts.batch) as proj:
         rec = proj.rec_losses(np.concatenate([to_patches(img, manifest.preprocess)[0] for img in cal]))
+        progress.update(task, advance=len(cal), info="maps of the calibration images")
         _require_finite(rec, "L_r at x0", [paths[i] for i in cal_idx])
         stop = stop_threshold(rec, opts.stop_rule, opts.stop_quantile)
         cal_maps, cal_scores = _maps(proj, cal, stop)
         _require_finite(cal_scores, "anomaly map", [paths[i] for i in cal_idx])
+        progress.update(task, advance=len(cal), info="held-out images")
         pixel_thr = quantile_threshold(np.concatenate([m.ravel() for m in cal_maps]), opts.pixel_fpr)
         image_thr = quantile_threshold(cal_scores, opts.image_frr)
         measured = {
@@ -134,11 +144,13 @@ def calibrate_bundle(
         if hold:
             hold_maps, hold_scores = _maps(proj, hold, stop)
             _require_finite(hold_scores, "anomaly map", [paths[i] for i in hold_idx])
+            progress.update(task, advance=len(hold), info="labelled set")
             measured |= {
                 "holdout_pixel_fpr": exceed_rate(np.concatenate([m.ravel() for m in hold_maps]), pixel_thr),
                 "holdout_image_frr": exceed_rate(hold_scores, image_thr),
             }
         lab = _labelled_figures(proj, labelled, stop, pixel_thr, image_thr) if labelled is not None else None
+        progress.update(task, advance=n_lab, info="")
     if precision:
         prec = precision
     elif manifest.calibration.fp16 is not None:

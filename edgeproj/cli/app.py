@@ -82,7 +82,7 @@ def _root(
 
 
 def _register() -> None:
-    from edgeproj.cli import bench, calibrate, data, demo, evaluate, export, inpaint, inspect, project, train
+    from edgeproj.cli import bench, calibrate, data, demo, doctor, evaluate, export, inpaint, inspect, project, train
 
     app.add_typer(data.app, name="data")
     app.command("train")(train.command)
@@ -94,6 +94,7 @@ def _register() -> None:
     app.command("inspect")(inspect.command)
     app.command("bench")(bench.command)
     app.command("demo")(demo.command)
+    app.command("doctor")(doctor.command)
 
 
 _register()

@@ -24,13 +24,16 @@ def command(
     torch: bool = typer.Option(True, help="Also time the PyTorch eager autograd loop (if torch is installed)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the full report JSON here."),
     compare: Optional[Path] = typer.Option(None, help="An earlier report JSON: print the ratio against it."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress output (bars on a terminal, timestamped lines otherwise)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the full report as JSON on stdout."),
 ):
     """Benchmark the projection loop; report like trtexec (warm-up excluded, percentiles, versions)."""
     from edgeproj.bench.runner import BenchOptions, run_bench
     from edgeproj.bench.runner import compare as compare_reports
     from edgeproj.cli.common import MAX_BATCH, output_file
-    from edgeproj.cli.output import console, dumps, emit_json
+    from edgeproj.cli.output import console, dumps, emit_json, progress
     from edgeproj.errors import ConfigError
     from edgeproj.runtime import load_manifest
     from edgeproj.runtime.backends import BACKENDS
@@ -66,8 +69,9 @@ def command(
         torch=torch,
     )
     c = console()
-    with c.status("benchmarking") as status:
-        report = run_bench(bundle, opts, tick=lambda what: status.update(f"benchmarking {what}"))
+    with progress(enabled=not (quiet or json_out)) as prog:
+        task = prog.add_task("bench", total=None, info="")
+        report = run_bench(bundle, opts, tick=lambda what: prog.update(task, advance=1, info=what))
     if old is not None:
         report["compare"] = {"old": str(compare), "rows": compare_reports(report, old)}
     if out:

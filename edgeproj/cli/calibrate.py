@@ -29,6 +29,9 @@ def command(
     precision_check: bool = typer.Option(
         False, "--precision-check", help="Measure FP16 vs FP32 on a TensorRT backend (trt / ort-trt)."
     ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress output (bars on a terminal, timestamped lines otherwise)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the calibration section as JSON on stdout."),
 ):
     """Calibrate stop, pixel and image thresholds on normal images; no re-export needed.
@@ -37,7 +40,7 @@ def command(
     be writable (checked before any work).
     """
     from edgeproj.calibration.calibrate import CalibrationOptions, calibrate_bundle, load_normal
-    from edgeproj.cli.output import console, emit_json
+    from edgeproj.cli.output import console, emit_json, progress
     from edgeproj.data.mvtec import normal_images as list_normal
     from edgeproj.errors import ConfigError
     from edgeproj.runtime import load_manifest
@@ -64,8 +67,8 @@ def command(
         )
         precision = {"fp32": "reference", "fp16": fp16, "int8": "not offered (see docs): FP32/FP16 only"}
     c = console()
-    with c.status(f"calibrating on {len(paths)} normal images") if not json_out else _quiet():
-        section = calibrate_bundle(bundle, paths, opts, labelled=ts, precision=precision).to_dict()
+    with progress(enabled=not (quiet or json_out)) as prog:
+        section = calibrate_bundle(bundle, paths, opts, labelled=ts, precision=precision, progress=prog).to_dict()
     if json_out:
         emit_json(section)
         return
@@ -90,9 +93,3 @@ def command(
             f"{lab['best_f1_pixel']['threshold']:.4g}; best image F1 {lab['best_f1_image']['f1']:.3f}"
         )
     c.print(f"manifest updated: {bundle / 'manifest.json'}")
-
-
-def _quiet():
-    from contextlib import nullcontext
-
-    return nullcontext()

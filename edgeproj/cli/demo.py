@@ -20,6 +20,9 @@ def command(
     study_iterations: int = typer.Option(20, min=1, max=10_000, help="Iterations of the convergence study (paper figure 5)."),
     study_every: int = typer.Option(2, min=1, max=10_000, help="Iterations between points of the convergence curves."),
     seed: int = typer.Option(0, min=0, help="Seed of the data generator and training."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress output (bars on a terminal, timestamped lines otherwise)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the report document as JSON on stdout."),
 ):
     """Generate demo data, train, export, calibrate, evaluate baseline vs gradient, benchmark; print the table."""
@@ -45,7 +48,7 @@ def command(
         study_every=study_every,
         seed=seed,
     )
-    with progress(enabled=not json_out) as prog:
+    with progress(enabled=not (quiet or json_out)) as prog:
         doc = run_demo(opts, prog)
     if json_out:
         emit_json(doc)

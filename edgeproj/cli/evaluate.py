@@ -24,6 +24,9 @@ def command(
     study: bool = typer.Option(True, help="Run the convergence study (paper figure 5) and the placement comparison."),
     study_every: int = typer.Option(5, min=1, max=10_000, help="Iterations between points of the convergence curves."),
     limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N test images."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress output (bars on a terminal, timestamped lines otherwise)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on stdout."),
 ):
     """Pixel AUROC, AU-PRO and image AUROC of baseline and gradient projection; report folder with PNGs."""
@@ -43,14 +46,16 @@ def command(
             raise ConfigError("give BUNDLE DATA (or DATA with --variants)")
         bundle, data = targets
     from edgeproj.cli.common import output_dir
+    from edgeproj.data.mvtec import load_category
 
-    out = output_dir(out or Path(f"report-{category}"))
     if variants:
         from edgeproj.workstation.bundles import parse_variants
 
         parse_variants(variants)  # an unknown name is an error before any training
+    load_category(data, category, check_images=False)  # an unknown category too
+    out = output_dir(out or Path(f"report-{category}"))
     opts = ReportOptions(category, out, runtime_choice(backend, batch), EvalOptions(study=study, study_every=study_every), limit)
-    with progress(enabled=not json_out) as prog:
+    with progress(enabled=not (quiet or json_out)) as prog:
         if variants:
             from edgeproj.workstation.bundles import TrainSettings, parse_variants
 

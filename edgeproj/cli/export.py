@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Literal
 
@@ -30,11 +29,14 @@ def command(
     ),
     parity: bool = typer.Option(True, help="Measure parity against PyTorch autograd and store it in the manifest."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle, dropping its calibration."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress output (bars on a terminal, timestamped lines otherwise)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the manifest as JSON on stdout."),
 ):
     """Export the autoencoder with its analytic energy gradient as ONNX graphs and a manifest."""
     from edgeproj.cli.common import output_dir
-    from edgeproj.cli.output import console, emit_json
+    from edgeproj.cli.output import console, emit_json, progress
     from edgeproj.errors import ConfigError
     from edgeproj.export.bundle import ExportOptions, export_bundle
     from edgeproj.runtime.manifest import MANIFEST, Projection
@@ -47,11 +49,8 @@ def command(
         )
     output_dir(out)
     c = console()
-    status = (
-        c.status("exporting graphs and measuring parity" if parity else "exporting graphs") if not json_out else nullcontext()
-    )
-    with status:
-        manifest = export_bundle(run, out, opts)
+    with progress(enabled=not (quiet or json_out)) as prog:
+        manifest = export_bundle(run, out, opts, progress=prog)
     if json_out:
         emit_json(manifest.to_dict())
         return

@@ -49,6 +49,25 @@ def command(
     video: Optional[Path] = typer.Option(None, help="Write an annotated overlay video (.avi or .mp4)."),
     show: bool = typer.Option(False, help="Show a window (needs an OpenCV build with GUI support)."),
     max_frames: Optional[int] = typer.Option(None, min=1, help="Stop after this many processed frames."),
+    serve: Optional[str] = typer.Option(
+        None, "--serve", help="Serve the live operator page on [HOST:]PORT (127.0.0.1 unless a host is given)."
+    ),
+    serve_token: Optional[str] = typer.Option(
+        None, "--serve-token", envvar="EDGEPROJ_SERVE_TOKEN", help="Token the page requires (mandatory off loopback)."
+    ),
+    mqtt: Optional[str] = typer.Option(None, "--mqtt", help="Publish verdicts to mqtt[s]://[USER@]HOST[:PORT]/TOPIC (QoS 1)."),
+    mqtt_user: Optional[str] = typer.Option(None, "--mqtt-user", help="MQTT user name."),
+    mqtt_password_env: Optional[str] = typer.Option(
+        None, "--mqtt-password-env", help="Name of the environment variable holding the MQTT password."
+    ),
+    mqtt_ca: Optional[Path] = typer.Option(None, "--mqtt-ca", help="CA certificate (PEM) for mqtts://."),
+    mqtt_cert: Optional[Path] = typer.Option(None, "--mqtt-cert", help="Client certificate (PEM) for mqtts://."),
+    mqtt_key: Optional[Path] = typer.Option(None, "--mqtt-key", help="Client key (PEM) for mqtts://."),
+    mqtt_insecure: bool = typer.Option(False, "--mqtt-insecure", help="Do not verify the broker's certificate name."),
+    mqtt_spool: int = typer.Option(
+        100_000, "--mqtt-spool", min=1, max=100_000_000, help="Messages kept on disk while the broker is down (overflow counted)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No periodic progress lines."),
     threads: int = ThreadsOpt,
     cuda_graph: bool = CudaGraphOpt,
     fp16: bool = Fp16Opt,
@@ -91,6 +110,13 @@ def command(
         output_file(video, "--video")
     store = ResultStore(db or out / "results.sqlite", durability=durability, max_rows=db_max_rows)
     src = open_source(source, manifest.channels, csi, max_pixels=max_pixels)
+    sinks = _sinks(out, manifest, opts, serve, serve_token, mqtt, mqtt_user, mqtt_password_env, mqtt_ca, mqtt_cert, mqtt_key,
+                   mqtt_insecure, mqtt_spool)  # fmt: skip
+    if sinks:
+        for s in sinks.sinks:
+            if hasattr(s, "url"):
+                c_err = console()
+                c_err.print(f"live page: {s.url}", soft_wrap=True)
     stop = StopFlag()
     stop.install()
     c = console()
@@ -105,12 +131,21 @@ def command(
                 f"[red]{row['verdict']}[/red] frame {row['seq']} {row['name']} score {score} ({row['latency_ms']:.0f} ms){why}"
             )
 
+    from edgeproj.cli.output import progress_line
+
     capture = Capture(src, maxsize=queue_size, max_reconnects=max_reconnects)
-    with choice.projector(manifest) as proj:
-        try:
-            summary = inspect(proj, src, store, out, opts, on_result=on_result, stop=stop, capture=capture)
-        finally:
-            store.close()
+    every = None if quiet or json_out else (lambda s: progress_line(
+        f"inspect: {s['processed']} judged (OK {s['ok']}, NG {s['ng']}, FAULT {s['fault']}), {s['dropped']} dropped, "
+        f"{s['fps']:.2f} frames/s, p99 {s['latency_ms_p99']:.0f} ms"))  # fmt: skip
+    try:
+        with choice.projector(manifest) as proj:
+            summary = inspect(
+                proj, src, store, out, opts, on_result=on_result, stop=stop, capture=capture, sinks=sinks, every=every
+            )
+    finally:
+        store.close()
+        if sinks:
+            sinks.close()
     if summary["processed"] == 0:
         if summary["source_error"]:
             raise EdgeprojError(f"source {src.name} failed before any frame was judged: {summary['source_error']}")
@@ -149,3 +184,45 @@ def _parse_roi(roi: str | None):
     if len(box) != 4:
         raise ConfigError(f"--roi must be x,y,w,h (four integers), got '{roi}'")
     return box
+
+
+def _sinks(out, manifest, opts, serve, serve_token, mqtt, user, password_env, ca, cert, key, insecure, spool):
+    """The live page and the MQTT publisher the options ask for, started (ConfigError on a bad option)."""
+    import os
+
+    from edgeproj.errors import ConfigError
+    from edgeproj.line.sinks import Sinks
+
+    sinks = Sinks()
+    try:
+        if mqtt:
+            from edgeproj.line.mqtt import MqttPublisher, parse_mqtt_url
+
+            password = None
+            if password_env:
+                if password_env not in os.environ:
+                    raise ConfigError(f"--mqtt-password-env: the variable {password_env} is not set")
+                password = os.environ[password_env]
+            cfg = parse_mqtt_url(
+                mqtt, username=user, password=password, ca_file=ca, cert_file=cert, key_file=key, insecure=insecure
+            )
+            sinks.add(MqttPublisher(cfg, out / "mqtt-spool.sqlite", spool_max=spool).start())
+        if serve:
+            from edgeproj.line.live import LivePage, parse_listen
+
+            host, port = parse_listen(serve)
+            cal = manifest.calibration
+            image_thr = opts.image_threshold if opts.image_threshold is not None else cal.image_threshold
+            pixel_thr = opts.pixel_threshold if opts.pixel_threshold is not None else cal.pixel_threshold
+            page = LivePage(host, port, token=serve_token, image_threshold=image_thr, pixel_threshold=pixel_thr,
+                            title=f"edgeproj inspect - {manifest.variant}")  # fmt: skip
+            sinks.add(page.start())
+    except ImportError as exc:
+        sinks.close()
+        raise ConfigError(
+            f"--serve and --mqtt need the line extra ({exc.name} is missing): pip install 'edgeproj[line]'"
+        ) from None
+    except BaseException:
+        sinks.close()
+        raise
+    return sinks

@@ -43,6 +43,9 @@ def command(
     fp16: bool = Fp16Opt,
     force_fp16: bool = ForceFp16Opt,
     allow_fallback: bool = FallbackOpt,
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress output (bars on a terminal, timestamped lines otherwise)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ):
     """Project images onto the normal manifold; write anomaly maps (PNG), verdicts and summary.json.
@@ -74,7 +77,7 @@ def command(
     vmax = 2 * thr if thr else None
     summaries, failed = [], []
     with choice.projector(manifest) as proj:
-        with progress(enabled=not json_out) as prog:
+        with progress(enabled=not (quiet or json_out)) as prog:
             task = prog.add_task("project", total=len(paths), info="")
             for path, stem in zip(paths, stems):
                 try:

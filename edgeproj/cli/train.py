@@ -28,6 +28,9 @@ def command(
     seed: int = typer.Option(0, min=0, help="Seed for initialization and patch sampling."),
     workers: int = typer.Option(0, min=0, max=256, help="DataLoader worker processes."),
     checkpoint_every: int = typer.Option(500, min=1, help="Steps between resumable checkpoints."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress output (bars on a terminal, timestamped lines otherwise)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ):
     """Train an autoencoder on normal images; writes weights, config, log and L_r statistics."""
@@ -51,13 +54,15 @@ def command(
         steps=steps, batch=batch, lr=lr, device=device, seed=seed, workers=workers, checkpoint_every=checkpoint_every
     )
     rank, _ = _dist_info()
-    with progress(enabled=not json_out and rank == 0) as prog:
+    with progress(enabled=not (quiet or json_out) and rank == 0) as prog:
         task = prog.add_task(f"train {variant}", total=steps, info="")
 
         def on_step(step: int, loss: float):
             prog.update(task, completed=step, info=f"loss {loss:.4g}")
 
-        result = train(images, out, model_cfg, pre, cfg, data_info={"source": str(source), "category": name}, on_step=on_step)
+        result = train(
+            images, out, model_cfg, pre, cfg, data_info={"source": str(source), "category": name}, on_step=on_step, progress=prog
+        )
     if rank != 0:
         return
     summary = {

@@ -194,4 +194,7 @@ def write_report(out: Path, results: list[dict], figures: dict | None = None) ->
             f"and models; wins {verdict['wins']}). At the last iteration: {f['tuned_step']:.3f} vs {f['tuned_gradient']:.3f}.\n"
         )
     (out / "table.md").write_text(table)
+    from edgeproj.evaluation.html_report import write_html_report
+
+    write_html_report(out)  # one self-contained page: tables, figures, the placement verdict
     return doc

@@ -63,8 +63,11 @@ def _training_patches(cfg: dict, limit: int = 64) -> np.ndarray | None:
         return None
 
 
-def export_bundle(run: Path, out: Path, opts: ExportOptions) -> Manifest:
-    """Write the bundle for training run `run` into `out`; returns its manifest."""
+def export_bundle(run: Path, out: Path, opts: ExportOptions, progress=None) -> Manifest:
+    """Write the bundle for training run `run` into `out`; returns its manifest.
+
+    `progress` (edgeproj.progress.Progress) shows the graph emission and the parity measurements.
+    """
     import onnx
     import onnxruntime as ort
     import torch
@@ -73,9 +76,12 @@ def export_bundle(run: Path, out: Path, opts: ExportOptions) -> Manifest:
     from edgeproj.export.flops import count_flops
     from edgeproj.export.network import NetworkEmitter, plan_from_model
     from edgeproj.export.parity import gradient_parity, probe_inputs, trajectory_parity
+    from edgeproj.progress import NullProgress
     from edgeproj.training.run import load_run
 
+    progress = progress or NullProgress()
     model, cfg, stats = load_run(run)
+    task = progress.add_task("export graphs", total=2, info="")
     spec = model_spec(model)
     net = NetworkEmitter(plan_from_model(model), opts.convtranspose)
     out = Path(out)
@@ -93,6 +99,7 @@ def export_bundle(run: Path, out: Path, opts: ExportOptions) -> Manifest:
             outputs=[o.name for o in proto.graph.output],
             opset=proto.opset_import[0].version,
         )
+        progress.update(task, advance=1, info=name)
     cost = {name: count_flops(proto, 1) for name, proto in protos.items()}
     p = opts.projection
     parity = {}
@@ -103,14 +110,17 @@ def export_bundle(run: Path, out: Path, opts: ExportOptions) -> Manifest:
             k: ort.InferenceSession(str(out / f), so, providers=["CPUExecutionProvider"]) for k, f in contract.GRAPH_FILES.items()
         }
         patches = _training_patches(cfg)
+        ptask = progress.add_task("parity against PyTorch autograd", total=5, info="")
         grad_fig = {}
         for n in (1, 7):
             x0, x, _ = probe_inputs(patches, n, spec["channels"], seed=n)
             grad_fig[f"batch{n}"] = gradient_parity(sess["gradient"], model, x0, x, p.lam)
+            progress.update(ptask, advance=1, info=f"gradient batch {n}")
         x0, _, (defect, mask) = probe_inputs(patches, 2, spec["channels"], seed=3)
         traj = {}
         for label, tuned, on_step in (("standard", False, False), ("tuned_gradient", True, False), ("tuned_step", True, True)):
             traj[label] = trajectory_parity(sess["step"], model, defect, mask, opts.parity_steps, p.alpha, p.lam, tuned, on_step)
+            progress.update(ptask, advance=1, info=f"{opts.parity_steps}-step {label}")
         parity = {
             "gradient": grad_fig,
             "trajectory": traj,

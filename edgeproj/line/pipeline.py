@@ -19,6 +19,7 @@ import numpy as np
 from edgeproj import overlays
 from edgeproj.errors import ConfigError, EdgeprojError
 from edgeproj.line.capture import END, Capture
+from edgeproj.line.sinks import Sinks
 from edgeproj.line.sources import FrameSource
 from edgeproj.line.store import FrameRow, GuardedStore, ResultStore
 from edgeproj.runtime.manifest import Calibration
@@ -168,12 +169,17 @@ def inspect(
     on_result: Callable[[dict], None] | None = None,
     stop: StopFlag | None = None,
     capture: Capture | None = None,
+    sinks: Sinks | None = None,
+    every: Callable[[dict], None] | None = None,
+    every_s: float = 30.0,
 ) -> dict:
     """Run until the source ends, `max_frames`, or a stop signal; returns the summary dict.
 
     Every frame gets a verdict (OK, NG or FAULT, see edgeproj.runtime.verdict) that is reported through
     `on_result` whether or not the database could take its row. `store` is a ResultStore, or a path
-    to open one at (then closed at the end).
+    to open one at (then closed at the end). `sinks` (the live page, MQTT) get every row with its image
+    and map without the line waiting on them; `every(summary)` is called every `every_s` seconds with
+    the running summary (periodic progress in logs).
     """
     image_thr, pixel_thr = resolve_thresholds(projector.manifest.calibration, opts)
     stop = stop or StopFlag()
@@ -186,8 +192,14 @@ def inspect(
     cap = capture or Capture(source, maxsize=opts.queue_size)
     writer = None
     vmax = 2 * pixel_thr if pixel_thr else None
+    sinks = sinks or Sinks()
+    sinks.status(
+        run_id=run_id, source=source.name, image_threshold=image_thr, pixel_threshold=pixel_thr,
+        bundle=str(projector.manifest.root), bundle_sha256=projector.manifest.graphs["step"].sha256, variant=projector.manifest.variant,
+    )  # fmt: skip
     projector.open()
     t0 = time.monotonic()
+    next_report = t0 + every_s
     cap.start()
     first = True
     try:
@@ -247,6 +259,12 @@ def inspect(
             summary.latencies_ms.append(latency)
             if on_result:
                 on_result(row.__dict__)
+            if sinks:
+                sinks.publish(row.__dict__, img, None if res is None else res.map)
+            if every is not None and time.monotonic() >= next_report:
+                next_report = time.monotonic() + every_s
+                summary.seconds = time.monotonic() - t0
+                every(summary.to_dict())
     finally:
         cap.stop()
         cap.join(timeout=5)
@@ -273,7 +291,8 @@ def inspect(
             import cv2
 
             cv2.destroyAllWindows()
-    return summary.to_dict() | {"database": str(store.path), "image_threshold": image_thr, "pixel_threshold": pixel_thr}
+    out = summary.to_dict() | {"database": str(store.path), "image_threshold": image_thr, "pixel_threshold": pixel_thr}
+    return out | ({"sinks": sinks.stats()} if sinks else {})
 
 
 def _video_writer(path: Path, w: int, h: int):

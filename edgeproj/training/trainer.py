@@ -83,12 +83,14 @@ def _image_list_hash(paths: list[Path]) -> str:
 
 
 @torch.no_grad()
-def rec_loss_stats(model, patches: np.ndarray, device, batch: int = 32) -> dict:
+def rec_loss_stats(model, patches: np.ndarray, device, batch: int = 32, tick: Callable[[int], None] | None = None) -> dict:
     """Distribution of L_r over the patches inference sees (the paper's stop threshold is the minimum)."""
     vals = []
     for i in range(0, len(patches), batch):
         x = torch.from_numpy(patches[i : i + batch]).to(device)
         vals.append(model.rec_loss(x).double().cpu().numpy())
+        if tick:
+            tick(len(x))
     v = np.concatenate(vals)
     return {
         "count": int(v.size),
@@ -107,8 +109,12 @@ def train(
     cfg: TrainConfig,
     data_info: dict | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    progress=None,
 ) -> TrainResult:
-    """Train one autoencoder on normal images into run directory `out`, resuming if it holds a checkpoint."""
+    """Train one autoencoder on normal images into run directory `out`, resuming if it holds a checkpoint.
+
+    `progress` (edgeproj.progress.Progress) also shows the L_r statistics pass after the last step.
+    """
     from safetensors.torch import save_file
 
     rank, world = _dist_info()
@@ -192,7 +198,12 @@ def train(
     if rank == 0:
         model.eval()
         save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(out / runfiles.WEIGHTS))
-        stats = rec_loss_stats(model, evaluation_patches(resized, pre), device)
+        patches = evaluation_patches(resized, pre)
+        tick = None
+        if progress is not None:
+            task = progress.add_task("L_r statistics over the training patches", total=len(patches), info="")
+            tick = lambda n: progress.update(task, advance=n)  # noqa: E731
+        stats = rec_loss_stats(model, patches, device, tick=tick)
         runfiles.write_json_atomic(out / runfiles.STATS, stats)
     if distributed:
         import torch.distributed as dist

@@ -40,6 +40,7 @@ def ensure_bundle(
     settings: TrainSettings,
     on_step: Callable[[int, float], None] | None = None,
     export_parity_steps: int = 50,
+    progress=None,
 ) -> tuple[Path, dict]:
     """Path of a bundle for (category, variant) under `work`, training and exporting only what is missing."""
     from edgeproj.data.images import read_image
@@ -65,9 +66,10 @@ def ensure_bundle(
             TrainConfig(steps=settings.steps, batch=settings.batch, lr=settings.lr, seed=settings.seed, device=settings.device),
             data_info={"source": str(Path(data) / category), "category": category},
             on_step=on_step,
+            progress=progress,
         )
         info.update(trained=True, train_seconds=res.seconds, first_loss=res.first_loss, last_loss=res.last_loss)
     if not (bundle / "manifest.json").is_file() or info["trained"]:
-        export_bundle(run, bundle, ExportOptions(parity_steps=export_parity_steps))
+        export_bundle(run, bundle, ExportOptions(parity_steps=export_parity_steps), progress=progress)
         info["exported"] = True
     return bundle, info

@@ -46,7 +46,7 @@ def run_demo(opts: DemoOptions, progress: Progress | None = None) -> dict:
             t = time.perf_counter()
             (bundle,) = train_variants(data, cat, [v], opts.out / "work", settings, progress, export_parity_steps=10)
             timings[f"train_export_{tag}"] = round(time.perf_counter() - t, 1)
-            calibration[tag] = _calibrate(bundle, data / cat, opts.calibration_images).to_dict()
+            calibration[tag] = _calibrate(bundle, data / cat, opts.calibration_images, progress).to_dict()
             t = time.perf_counter()
             res, figs = evaluate_bundles(
                 [bundle], data, ReportOptions(cat, report, evaluation=evaluation, figure_limit=4), progress
@@ -64,12 +64,12 @@ def run_demo(opts: DemoOptions, progress: Progress | None = None) -> dict:
     return doc
 
 
-def _calibrate(bundle: Path, category_dir: Path, limit: int):
+def _calibrate(bundle: Path, category_dir: Path, limit: int, progress: Progress | None = None):
     """Calibrate on a subset of the category's normal images (a quarter held out to measure the rates)."""
     from edgeproj.calibration.calibrate import CalibrationOptions, calibrate_bundle
     from edgeproj.data.mvtec import normal_images
 
-    return calibrate_bundle(bundle, normal_images(category_dir)[:limit], CalibrationOptions())
+    return calibrate_bundle(bundle, normal_images(category_dir)[:limit], CalibrationOptions(), progress=progress)
 
 
 def _bench(bundle: Path) -> dict:

@@ -79,6 +79,7 @@ def train_variants(
             settings,
             export_parity_steps=export_parity_steps,
             on_step=lambda s, loss, t=task: progress.update(t, completed=s, info=f"loss {loss:.4g}"),
+            progress=progress,
         )
         progress.update(task, completed=settings.steps, info="exported")
         bundles.append(b)

@@ -3,6 +3,9 @@
 A backend module is imported only when chosen or probed, and imports its heavy library (onnxruntime,
 tensorrt, cuda-python) only when a runner is activated, so a CPU box never touches TensorRT. A new
 backend is a new module and one line here.
+
+Importing this package sets NVIDIA_TF32_OVERRIDE=0 (unless the user set it) before any CUDA library can
+load and read it; cached engines are keyed on its value.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import importlib
 from dataclasses import dataclass
 
 from edgeproj.errors import BackendError, ConfigError
+from edgeproj.runtime.backends.nvlibs import init_process_env
+
+init_process_env()
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,14 @@ class Backend:
         try:
             return self.load().probe()
         except Exception as exc:  # noqa: BLE001 - a probe must never take the caller down
+            return f"{type(exc).__name__}: {exc}"
+
+    def fp16_unavailable_reason(self) -> str | None:
+        """None when this backend can run TensorRT FP16 here, else why not."""
+        try:
+            fp16_probe = getattr(self.load(), "fp16_probe", None)
+            return fp16_probe() if fp16_probe else f"{self.name} runs FP32 only"
+        except Exception as exc:  # noqa: BLE001
             return f"{type(exc).__name__}: {exc}"
 
 

@@ -35,6 +35,60 @@ def device_count() -> int:
     return int(check(cudart().cudaGetDeviceCount()))
 
 
+def _cuda_version(v: int) -> str:
+    return f"{v // 1000}.{(v % 1000) // 10}"
+
+
+def cuda_status() -> dict:
+    """cuda-python's version, the CUDA runtime and driver versions and the device count, or why not.
+
+    Never raises. cuda-python 13.x needs a driver for CUDA 13 (R580 or newer); on an older driver it
+    imports fine and every call fails with cudaErrorInsufficientDriver: that case is named here so the
+    `trt` backend does not just vanish from the available ones.
+    """
+    from edgeproj.runtime.backends.nvlibs import dist_version, major
+
+    out: dict = {"cuda_python": dist_version("cuda-python", "cuda-bindings"), "devices": 0, "problem": None}
+    try:
+        rt = cudart()
+    except DependencyError as exc:
+        out["problem"] = str(exc)
+        return out
+    try:
+        err, drv = rt.cudaDriverGetVersion()
+        out["driver_cuda"] = _cuda_version(int(drv)) if int(err) == 0 and int(drv) > 0 else None
+        err, run = rt.cudaRuntimeGetVersion()
+        out["runtime_cuda"] = _cuda_version(int(run)) if int(err) == 0 else None
+        err, n = rt.cudaGetDeviceCount()
+        if int(err) != int(rt.cudaError_t.cudaSuccess):
+            name = rt.cudaGetErrorName(err)[1]
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            out["problem"] = f"CUDA error {name}"
+            if "InsufficientDriver" in name:
+                need = major(out.get("runtime_cuda")) or major(out["cuda_python"])
+                alt = " or install the CUDA 12 pair: pip install 'edgeproj[tensorrt-cu12]'" if need and need >= 13 else ""
+                out["problem"] = (
+                    f"the NVIDIA driver (CUDA {out.get('driver_cuda') or 'unknown'}) is older than cuda-python "
+                    f"{out['cuda_python']} needs (CUDA {need}.x): update the driver{alt}"
+                )
+            elif "NoDevice" in name:
+                out["problem"] = (
+                    "no CUDA device visible (check the driver, CUDA_VISIBLE_DEVICES, or docker --gpus/--runtime nvidia)"
+                )
+            return out
+        out["devices"] = int(n)
+        if n:
+            out["gpu"] = gpu_name(0)
+            cc = check(rt.cudaDeviceGetAttribute(rt.cudaDeviceAttr.cudaDevAttrComputeCapabilityMajor, 0))
+            cm = check(rt.cudaDeviceGetAttribute(rt.cudaDeviceAttr.cudaDevAttrComputeCapabilityMinor, 0))
+            out["compute_capability"] = f"{cc}.{cm}"
+        else:
+            out["problem"] = "no CUDA device"
+    except Exception as exc:  # noqa: BLE001 - a status report must not raise
+        out["problem"] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
 def gpu_name(device: int = 0) -> str:
     props = check(cudart().cudaGetDeviceProperties(device))
     name = props.name

@@ -3,7 +3,8 @@
 Each step binds the previous step's outputs as inputs (`PingPongState`); the per-step energy and L_r
 go to k small device buffers that are read back once per chunk. With cuda_graph, each (parity, slot)
 binding is captured once as its own CUDA graph (run option gpu_graph_id) and replayed. TF32 is off by
-default: its rounding grows over 100 steps.
+default: its rounding grows over 100 steps. pip's CUDA/cuDNN libraries are loaded before the session
+is made (`onnxruntime.preload_dlls`, see `ort_session.make_session`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ def probe() -> str | None:
     except Exception as exc:  # noqa: BLE001
         return str(exc)
     if "CUDAExecutionProvider" not in prov:
-        return f"this onnxruntime build has no CUDAExecutionProvider (providers: {', '.join(prov)}); install onnxruntime-gpu"
+        return (
+            f"this onnxruntime build has no CUDAExecutionProvider (providers: {', '.join(prov)}); "
+            "install onnxruntime-gpu: pip install 'edgeproj[gpu]' (never together with the cpu extra)"
+        )
     return None
 
 

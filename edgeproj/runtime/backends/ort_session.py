@@ -1,13 +1,22 @@
-"""ONNX Runtime sessions for every ORT backend: provider check, contract check, the gradient graph."""
+"""ONNX Runtime sessions for every ORT backend: GPU library loading, provider and node-placement checks,
+the contract check, the gradient graph."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from edgeproj import contract
 from edgeproj.errors import BackendError, require
+from edgeproj.runtime.backends.nvlibs import installed_tensorrt, ort_gpu_build, preload_cuda_libraries, trt_pair_problem
+
+CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
+# Copies ONNX Runtime inserts between providers; they carry no model computation.
+COPY_OPS = frozenset({"MemcpyFromHost", "MemcpyToHost"})
+ASSIGNMENT_KEY = "session.record_ep_graph_assignment_info"
 
 
 def ort():
@@ -20,36 +29,126 @@ def available_providers() -> list[str]:
     return list(ort().get_available_providers())
 
 
-def make_session(path: Path, graph: str, providers: list, threads: int = 0, allow_fallback: bool = False, log_level: int = 3):
+def tensorrt_pair_problem() -> str | None:
+    """None when ONNX Runtime's TensorRT provider and the installed TensorRT share a major version."""
+    build = ort_gpu_build()
+    return trt_pair_problem(build["onnxruntime"], build.get("tensorrt_major"), installed_tensorrt(), build.get("cuda_major"))
+
+
+def _name(provider) -> str:
+    return provider[0] if isinstance(provider, tuple) else provider
+
+
+def make_session(
+    path: Path,
+    graph: str,
+    providers: list,
+    threads: int = 0,
+    allow_fallback: bool = False,
+    log_level: int = 3,
+    record_assignment: bool = False,
+):
     """An InferenceSession of the bundle's `graph` on `providers`.
 
-    Raises BackendError when the first provider is not active (ONNX Runtime otherwise falls back to the
-    CPU with only a log line), and BundleError when the graph's inputs/outputs break the contract.
+    GPU providers get pip's CUDA/cuDNN (and TensorRT) libraries loaded first. Raises BackendError when
+    the first provider is not active (ONNX Runtime otherwise falls back to the CPU with only a log line),
+    and BundleError when the graph's inputs/outputs break the contract. With `record_assignment`,
+    ONNX Runtime records which provider took each node (see `node_assignment`).
     """
     rt = ort()
-    wanted = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+    wanted = _name(providers[0])
     if wanted not in rt.get_available_providers() and not allow_fallback:
         raise BackendError(
             f"{wanted} is not available in this onnxruntime build (available: {', '.join(rt.get_available_providers())}); "
-            "install onnxruntime-gpu for CUDA/TensorRT, pick another --backend, or allow fallback"
+            "install onnxruntime-gpu for CUDA/TensorRT (pip install 'edgeproj[gpu]'), pick another --backend, or allow fallback"
         )
+    if any(_name(p) in (CUDA, TRT) for p in providers):
+        preload_cuda_libraries(rt, tensorrt=any(_name(p) == TRT for p in providers))
+    if wanted == TRT and (problem := tensorrt_pair_problem()):
+        raise BackendError(problem)
     so = rt.SessionOptions()
     so.graph_optimization_level = rt.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = threads
     so.log_severity_level = log_level
-    if not allow_fallback and wanted != "CPUExecutionProvider":
+    if not allow_fallback and wanted != CPU:
         so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    if record_assignment:
+        so.add_session_config_entry(ASSIGNMENT_KEY, "1")
     try:
         sess = rt.InferenceSession(str(path), so, providers=providers)
     except Exception as exc:  # ORT raises its own Fail/RuntimeException types
+        hint = ""
+        if wanted in (CUDA, TRT):
+            hint = (
+                " (CUDA/cuDNN libraries missing? pip install 'edgeproj[gpu]' installs onnxruntime-gpu[cuda,cudnn]; "
+                "`edgeproj doctor` shows what was loaded)"
+            )
         raise BackendError(
-            f"onnxruntime could not create a {wanted} session for {Path(path).name}: {str(exc).splitlines()[0]}"
+            f"onnxruntime could not create a {wanted} session for {Path(path).name}: {str(exc).splitlines()[0]}{hint}"
         ) from None
     contract.check_graph(graph, [i.name for i in sess.get_inputs()], [o.name for o in sess.get_outputs()], str(path))
     active = sess.get_providers()
     if active[0] != wanted and not allow_fallback:
         raise BackendError(f"{wanted} was requested but onnxruntime activated {active}; check the CUDA/TensorRT install")
     return sess
+
+
+def node_assignment(sess) -> dict[str, list[tuple[str, str]]] | None:
+    """Provider name -> [(node name, op type)] as ONNX Runtime placed the graph; None when this
+    onnxruntime cannot say (the API arrived in 1.24; the session must record it, see `make_session`)."""
+    getter = getattr(sess, "get_provider_graph_assignment_info", None)
+    if getter is None:
+        return None
+    out: dict[str, list[tuple[str, str]]] = {}
+    for sub in getter():
+        nodes = out.setdefault(sub.ep_name, [])
+        nodes += [(n.name, getattr(n, "op_type", "")) for n in sub.get_nodes()]
+    return out or None
+
+
+def profile_assignment(events: Iterable[dict]) -> dict[str, list[tuple[str, str]]]:
+    """Provider name -> [(node, op)] from ONNX Runtime profiling events (the fallback on older ORT)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    seen = set()
+    for ev in events:
+        args = ev.get("args") or {}
+        if ev.get("cat") != "Node" or "provider" not in args:
+            continue
+        name = str(ev.get("name", "")).removesuffix("_kernel_time")
+        if (name, args["provider"]) in seen:
+            continue
+        seen.add((name, args["provider"]))
+        out.setdefault(args["provider"], []).append((name, str(args.get("op_name", ""))))
+    return out
+
+
+def profiled_assignment(path: Path, providers: list, feed: dict) -> dict[str, list[tuple[str, str]]]:
+    """Run `feed` once through a profiling session of `path` and read where each node ran."""
+    rt = ort()
+    so = rt.SessionOptions()
+    so.enable_profiling = True
+    so.log_severity_level = 3
+    sess = rt.InferenceSession(str(path), so, providers=providers)
+    sess.run(None, feed)
+    prof = Path(sess.end_profiling())
+    try:
+        return profile_assignment(json.loads(prof.read_text()))
+    finally:
+        prof.unlink(missing_ok=True)
+
+
+def assignment_problem(assignment: dict[str, list[tuple[str, str]]], wanted: str) -> str | None:
+    """None when `wanted` took every computing node, else which nodes ran elsewhere."""
+    if not assignment:
+        return f"onnxruntime reported no node placement, so {wanted} taking the graph cannot be confirmed"
+    if wanted not in assignment:
+        return f"{wanted} took no node of the graph (placement: {', '.join(sorted(assignment))})"
+    elsewhere = [(ep, n, op) for ep, nodes in assignment.items() if ep != wanted for n, op in nodes if op not in COPY_OPS]
+    if not elsewhere:
+        return None
+    shown = ", ".join(f"{n} ({op}) on {ep}" for ep, n, op in elsewhere[:6])
+    more = f" and {len(elsewhere) - 6} more" if len(elsewhere) > 6 else ""
+    return f"{wanted} did not take the whole graph: {len(elsewhere)} node(s) ran elsewhere: {shown}{more}"
 
 
 def run_gradient(sess, x: np.ndarray, x0: np.ndarray, lam: float) -> dict[str, np.ndarray]:

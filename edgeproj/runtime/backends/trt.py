@@ -12,7 +12,13 @@ from edgeproj.errors import BackendError
 from edgeproj.runtime.backends.base import Runner
 from edgeproj.runtime.backends.cuda_mem import CudaDeviceArrays, check, cudart
 from edgeproj.runtime.backends.pingpong import PingPongState
-from edgeproj.runtime.backends.trt_engine import build_engine, tensorrt, unavailable_reason
+from edgeproj.runtime.backends.trt_engine import (
+    build_engine,
+    default_cache_dir,
+    fp16_unavailable_reason,
+    tensorrt,
+    unavailable_reason,
+)
 
 
 @dataclass(frozen=True)
@@ -22,13 +28,23 @@ class TrtOptions:
     fp16: bool = False
     cuda_graph: bool = False
     max_batch: int = 16
-    cache_dir: Path | None = None
+    cache_dir: Path | None = None  # default: $XDG_CACHE_HOME/edgeproj/trt
     chunk: int | None = None  # steps per readback (default: the manifest's check_every)
 
 
 def probe() -> str | None:
     """None when usable here, else why not."""
     return unavailable_reason()
+
+
+def fp16_probe() -> str | None:
+    """None when this backend can run FP16 here, else why not."""
+    return unavailable_reason() or fp16_unavailable_reason()
+
+
+def trt_available() -> bool:
+    """TensorRT, cuda-python and a CUDA device are all present (the tests' `tensorrt` marker)."""
+    return probe() is None
 
 
 class TrtRunner(Runner):
@@ -40,7 +56,7 @@ class TrtRunner(Runner):
     def __init__(self, manifest, options: TrtOptions | None = None):
         options = options or TrtOptions()
         super().__init__(manifest, options)
-        self.cache_dir = Path(options.cache_dir or Path.home() / ".cache" / "edgeproj" / "trt")
+        self.cache_dir = Path(options.cache_dir or default_cache_dir())
         self.chunk = options.chunk or manifest.projection.stop.check_every
         self._state: PingPongState | None = None
         self._stream = None
@@ -49,6 +65,8 @@ class TrtRunner(Runner):
     # -- lifecycle --------------------------------------------------------------------------
     def activate(self) -> None:
         trt, rt = tensorrt(), cudart()
+        if self.options.fp16 and (reason := fp16_unavailable_reason()):
+            raise BackendError(reason)
         c, s = self.manifest.channels, self.manifest.size
         self._shapes = {k: (lambda n: (n, c, s, s)) for k in contract.IMAGE_INPUTS}
         self._shapes |= {k: (lambda n: (n,)) for k in contract.VECTOR_INPUTS}

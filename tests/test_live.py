@@ -1,0 +1,181 @@
+"""The live operator page: served on loopback, fed from a thread, loaded in headless Chromium (Debian's)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeproj.errors import ConfigError
+from edgeproj.line.live import LivePage, is_loopback, parse_listen
+
+pytest.importorskip("aiohttp", reason="aiohttp is not installed (pip install -e '.[dev]')")
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def wait_for(cond, timeout: float = 10.0, what: str = "condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def synthetic(seq: int, rng) -> tuple[dict, np.ndarray, np.ndarray]:
+    """A textured part (float RGB in [0, 1], as the sources deliver), its map, and its row: NG every 9th, one FAULT."""
+    yy, xx = np.mgrid[0:128, 0:128].astype(np.float32)
+    base = 0.5 + 0.2 * np.sin(xx / 5 + seq * 0.3) * np.cos(yy / 7)
+    img = np.clip(np.stack([base, base * 0.9, base * 0.7], -1) + rng.normal(0, 0.02, (128, 128, 3)), 0, 1).astype(np.float32)
+    amap = np.abs(rng.normal(0, 0.02, (128, 128))).astype(np.float32)
+    verdict = "FAULT" if seq == 31 else "NG" if seq % 9 == 4 else "OK"
+    if verdict == "NG":
+        cy, cx = 30 + seq % 60, 40 + (seq * 7) % 50
+        img[cy : cy + 14, cx : cx + 20] *= 0.3
+        amap[cy - 2 : cy + 16, cx - 2 : cx + 22] += 0.5
+    score = float(amap.max()) if verdict != "FAULT" else float("nan")
+    row = {"seq": seq, "run_id": "run-live", "source": "synthetic", "name": f"part{seq:04d}", "capture_ts": time.time(),
+           "latency_ms": 20.0 + (seq % 5), "score": score, "verdict": verdict, "iterations": 14.0, "stop_reason": "energy",
+           "map_path": None, "overlay_path": None}  # fmt: skip
+    return row, img, amap
+
+
+class Feeder(threading.Thread):
+    """The line's stand-in: publishes synthetic frames until stopped (paced so the chart has a history)."""
+
+    def __init__(self, sink, count: int = 100000):
+        super().__init__(daemon=True)
+        self.sink, self.count, self.stop, self.sent = sink, count, threading.Event(), 0
+
+    def run(self):
+        rng = np.random.default_rng(0)
+        for seq in range(self.count):
+            if self.stop.wait(0.02):
+                return
+            self.sink.publish(*synthetic(seq, rng))
+            self.sent += 1
+
+
+def get(url: str, headers: dict | None = None) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_parse_listen_and_loopback():
+    assert parse_listen("8080") == ("127.0.0.1", 8080)
+    assert parse_listen("0.0.0.0:9000") == ("0.0.0.0", 9000)
+    assert parse_listen("[::1]:81") == ("::1", 81)
+    for bad in ("web", "host:", "1:70000"):
+        with pytest.raises(ConfigError):
+            parse_listen(bad)
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10")
+
+
+def test_non_loopback_needs_a_token_and_a_busy_port_is_a_config_error():
+    with pytest.raises(ConfigError, match="token"):
+        LivePage("0.0.0.0", 8080)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        with pytest.raises(ConfigError, match="cannot listen"):
+            LivePage("127.0.0.1", s.getsockname()[1]).start()
+
+
+def test_token_is_required_and_state_streams_over_sse():
+    with LivePage(port=0, token="s3cret", image_threshold=0.3, pixel_threshold=0.1) as page:
+        base = f"http://127.0.0.1:{page.port}"
+        assert get(base + "/")[0] == 403 and get(base + "/state.json?token=wrong")[0] == 403
+        status, body = get(page.url)
+        assert status == 200 and b"<svg" in body
+        assert get(base + "/state.json", {"Authorization": "Bearer s3cret"})[0] == 200
+        rng = np.random.default_rng(1)
+        for seq in range(5):
+            page.publish(*synthetic(seq, rng))
+        with urllib.request.urlopen(base + "/events?token=s3cret", timeout=10) as stream:
+            state = None
+            for raw in stream:  # the first event is the current state; read until it has all five frames
+                line = raw.decode().strip()
+                if line.startswith("data: "):
+                    state = json.loads(line[6:])
+                    if state["stats"]["frames"] == 5 and state["frame_v"]:
+                        break
+        assert state["row"]["verdict"] == "NG" and state["stats"]["counts"]["NG"] == 1
+        assert get(f"{base}/frame.jpg?token=s3cret")[1][:2] == b"\xff\xd8"  # a JPEG
+        key = state["ng"][0]["key"]
+        assert get(f"{base}/ng/{key}.jpg?token=s3cret")[1][:2] == b"\xff\xd8"
+
+
+def test_publish_never_waits_for_the_page():
+    """Large frames faster than the page renders: every row is counted, frames are dropped for the page only."""
+    rng = np.random.default_rng(2)
+    big = rng.random((1080, 1920, 3), dtype=np.float32)
+    amap = rng.random((1080, 1920), dtype=np.float32)
+    with LivePage(port=0, image_threshold=0.5, max_updates_per_s=5) as page:
+        t = time.perf_counter()
+        for seq in range(300):
+            page.publish({"seq": seq, "verdict": "OK", "score": 0.1, "latency_ms": 1.0}, big, amap)
+        per_call = (time.perf_counter() - t) / 300
+        wait_for(lambda: page.stats()["rendered"] >= 1, 20, "a rendered frame")
+        stats = page.stats()
+    assert stats["frames"] == 300 and stats["skipped"] >= 250, stats
+    assert per_call < 0.02, f"publish took {per_call * 1000:.2f} ms a call"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium; .ci/run does)")
+def test_page_in_headless_chromium(tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
+    page_server = LivePage(port=0, title="edgeproj inspect: line 1", image_threshold=0.3, pixel_threshold=0.12).start()
+    page_server.status(run_id="run-live", source="synthetic", bundle="demo-bundle")
+    feeder = Feeder(page_server)
+    feeder.start()
+    shot = tmp_path / "live-page.png"
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                tab = browser.new_page(viewport={"width": 1280, "height": 900})
+                tab.goto(page_server.url, wait_until="domcontentloaded", timeout=15000)
+                tab.wait_for_function("/^(OK|NG|FAULT)$/.test(document.getElementById('verdict').textContent)", timeout=10000)
+                # Live: the frame counter moves without a reload, the NG strip and the frame image fill in.
+                first = int(tab.text_content("#s-frames"))
+                tab.wait_for_function(f"Number(document.getElementById('s-frames').textContent) > {first + 20}", timeout=10000)
+                tab.wait_for_function("document.querySelectorAll('#ng figure.NG img').length >= 3", timeout=10000)
+                tab.wait_for_function(
+                    "document.querySelector('#frame').complete && document.querySelector('#frame').naturalWidth > 0",
+                    timeout=10000,
+                )
+                tab.wait_for_function("document.querySelectorAll('#chart path, #chart line').length >= 2", timeout=5000)
+                assert tab.text_content("#conn") == "live"
+                assert "synthetic" in tab.text_content("#source")
+                tab.screenshot(path=str(shot))
+            finally:
+                browser.close()
+    finally:
+        feeder.stop.set()
+        feeder.join(5)
+        page_server.close()
+    assert shot.stat().st_size > 10_000
+    # The README's screenshot comes from the end-to-end run (tests/test_inspect_serve.py).

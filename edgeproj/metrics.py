@@ -63,10 +63,15 @@ def au_pro(masks: list[np.ndarray], maps: list[np.ndarray], fpr_limit: float = 0
         return float("nan")
     flat = np.concatenate([np.asarray(a, np.float64).ravel() for a in maps])
     normal = np.sort(np.concatenate(normal_scores))
-    # Thresholds from the normal-pixel quantiles give an even FPR grid; one more point past the limit
-    # lets the curve be interpolated exactly at fpr_limit (actual FPRs are quantized by the pixel count).
-    fprs = np.append(np.linspace(0.0, fpr_limit, steps + 1), min(1.0, fpr_limit + 2.0 / max(1, normal.size)))
-    thresholds = np.quantile(normal, 1.0 - fprs)
+    # Thresholds from the normal-pixel quantiles give an even FPR grid. One more threshold, the largest
+    # normal score whose FPR really lies past the limit, lets the curve be interpolated exactly at
+    # fpr_limit: a quantile just past the limit can fall inside a run of tied scores (DSSIM maps are
+    # exactly 0 over large areas) and land before it, which would hold the curve flat.
+    grid = np.quantile(normal, 1.0 - np.linspace(0.0, fpr_limit, steps + 1))
+    uniq = np.unique(normal)
+    fpr_of = 1.0 - np.searchsorted(normal, uniq, side="right") / max(1, normal.size)
+    past = uniq[fpr_of > fpr_limit].max() if (fpr_of > fpr_limit).any() else -np.inf
+    thresholds = np.append(grid, past)
     actual_fpr = 1.0 - np.searchsorted(normal, thresholds, side="right") / max(1, normal.size)
     pros = np.array([np.mean([np.mean(flat[r] > t) for r in regions]) for t in thresholds])
     order = np.argsort(actual_fpr, kind="mergesort")

@@ -303,7 +303,7 @@ def test_cpu_install_projects_without_torch(bundles, demo_root, tmp_path):
         "import edgeproj\n"
         "from edgeproj.runtime import Projector\n"
         "with Projector.from_bundle(sys.argv[1], backend='ort-cpu') as p:\n"
-        "    (r,) = p.project([sys.argv[2]], max_iterations=3)\n"
+        "    (r,) = p.project([sys.argv[2]], settings=p.settings(max_iterations=3))\n"
         "print(json.dumps({'file': edgeproj.__file__, 'score': r.score, 'shape': list(r.map.shape),\n"
         "                  'torch_loaded': 'torch' in sys.modules, 'torch_found': importlib.util.find_spec('torch') is not None}))\n"
     )

@@ -45,7 +45,7 @@ def test_evaluate_bundle_figures(evaluated, testset):
     for method in ("baseline", "grad"):
         assert set(res[method]) == set(METRICS)
         assert all(_in01(res[method][k]) for k in METRICS), res[method]
-    assert set(res["single_gradient"]) == {"grad_norm", "grad_x_recon_error"}
+    assert set(res["single_gradient"]) == {"grad_norm", "grad_x_recon_error", "recon_squared_error"}
     for sg in res["single_gradient"].values():
         assert all(_in01(sg[k]) for k in METRICS), sg
     for k in METRICS:
@@ -58,7 +58,7 @@ def test_evaluate_bundle_figures(evaluated, testset):
     # Progress ticks: one pass of tiles for the projection, one per update rule for the study.
     assert sum(ticks) == res["tiles"] * (1 + len(RULES))
     # The maps returned are the ones scored.
-    assert set(maps) == {"baseline", "grad", "grad_norm", "grad_x_recon_error"}
+    assert set(maps) == {"baseline", "grad", "grad_norm", "grad_x_recon_error", "recon_squared_error"}
     for ms in maps.values():
         assert len(ms) == 6 and all(m.shape == img.shape[:2] for m, img in zip(ms, testset.images))
     assert method_metrics(testset, maps["grad"]) == res["grad"]

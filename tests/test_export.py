@@ -15,7 +15,15 @@ from edgeproj.errors import BundleError, CheckpointError
 from edgeproj.export.bundle import ExportOptions, export_bundle, model_spec
 from edgeproj.export.energy import build_gradient_graph, build_step_graph
 from edgeproj.export.network import NetworkEmitter, plan_from_model
-from edgeproj.export.parity import gradient_parity, probe_inputs, trajectory_parity
+from edgeproj.export.parity import (
+    OPTIMIZER_MOMENT_BOUND,
+    OPTIMIZER_X_BOUND,
+    check_parity,
+    gradient_parity,
+    optimizer_parity,
+    probe_inputs,
+    trajectory_parity,
+)
 from edgeproj.runtime.manifest import load_manifest
 from edgeproj.training.run import load_run
 
@@ -70,7 +78,8 @@ def test_gradient_matches_autograd(runs, demo_root, variant, mode):
     sess = _session(grad_graph)
     from edgeproj.export.bundle import _training_patches
 
-    patches = _training_patches(json.loads((runs[variant] / "config.json").read_text()))
+    patches, why = _training_patches(json.loads((runs[variant] / "config.json").read_text()))
+    assert patches is not None, why
     for n in (1, 7):
         x0, x, _ = probe_inputs(patches, n, 1, seed=n)
         fig = gradient_parity(sess, model, x0, x, lam=0.05)
@@ -131,6 +140,126 @@ def test_step_parity_trips_on_a_perturbed_graph(runs):
     _, _, (defect, mask) = probe_inputs(None, 2, 1, seed=3)
     f = trajectory_parity(sess, model, defect, mask, steps=50, alpha=0.05, lam=0.05, tuned=True, tuned_on_step=True)["float32"]
     assert f["m_rel_max_err"] > 1e-4 or f["energy_traj_rel_max_err"] > 1e-2
+
+
+# The three update rules of the step graph: (tuned, tuned_on_step).
+RULES = {"standard": (False, False), "tuned_gradient": (True, False), "tuned_step": (True, True)}
+
+
+def _optimizer_figures(runs, variant, step_graph=None, rules=RULES) -> dict:
+    """optimizer_parity of a (possibly mutated) step graph against the numpy Adam reference, per rule."""
+    model, grad_graph, step = _graphs(runs[variant])
+    from edgeproj.export.bundle import _training_patches
+
+    patches, _ = _training_patches(json.loads((runs[variant] / "config.json").read_text()))
+    x0, _, _ = probe_inputs(patches, 3, 1, seed=11)
+    gs, ss = _session(grad_graph), _session(step_graph or step)
+    return {r: optimizer_parity(ss, gs, x0, 0.05, 0.05, *RULES[r]) for r in rules}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_step_graph_is_masked_adam_from_a_nonzero_state(runs, variant):
+    """Five steps from a random mid-projection state (m, v of the gradient's size, step 1..19 per sample,
+    a per-pixel weight down to 1e-4, one sample inactive on step 3), every rule: the step graph's
+    x_next, m_next, v_next, step_next against one numpy masked-Adam step from the same state, fed with
+    the gradient graph's own gradient. Float32 rounding gives about 1e-7 (measured 4e-8 to 1.1e-7 for
+    all variants and rules); the bounds are 1e-6."""
+    figs = _optimizer_figures(runs, variant)
+    for rule, f in figs.items():
+        assert f["x_max_abs_err"] < OPTIMIZER_X_BOUND, (rule, f)
+        assert f["m_rel_max_err"] < OPTIMIZER_MOMENT_BOUND and f["v_rel_max_err"] < OPTIMIZER_MOMENT_BOUND, (rule, f)
+        assert f["step_max_abs_err"] == 0.0 and f["energy_rel_max_err"] < 1e-6, (rule, f)
+    assert check_parity({"optimizer": figs}) == []
+
+
+def _node(proto, value: str):
+    """The node of a step graph whose first output is the value named `value` (builder hint)."""
+    (node,) = [n for n in proto.graph.node if n.output[0] == f"v_{value}"]
+    return node
+
+
+def _retyped(proto):
+    del proto.graph.value_info[:]  # shapes inferred for the original graph; ONNX Runtime re-infers
+    return proto
+
+
+def _no_bias_correction(proto):
+    pows = [n for n in proto.graph.node if n.op_type == "Pow"]
+    assert len(pows) == 2
+    proto.graph.initializer.append(onnx.numpy_helper.from_array(np.array(0.0, np.float32), "zero_base"))
+    for n in pows:  # 1 - 0^t = 1: Adam without bias correction
+        n.input[0] = "zero_base"
+    return proto
+
+
+def _swap_placement(proto):
+    before, after = _node(proto, "tuned_before_on"), _node(proto, "tuned_after_on")
+    before.output[0], after.output[0] = after.output[0], before.output[0]
+    return proto
+
+
+def _batch_max(proto):
+    node = _node(proto, "e2_max")  # max over the whole batch instead of per sample
+    for a in node.attribute:
+        if a.name == "axes":
+            a.ints[:] = [0, 1, 2, 3]
+    return _retyped(proto)
+
+
+def _unnormalized(proto):
+    node = _node(proto, "e2n")  # e2 itself instead of e2 / max_sample(e2)
+    node.op_type = "Identity"
+    del node.input[1:]
+    return proto
+
+
+def _abs_error_weight(proto):
+    node = _node(proto, "e2")  # |x - f(x)| instead of (x - f(x))^2
+    node.op_type = "Abs"
+    del node.input[1:]
+    return proto
+
+
+ALL_RULES = set(RULES)
+TUNED = {"tuned_gradient", "tuned_step"}
+CONSTANT_MUTATIONS = [
+    ("ADAM_EPS", 1e-3, ALL_RULES),
+    ("ADAM_EPS", 1e-7, ALL_RULES),
+    ("ADAM_BETA1", 0.89, ALL_RULES),
+    ("ADAM_BETA2", 0.998, ALL_RULES),
+    ("E2_FLOOR", 1e-2, {"tuned_step"}),
+]
+GRAPH_MUTATIONS = [
+    (_no_bias_correction, ALL_RULES),
+    (_swap_placement, TUNED),
+    (_batch_max, {"tuned_step"}),
+    (_unnormalized, {"tuned_step"}),
+    (_abs_error_weight, TUNED),
+]
+
+
+def _assert_trips(figs: dict, must_fail: set, what: str):
+    failures = check_parity({"optimizer": figs})
+    failed = {r for r in figs if any(f"optimizer parity {r} " in msg for msg in failures)}
+    assert must_fail <= failed, (what, failed, figs)
+
+
+@pytest.mark.parametrize("variant", ["l2ae", "gvae"])
+@pytest.mark.parametrize("name,value,must_fail", CONSTANT_MUTATIONS, ids=[f"{n}={v}" for n, v, _ in CONSTANT_MUTATIONS])
+def test_optimizer_check_trips_on_a_wrong_constant(runs, monkeypatch, variant, name, value, must_fail):
+    import edgeproj.export.energy
+
+    monkeypatch.setattr(edgeproj.export.energy, name, value)
+    _, _, wrong = _graphs(runs[variant])
+    _assert_trips(_optimizer_figures(runs, variant, wrong, sorted(must_fail)), must_fail, f"{name}={value}")
+
+
+@pytest.mark.parametrize("variant", ["l2ae", "dsae"])
+@pytest.mark.parametrize("mutate,must_fail", GRAPH_MUTATIONS, ids=[m.__name__.strip("_") for m, _ in GRAPH_MUTATIONS])
+def test_optimizer_check_trips_on_a_wrong_placement(runs, variant, mutate, must_fail):
+    _, _, step = _graphs(runs[variant])
+    wrong = mutate(step)
+    _assert_trips(_optimizer_figures(runs, variant, wrong, sorted(must_fail)), must_fail, mutate.__name__)
 
 
 def test_graphs_use_only_whitelisted_ops(runs):
@@ -222,6 +351,105 @@ def test_export_cli_prints_parity(runs, tmp_path):
     bad = CliRunner().invoke(app, ["export", str(tmp_path / "missing"), "--out", str(tmp_path / "c")])
     assert bad.exit_code == 2
     assert "edgeproj: error:" in bad.output and "Traceback" not in bad.output
+
+
+def test_export_refuses_a_graph_past_its_parity_bound(runs, tmp_path, monkeypatch):
+    """A wrong Adam eps fails export: exit 2, one line naming the figure and its bound, no bundle left."""
+    from typer.testing import CliRunner
+
+    import edgeproj.export.energy
+    from edgeproj.cli.app import app
+
+    monkeypatch.setattr(edgeproj.export.energy, "ADAM_EPS", 1e-3)
+    out = tmp_path / "b"
+    args = ["export", str(runs["l2ae"]), "--out", str(out), "--quiet", "--parity-steps", "2"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("edgeproj: error:"), res.output
+    assert "optimizer parity standard x:" in lines[0] and "> bound 1e-06" in lines[0], lines[0]
+    assert "--accept-parity-failure" in lines[0] and "Traceback" not in res.output
+    # Nothing a runtime could load, and no staging folder left beside it.
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+    # The explicit override writes the bundle and records what was accepted.
+    res = CliRunner().invoke(app, [*args, "--accept-parity-failure", "--json"])
+    assert res.exit_code == 0, res.output
+    m = load_manifest(out)
+    assert m.parity["passed"] is False and m.parity["measured"] is True
+    assert m.parity["accepted_failure"] == m.parity["failures"]
+    assert any(f.startswith("optimizer parity standard x:") for f in m.parity["accepted_failure"])
+    assert "parity failure accepted" in res.stderr
+    assert m.parity["bounds"]["optimizer_x_abs"] == OPTIMIZER_X_BOUND
+
+
+def test_export_states_its_parity_probe_and_records_no_parity(runs, tmp_path):
+    """Moved training data: a stated synthetic fallback in the manifest and on stderr; --no-parity recorded."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from edgeproj.cli.app import app
+
+    moved = tmp_path / "run"
+    shutil.copytree(runs["l2ae"], moved)
+    cfg = json.loads((moved / "config.json").read_text())
+    cfg["data"]["source"] = str(tmp_path / "moved-away")
+    (moved / "config.json").write_text(json.dumps(cfg))
+    m = export_bundle(moved, tmp_path / "b", ExportOptions(parity_steps=3))
+    assert m.parity["probe"].startswith("synthetic fallback: the training data") and "moved-away" in m.parity["probe"]
+    assert m.parity["passed"] and m.parity["failures"] == [] and "accepted_failure" not in m.parity
+    assert load_manifest(tmp_path / "b").parity["probe"] == m.parity["probe"]
+
+    res = CliRunner().invoke(app, ["export", str(moved), "--out", str(tmp_path / "c"), "--no-parity", "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "parity: not measured" in res.stderr
+    assert load_manifest(tmp_path / "c").parity == {
+        "measured": False,
+        "note": "parity with PyTorch was not measured (export --no-parity)",
+    }
+    bad = CliRunner().invoke(app, ["export", str(moved), "--out", str(tmp_path / "d"), "--no-parity", "--accept-parity-failure"])
+    assert bad.exit_code == 2 and "needs parity to be measured" in bad.output
+
+
+def test_training_patches_are_the_parity_probe(runs):
+    from edgeproj.export.bundle import _training_patches
+
+    cfg = json.loads((runs["l2ae"] / "config.json").read_text())
+    patches, why = _training_patches(cfg)
+    assert patches is not None and why == "" and patches.shape[1:] == (1, 128, 128)
+    assert _training_patches({**cfg, "data": {}})[1] == "the run does not record its training data"
+
+
+def test_parity_check_names_every_figure_past_its_bound():
+    good = {"grad_rel_max_err": 1e-6, "float32": {"energy_rel_max_err": 1e-7}}
+    traj = {
+        "float32": {
+            "m_rel_max_err": 1e-6,
+            "v_rel_max_err": 1e-6,
+            "energy_traj_rel_max_err": 2e-2,
+            "map_correlation": 0.999,
+            "pixel_auroc": 0.7,
+            "pixel_auroc_reference": 0.7,
+        },
+        "float64": {"energy_traj_rel_max_err": 3e-2},
+        "reference_spread": {"energy_traj_rel_max_err": 1e-3},
+    }
+    parity = {
+        "gradient": {"batch1": good, "batch7": {**good, "grad_rel_max_err": 3.1e-3}},
+        "trajectory": {"standard": traj},
+        "steps": 50,
+    }
+    fails = check_parity(parity)
+    assert fails[0] == "gradient parity batch7: 3.1e-03 > bound 1e-04"
+    assert fails[1].startswith("step parity standard 50-step energy trajectory: 2.0e-02 > bound 1.0e-02")
+    assert len(fails) == 2
+    # A chaotic reference (float32 and float64 PyTorch 1e-2 apart) widens the trajectory bound, nothing else.
+    traj["reference_spread"]["energy_traj_rel_max_err"] = 1e-2
+    assert check_parity(parity) == [fails[0]]
+    # NaN never passes.
+    traj["float32"]["map_correlation"] = float("nan")
+    assert "step parity standard map correlation: nan <= bound 0.99" in check_parity(parity)
 
 
 @pytest.mark.parametrize("variant", ["l2ae", "dsae"])

@@ -151,7 +151,10 @@ def calibrate_bundle(
             }
         lab = _labelled_figures(proj, labelled, stop, pixel_thr, image_thr) if labelled is not None else None
         progress.update(task, advance=n_lab, info="")
-    if precision:
+    if precision and not isinstance(precision.get("fp16"), dict) and manifest.calibration.fp16 is not None:
+        # "FP16 unavailable" on this device (TensorRT 11) must not erase a verdict measured on another one.
+        prec = manifest.calibration.precision | {"fp16_here": precision.get("fp16")}
+    elif precision:
         prec = precision
     elif manifest.calibration.fp16 is not None:
         # A measured FP16 verdict stays until it is measured again; recalibrating must not re-enable FP16.
@@ -172,7 +175,7 @@ def calibrate_bundle(
         method={
             "stop": opts.stop_rule if opts.stop_rule == "min" else f"quantile {opts.stop_quantile}",
             "pixel": "quantile of normal-pixel map values",
-            "image": "quantile of normal image scores (max of map)",
+            "image": f"quantile of normal image scores ({manifest.projection.image_score})",
             "backend": opts.backend,
         },
         targets={"pixel_fpr": opts.pixel_fpr, "image_frr": opts.image_frr},

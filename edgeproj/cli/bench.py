@@ -89,14 +89,28 @@ def print_table(report: dict, c) -> None:
         title=f"{report['variant']}: {report['iterations_per_projection']} iterations per projection, "
         f"{(report['flops_per_iteration'] or 0) / 1e9:.3f} GFLOP per iteration"
     )
-    for col in ("backend", "batch", "step ms", "iter/ms", "img/s", "p50 ms", "p90 ms", "p99 ms", "GFLOP/s", "x torch"):
+    cols = (
+        "backend",
+        "batch",
+        "step ms",
+        "iter/ms",
+        "img/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "GFLOP/s",
+        "x torch",
+        "x torch same device",
+    )
+    for col in cols:
         t.add_column(col, justify="right")
     for r in report["results"]:
         if "error" in r:
-            t.add_row(r["backend"], str(r["batch"]), f"[red]{r['error'][:60]}", *[""] * 7)
+            t.add_row(r["backend"], str(r["batch"]), f"[red]{r['error'][:60]}", *[""] * (len(cols) - 3))
             continue
         lat = r["latency_ms"]
         ratio = r.get("ratio_vs_torch")
+        same = r.get("ratio_vs_torch_same_device")
         t.add_row(
             r["backend"],
             str(r["batch"]),
@@ -108,6 +122,7 @@ def print_table(report: dict, c) -> None:
             f"{lat['p99']:.0f}",
             f"{r.get('gflops', 0):.0f}",
             f"{ratio:.2f}" if ratio else "",
+            f"{same:.2f}" if same else "",
         )
     c.width = max(c.width, 120)  # a log file or pipe reports 80 columns: keep the headers readable
     c.print(t)
@@ -118,5 +133,7 @@ def print_table(report: dict, c) -> None:
         f"system: {s['cpu']} ({s['cpu_threads']} threads), GPU {s.get('gpu') or 'none'}, onnxruntime {s['onnxruntime']}, "
         f"tensorrt {s.get('tensorrt') or 'n/a'}"
     )
+    for name, why in report.get("unavailable", {}).items():
+        c.print(f"not measured: {name}: {why}", soft_wrap=True)
     for row in report.get("compare", {}).get("rows", []):
         c.print(f"{row['backend']} b{row['batch']}: {row['ratio_vs_old']:.2f}x the old report")

@@ -20,6 +20,9 @@ def command(
     study_iterations: int = typer.Option(20, min=1, max=10_000, help="Iterations of the convergence study (paper figure 5)."),
     study_every: int = typer.Option(2, min=1, max=10_000, help="Iterations between points of the convergence curves."),
     seed: int = typer.Option(0, min=0, help="Seed of the data generator and training."),
+    studies: bool = typer.Option(
+        False, "--studies", help="Also run the method studies: step size x update rule, appendix B, image scores, inpainting."
+    ),
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No progress output (bars on a terminal, timestamped lines otherwise)."
     ),
@@ -47,6 +50,7 @@ def command(
         study_iterations=study_iterations,
         study_every=study_every,
         seed=seed,
+        studies=studies,
     )
     with progress(enabled=not (quiet or json_out)) as prog:
         doc = run_demo(opts, prog)

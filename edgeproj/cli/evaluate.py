@@ -23,6 +23,15 @@ def command(
     batch: int = typer.Option(8, min=1, max=MAX_BATCH, help="Patches per projection batch."),
     study: bool = typer.Option(True, help="Run the convergence study (paper figure 5) and the placement comparison."),
     study_every: int = typer.Option(5, min=1, max=10_000, help="Iterations between points of the convergence curves."),
+    study_iterations: Optional[int] = typer.Option(
+        None, min=1, max=10_000, help="Iterations of the convergence curves (default: the manifest's max)."
+    ),
+    rule_study: bool = typer.Option(
+        False, "--rule-study", help="Step size (0.05, 0.1, 0.2, 0.5) x update rule on the deployed projection, stop rules on."
+    ),
+    appendix_b: bool = typer.Option(
+        False, "--appendix-b", help="Iterations to 95% of the final pixel AUROC, stop rules on and off."
+    ),
     limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N test images."),
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No progress output (bars on a terminal, timestamped lines otherwise)."
@@ -54,7 +63,15 @@ def command(
         parse_variants(variants)  # an unknown name is an error before any training
     load_category(data, category, check_images=False)  # an unknown category too
     out = output_dir(out or Path(f"report-{category}"))
-    opts = ReportOptions(category, out, runtime_choice(backend, batch), EvalOptions(study=study, study_every=study_every), limit)
+    opts = ReportOptions(
+        category,
+        out,
+        runtime_choice(backend, batch),
+        EvalOptions(
+            study=study, study_every=study_every, study_iterations=study_iterations, rule_study=rule_study, appendix_b=appendix_b
+        ),
+        limit,
+    )
     with progress(enabled=not (quiet or json_out)) as prog:
         if variants:
             from edgeproj.workstation.bundles import TrainSettings, parse_variants

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeproj import contract
+from edgeproj.evaluation import studies
+from edgeproj.evaluation.studies import RULES, image_score_candidates, improvement_rates, rule_study
 from edgeproj.evaluation.testset import TestSet
 from edgeproj.metrics import au_pro, roc_auc
 from edgeproj.runtime.projector import Projector
-from edgeproj.runtime.scoring import dssim_maps
-
-# The three update rules of the convergence study: (tuned, tuned_on_step).
-RULES = {"standard": (False, False), "tuned_gradient": (True, False), "tuned_step": (True, True)}
+from edgeproj.runtime.scoring import dssim_maps, image_score
 
 
 @dataclass
@@ -27,13 +27,16 @@ class EvalOptions:
     study_every: int = 5
     study_iterations: int | None = None  # default: the manifest's max iterations
     pro_fpr: float = 0.3
+    rule_study: bool = False  # step size x update rule, stop rules on (studies.rule_study)
+    alphas: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5)
+    appendix_b: bool = False  # iterations to 95% of the final pixel AUROC, stop rules on and off
 
 
-def method_metrics(ts: TestSet, maps: list[np.ndarray], fpr_limit: float = 0.3) -> dict:
-    """pixel AUROC (exact, all test pixels), AU-PRO to fpr_limit, image AUROC (score = max of the map)."""
+def method_metrics(ts: TestSet, maps: list[np.ndarray], fpr_limit: float = 0.3, image_score_kind: str = "map_max") -> dict:
+    """pixel AUROC (exact, all test pixels), AU-PRO to fpr_limit, image AUROC (the deployed image score)."""
     labels = np.concatenate([m.ravel() for m in ts.masks])
     scores = np.concatenate([m.ravel() for m in maps])
-    img_scores = np.array([float(m.max()) for m in maps])
+    img_scores = np.array([image_score(m, image_score_kind) for m in maps])
     return {
         "pixel_auroc": roc_auc(labels, scores),
         "au_pro": au_pro(ts.masks, maps, fpr_limit),
@@ -87,11 +90,13 @@ def evaluate_bundle(proj: Projector, ts: TestSet, opts: EvalOptions, tick: Calla
     tile_maps["grad"][div] = tile_maps["baseline"][div]
     # Table 2 of the paper: single-gradient scores from the gradient graph at x = x0, lambda = 0.
     out = proj.gradient(ts.tiles, ts.tiles, lam=0.0)
-    g_abs = np.abs(out["grad"]).mean(axis=1)
+    g_abs = np.abs(out[contract.GRAD]).mean(axis=1)
     tile_maps["grad_norm"] = g_abs
-    tile_maps["grad_x_recon_error"] = g_abs * ((ts.tiles - out["recon"]) ** 2).mean(axis=1)
+    err2 = ((ts.tiles - out[contract.RECON]) ** 2).mean(axis=1)
+    tile_maps["grad_x_recon_error"] = g_abs * err2
+    tile_maps["recon_squared_error"] = err2  # the plain (x - f(x))^2 baseline of Table 2
     maps = {k: ts.stitch(v) for k, v in tile_maps.items()}
-    metrics = {k: method_metrics(ts, v, opts.pro_fpr) for k, v in maps.items()}
+    metrics = {k: method_metrics(ts, v, opts.pro_fpr, m.projection.image_score) for k, v in maps.items()}
     improvement = {
         k: (metrics["grad"][k] - metrics["baseline"][k]) / metrics["baseline"][k] if metrics["baseline"][k] else float("nan")
         for k in ("pixel_auroc", "au_pro", "image_auroc")
@@ -117,10 +122,20 @@ def evaluate_bundle(proj: Projector, ts: TestSet, opts: EvalOptions, tick: Calla
         },
         "baseline": metrics["baseline"],
         "grad": metrics["grad"],
-        "single_gradient": {"grad_norm": metrics["grad_norm"], "grad_x_recon_error": metrics["grad_x_recon_error"]},
+        "single_gradient": {k: metrics[k] for k in ("grad_norm", "grad_x_recon_error", "recon_squared_error")},
         "improvement_rate": improvement,
+        "image_scores": image_score_candidates(ts, res, maps["grad"], maps["baseline"]),
+        "image_improvement_rates": improvement_rates(ts, maps["baseline"], maps["grad"]),
         "iterations": {"mean": float(res.iterations.mean()), "max": int(res.iterations.max()), "stop_reasons": reasons},
     }
+    if opts.rule_study:
+        out["rule_study"] = rule_study(proj, ts, opts.alphas, opts.pro_fpr, tick)
+    if opts.appendix_b:
+        iters = opts.study_iterations or m.projection.max_iterations
+        out["appendix_b"] = {
+            "stop_rules_on": studies.curves(proj, ts, iters, opts.study_every, True, tick=tick),
+            "stop_rules_off": studies.curves(proj, ts, iters, opts.study_every, False, tick=tick),
+        }
     if opts.study:
         iters = opts.study_iterations or m.projection.max_iterations
         curves = convergence_study(proj, ts, iters, opts.study_every, tick)

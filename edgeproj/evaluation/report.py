@@ -37,16 +37,18 @@ def table_markdown(results: list[dict]) -> str:
     lines += [
         "### single-gradient scores (paper Table 2), pixel AUROC",
         "",
-        "| category | variant | abs grad | abs grad x (x - f(x))^2 |",
-        "|---|---|---|---|",
+        "| category | variant | (x - f(x))^2 | abs grad | abs grad x (x - f(x))^2 | abs KL-grad (VAEs) | projection |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         sg = r["single_gradient"]
+        cell = lambda k: f"{sg[k]['pixel_auroc']:.3f}" if k in sg else "-"  # noqa: E731
         lines.append(
-            f"| {r['category']} | {VARIANT_LABEL[r['variant']]} | {sg['grad_norm']['pixel_auroc']:.3f} | "
-            f"{sg['grad_x_recon_error']['pixel_auroc']:.3f} |"
+            f"| {r['category']} | {VARIANT_LABEL[r['variant']]} | {cell('recon_squared_error')} | {cell('grad_norm')} | "
+            f"{cell('grad_x_recon_error')} | {cell('kl_gradient')} | {r['grad']['pixel_auroc']:.3f} |"
         )
     lines.append("")
+    lines += study_markdown(results)
     if any("placement" in r for r in results):
         lines += [
             "### update rules: pixel AUROC of the convergence study, mean over the curve (final point)",
@@ -65,6 +67,112 @@ def table_markdown(results: list[dict]) -> str:
                 )
         lines.append("")
     return "\n".join(lines)
+
+
+def study_markdown(results: list[dict]) -> list[str]:
+    """The studies' tables: step size x update rule, appendix B, image scores, improvement rates."""
+    from edgeproj.evaluation.studies import choose_image_score, choose_update_rule
+
+    lines: list[str] = []
+    studied = [r for r in results if "rule_study" in r]
+    if studied:
+        lines += ["### deployed projection (stop rules on): step size x update rule", "",
+                  "| category | variant | rule | alpha | pixel AUROC | AU-PRO | image AUROC | mean iterations |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in studied:
+            for s in r["rule_study"]:
+                lines.append(
+                    f"| {r['category']} | {VARIANT_LABEL[r['variant']]} | {s['rule']} | {s['alpha']:g} | {s['pixel_auroc']:.3f} | "
+                    f"{s['au_pro']:.3f} | {s['image_auroc']:.3f} | {s['iterations_mean']:.1f} |"
+                )
+        choice = choose_update_rule([r["rule_study"] for r in studied])
+        lines += ["", f"Rule (fixed before the study): {choice['rule_text']}", "",
+                  "| rule | alpha | mean rank | pixel AUROC | AU-PRO | image AUROC | iterations |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for t in choice["candidates"]:
+            lines.append(
+                f"| {t['rule']} | {t['alpha']:g} | {t['mean_rank']:.2f} | {t['mean_pixel_auroc']:.3f} | {t['mean_au_pro']:.3f} | "
+                f"{t['mean_image_auroc']:.3f} | {t['mean_iterations_mean']:.1f} |"
+            )
+        c = choice["choice"]
+        lines += ["", f"Choice over {choice['pairs']} (category, variant) pairs: **{c['rule']}, alpha {c['alpha']:g}**.", ""]
+    with_b = [r for r in results if "appendix_b" in r]
+    if with_b:
+        lines += ["### iterations to reach 95% of the final pixel-AUROC gain (paper appendix B)", "",
+                  "| category | variant | standard, stop on | tuned step, stop on | standard, stop off | tuned step, stop off |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for r in with_b:
+            b = r["appendix_b"]
+            cells = [b[k][rule]["to_95"] for k in ("stop_rules_on", "stop_rules_off") for rule in ("standard", "tuned_step")]
+            cells = [cells[0], cells[1], cells[2], cells[3]]
+            lines.append(
+                f"| {r['category']} | {VARIANT_LABEL[r['variant']]} | "
+                + " | ".join("-" if v is None else str(v) for v in cells)
+                + " |"
+            )
+        lines.append("")
+    scored = [r for r in results if "image_scores" in r]
+    if scored:
+        names = list(scored[0]["image_scores"])
+        lines += ["### image scores: image AUROC of candidates (the line verdict is an image verdict)", "",
+                  "| category | variant | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]  # fmt: skip
+        for r in scored:
+            lines.append(
+                f"| {r['category']} | {VARIANT_LABEL[r['variant']]} | "
+                + " | ".join(f"{r['image_scores'][n]:.3f}" for n in names)
+                + " |"
+            )
+        ch = choose_image_score([r["image_scores"] for r in scored])
+        lines += ["", f"Mean over {ch['pairs']} pairs: best projection score {ch['best']} ({ch['mean_image_auroc'][ch['best']]:.3f}); "
+                  f"map_max {ch['mean_image_auroc']['map_max']:.3f}; baseline map max {ch['mean_image_auroc']['baseline_map_max']:.3f}. "
+                  f"Choice by the rule in `choose_image_score`: **{ch['choice']}**.", ""]  # fmt: skip
+    rates = [v for r in results for v in r.get("image_improvement_rates", [])]
+    if rates:
+        lines += [f"Per-image pixel-AUROC improvement rate of the projection over the baseline (appendix F): median "
+                  f"{100 * float(np.median(rates)):+.1f}% over {len(rates)} defective images "
+                  f"({sum(v > 0 for v in rates)} improved); histogram in improvement_rates.png.", ""]  # fmt: skip
+    return lines
+
+
+def plot_improvement_rates(results: list[dict], path: Path) -> Path | None:
+    """Histogram of the per-image improvement rates with the median marked (paper appendix F)."""
+    plt = _plt()
+    rates = [100 * v for r in results for v in r.get("image_improvement_rates", [])]
+    if plt is None or not rates:
+        return None
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.hist(rates, bins=min(30, max(5, len(rates) // 2)), color="#4c78a8")
+    med = float(np.median(rates))
+    ax.axvline(med, color="crimson", ls="--", label=f"median {med:+.1f}%")
+    ax.axvline(0, color="gray", lw=0.8)
+    ax.set_xlabel("pixel-AUROC improvement rate of the projection over the baseline (%)")
+    ax.set_ylabel("defective images")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_appendix_b(results: list[dict], path: Path) -> Path | None:
+    """Pixel AUROC against the iteration budget, standard vs tuned, stop rules on and off (appendix B)."""
+    plt = _plt()
+    rows = [r for r in results if "appendix_b" in r]
+    if plt is None or not rows:
+        return None
+    fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.4), squeeze=False)
+    for ax, r in zip(axes[0], rows):
+        for mode, style in (("stop_rules_on", "-"), ("stop_rules_off", ":")):
+            for rule, c in r["appendix_b"][mode].items():
+                ax.plot(c["iterations"], c["pixel_auroc"], style, marker="o", ms=2, label=f"{rule}, {mode.replace('_', ' ')}")
+        ax.set_title(f"{r['category']} / {VARIANT_LABEL[r['variant']]}")
+        ax.set_xlabel("iteration budget")
+        ax.set_ylabel("pixel AUROC")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def placement_verdict(results: list[dict]) -> dict:
@@ -178,11 +286,22 @@ def write_report(out: Path, results: list[dict], figures: dict | None = None) ->
     """results.json and table.md under `out`; returns the document written."""
     out.mkdir(parents=True, exist_ok=True)
     conv = plot_convergence(results, out / "convergence.png")
+    extra = {"convergence": conv, "improvement_rates": plot_improvement_rates(results, out / "improvement_rates.png"),
+             "appendix_b": plot_appendix_b(results, out / "appendix_b.png")}  # fmt: skip
     doc = {
         "results": results,
         "placement": placement_verdict(results),
-        "figures": {k: [str(p) for p in v] for k, v in (figures or {}).items()} | ({"convergence": [str(conv)]} if conv else {}),
+        "figures": {k: [str(p) for p in v] for k, v in (figures or {}).items()} | {k: [str(p)] for k, p in extra.items() if p},
     }
+    studied = [r["rule_study"] for r in results if "rule_study" in r]
+    if studied:
+        from edgeproj.evaluation.studies import choose_update_rule
+
+        doc["update_rule_choice"] = choose_update_rule(studied)
+    if results and all("image_scores" in r for r in results):
+        from edgeproj.evaluation.studies import choose_image_score
+
+        doc["image_score_choice"] = choose_image_score([r["image_scores"] for r in results])
     (out / "results.json").write_text(dumps_strict(doc) + "\n")
     table = table_markdown(results)
     verdict = doc["placement"]

@@ -3,27 +3,45 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
+import shutil
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from edgeproj import __version__, contract
-from edgeproj.errors import ConfigError
+from edgeproj.errors import BundleError, ConfigError
 from edgeproj.export.network import CONVTRANSPOSE_MODES
 from edgeproj.preprocess import Preprocess
-from edgeproj.runtime.manifest import SCHEMA_VERSION, GraphInfo, InputSpec, Manifest, Projection, sha256_file, write_manifest
+from edgeproj.runtime.manifest import (
+    MANIFEST,
+    SCHEMA_VERSION,
+    GraphInfo,
+    InputSpec,
+    Manifest,
+    Projection,
+    sha256_file,
+    write_manifest,
+)
 
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """The projection defaults written into the manifest, and how the graphs are emitted."""
+    """The projection defaults written into the manifest, and how the graphs are emitted.
+
+    parity: measure the graphs against PyTorch and refuse to write a bundle whose figures are past the
+    bounds of edgeproj.export.parity; accept_parity_failure writes it anyway and records the failures
+    in the manifest (`parity.accepted_failure`).
+    """
 
     projection: Projection = field(default_factory=Projection)
     convtranspose: str = "native"
     parity: bool = True
     parity_steps: int = 50
+    accept_parity_failure: bool = False
 
     def __post_init__(self):
         if self.convtranspose not in CONVTRANSPOSE_MODES:
@@ -32,6 +50,28 @@ class ExportOptions:
             )
         if not 1 <= self.parity_steps <= 1000:
             raise ConfigError(f"parity steps must be in 1..1000, got {self.parity_steps}")
+        if self.accept_parity_failure and not self.parity:
+            raise ConfigError("accepting a parity failure needs parity to be measured; drop --no-parity or the override")
+
+
+def method_notes(p: Projection) -> dict:
+    """What the projection settings mean, for readers of the manifest (the paper's values named as such)."""
+    if not p.tuned:
+        update = "standard (paper eq. 5): Adam on the unweighted energy gradient"
+    elif p.tuned_on_step:
+        update = (
+            "tuned on the step: Adam on the unweighted energy gradient, its step scaled pixel by pixel by "
+            "(x - f(x))^2 divided by its per-sample maximum (the paper's eq. 8 weight, applied after Adam)"
+        )
+    else:
+        update = "tuned on the gradient (paper eq. 8 read literally): the gradient multiplied by (x - f(x))^2 before Adam"
+    return {
+        "update": update,
+        "alpha": (f"Adam step size {p.alpha:g} on images in [0, 1]; the paper states alpha = 0.5 with Adam (sections 3.4 "
+                  "and 4.1). The default comes from `edgeproj evaluate --rule-study` on the demo data (README, Method)."),
+        "lambda": f"{p.lam:g}; the paper's lambda is 0.05",
+        "image_score": f"{p.image_score}: the image-level score compared with the image threshold",
+    }  # fmt: skip
 
 
 def model_spec(model) -> dict:
@@ -46,27 +86,102 @@ def model_spec(model) -> dict:
     }
 
 
-def _training_patches(cfg: dict, limit: int = 64) -> np.ndarray | None:
-    """A few training patches for parity probes, if the run's data is still where it was."""
+def _training_patches(cfg: dict, limit: int = 64) -> tuple[np.ndarray | None, str]:
+    """Training patches for the parity probes, or None and why they cannot be read (data moved)."""
     from edgeproj.data.images import read_image
     from edgeproj.data.mvtec import normal_images
     from edgeproj.preprocess import to_patches
 
     src = cfg.get("data", {}).get("source")
-    if not src or not Path(src).exists():
-        return None
+    if not src:
+        return None, "the run does not record its training data"
+    if not Path(src).exists():
+        return None, f"the training data '{src}' is not there any more"
     pre = Preprocess.from_dict(cfg["preprocess"])
     try:
         paths = normal_images(Path(src))[:4]
-        return np.concatenate([to_patches(read_image(p, pre.channels), pre)[0] for p in paths])[:limit]
-    except Exception:  # parity probes fall back to synthetic inputs; export itself must not fail here
-        return None
+        return np.concatenate([to_patches(read_image(p, pre.channels), pre)[0] for p in paths])[:limit], ""
+    except Exception as exc:  # parity probes fall back to synthetic inputs; export itself must not fail here
+        return None, f"the training data '{src}' cannot be read ({type(exc).__name__}: {exc})"
+
+
+def measure_parity(sessions: dict, model, spec: dict, cfg: dict, p: Projection, steps: int, progress) -> dict:
+    """The parity section of the manifest: figures, bounds, probe, and the failures (check_parity)."""
+    from edgeproj.export.parity import (
+        check_parity,
+        gradient_parity,
+        optimizer_parity,
+        parity_bounds,
+        probe_inputs,
+        synthetic_patches,
+        trajectory_parity,
+    )
+
+    patches, why = _training_patches(cfg)
+    probe = "training patches"
+    if patches is None:
+        probe = f"synthetic fallback: {why}"
+        patches = synthetic_patches(16, spec["channels"], spec["size"], seed=0)
+    task = progress.add_task("parity against PyTorch autograd", total=8, info="")
+    grad_fig = {}
+    for n in (1, 7):
+        x0, x, _ = probe_inputs(patches, n, spec["channels"], seed=n)
+        grad_fig[f"batch{n}"] = gradient_parity(sessions["gradient"], model, x0, x, p.lam)
+        progress.update(task, advance=1, info=f"gradient batch {n}")
+    rules = (("standard", False, False), ("tuned_gradient", True, False), ("tuned_step", True, True))
+    x0, _, _ = probe_inputs(patches, 3, spec["channels"], seed=11)
+    opt = {}
+    for label, tuned, on_step in rules:
+        opt[label] = optimizer_parity(sessions["step"], sessions["gradient"], x0, p.alpha, p.lam, tuned, on_step)
+        progress.update(task, advance=1, info=f"optimizer {label}")
+    _, _, (defect, mask) = probe_inputs(patches, 2, spec["channels"], seed=3)
+    traj = {}
+    for label, tuned, on_step in rules:
+        traj[label] = trajectory_parity(sessions["step"], model, defect, mask, steps, p.alpha, p.lam, tuned, on_step)
+        progress.update(task, advance=1, info=f"{steps}-step {label}")
+    parity = {
+        "measured": True,
+        "probe": probe,
+        "gradient": grad_fig,
+        "optimizer": opt,
+        "trajectory": traj,
+        "steps": steps,
+        "bounds": parity_bounds(),
+    }
+    parity["failures"] = check_parity(parity)
+    parity["passed"] = not parity["failures"]
+    return parity
+
+
+def _graph_info(path: Path, proto) -> GraphInfo:
+    return GraphInfo(
+        file=path.name,
+        sha256=sha256_file(path),
+        bytes=path.stat().st_size,
+        inputs=[i.name for i in proto.graph.input],
+        outputs=[o.name for o in proto.graph.output],
+        opset=proto.opset_import[0].version,
+    )
+
+
+def _install(staging: Path, out: Path, files: list[str]) -> None:
+    """Move the staged graphs into `out`, an old manifest out of the way first (its checksums no longer hold)."""
+    out.mkdir(parents=True, exist_ok=True)
+    old = out / MANIFEST
+    if old.exists():
+        old.unlink()
+    for name in files:
+        os.replace(staging / name, out / name)
 
 
 def export_bundle(run: Path, out: Path, opts: ExportOptions, progress=None) -> Manifest:
     """Write the bundle for training run `run` into `out`; returns its manifest.
 
-    `progress` (edgeproj.progress.Progress) shows the graph emission and the parity measurements.
+    The graphs are written to a staging folder beside `out` and measured there; only when parity passes
+    (or its failure is accepted, or parity is off) do they move into `out`, the manifest last. A failed
+    export raises BundleError naming each figure past its bound and leaves no new bundle behind (an
+    existing bundle in `out` is left as it was). `progress` (edgeproj.progress.Progress) shows the
+    graph emission and the parity measurements.
     """
     import onnx
     import onnxruntime as ort
@@ -75,7 +190,6 @@ def export_bundle(run: Path, out: Path, opts: ExportOptions, progress=None) -> M
     from edgeproj.export.energy import build_gradient_graph, build_step_graph
     from edgeproj.export.flops import count_flops
     from edgeproj.export.network import NetworkEmitter, plan_from_model
-    from edgeproj.export.parity import gradient_parity, probe_inputs, trajectory_parity
     from edgeproj.progress import NullProgress
     from edgeproj.training.run import load_run
 
@@ -85,90 +199,86 @@ def export_bundle(run: Path, out: Path, opts: ExportOptions, progress=None) -> M
     spec = model_spec(model)
     net = NetworkEmitter(plan_from_model(model), opts.convtranspose)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    graphs = {}
-    protos = {"gradient": build_gradient_graph(net, spec), "step": build_step_graph(net, spec)}
-    for name, proto in protos.items():
-        path = out / contract.GRAPH_FILES[name]
-        onnx.save(proto, str(path))
-        graphs[name] = GraphInfo(
-            file=contract.GRAPH_FILES[name],
-            sha256=sha256_file(path),
-            bytes=path.stat().st_size,
-            inputs=[i.name for i in proto.graph.input],
-            outputs=[o.name for o in proto.graph.output],
-            opset=proto.opset_import[0].version,
-        )
-        progress.update(task, advance=1, info=name)
-    cost = {name: count_flops(proto, 1) for name, proto in protos.items()}
-    p = opts.projection
-    parity = {}
-    if opts.parity:
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        sess = {
-            k: ort.InferenceSession(str(out / f), so, providers=["CPUExecutionProvider"]) for k, f in contract.GRAPH_FILES.items()
-        }
-        patches = _training_patches(cfg)
-        ptask = progress.add_task("parity against PyTorch autograd", total=5, info="")
-        grad_fig = {}
-        for n in (1, 7):
-            x0, x, _ = probe_inputs(patches, n, spec["channels"], seed=n)
-            grad_fig[f"batch{n}"] = gradient_parity(sess["gradient"], model, x0, x, p.lam)
-            progress.update(ptask, advance=1, info=f"gradient batch {n}")
-        x0, _, (defect, mask) = probe_inputs(patches, 2, spec["channels"], seed=3)
-        traj = {}
-        for label, tuned, on_step in (("standard", False, False), ("tuned_gradient", True, False), ("tuned_step", True, True)):
-            traj[label] = trajectory_parity(sess["step"], model, defect, mask, opts.parity_steps, p.alpha, p.lam, tuned, on_step)
-            progress.update(ptask, advance=1, info=f"{opts.parity_steps}-step {label}")
-        parity = {
-            "gradient": grad_fig,
-            "trajectory": traj,
-            "steps": opts.parity_steps,
-            "probe": "training patches" if patches is not None else "synthetic",
-        }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    except OSError as exc:
+        raise BundleError(f"cannot write beside '{out}': {exc.strerror or exc}; check the folder is writable") from None
+    try:
+        graphs = {}
+        protos = {"gradient": build_gradient_graph(net, spec), "step": build_step_graph(net, spec)}
+        for name, proto in protos.items():
+            path = staging / contract.GRAPH_FILES[name]
+            onnx.save(proto, str(path))
+            graphs[name] = _graph_info(path, proto)
+            progress.update(task, advance=1, info=name)
+        cost = {name: count_flops(proto, 1) for name, proto in protos.items()}
+        p = opts.projection
+        if opts.parity:
+            so = ort.SessionOptions()
+            so.log_severity_level = 3
+            sessions = {
+                k: ort.InferenceSession(str(staging / f), so, providers=["CPUExecutionProvider"])
+                for k, f in contract.GRAPH_FILES.items()
+            }
+            parity = measure_parity(sessions, model, spec, cfg, p, opts.parity_steps, progress)
+            del sessions
+            if parity["failures"]:
+                if not opts.accept_parity_failure:
+                    raise BundleError(
+                        f"{'; '.join(parity['failures'])} (probe: {parity['probe']}): the exported graphs do not "
+                        "compute what PyTorch computes, so no bundle was written; pass --accept-parity-failure "
+                        "to write it anyway (recorded in the manifest)"
+                    )
+                parity["accepted_failure"] = list(parity["failures"])
+        else:
+            parity = {"measured": False, "note": "parity with PyTorch was not measured (export --no-parity)"}
 
-    # The L_r stop threshold starts at the paper's rule (minimum over the training set); calibrate resets it.
-    threshold = stats["min"] if stats else None
-    projection = replace(p, stop=replace(p.stop, rec_loss_threshold=threshold))
-    manifest = Manifest(
-        root=out,
-        schema_version=SCHEMA_VERSION,
-        edgeproj_version=__version__,
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        variant=spec["variant"],
-        channels=spec["channels"],
-        size=spec["size"],
-        ssim_window=spec["ssim_window"],
-        input=InputSpec(color="RGB" if spec["channels"] == 3 else "gray"),
-        preprocess=Preprocess.from_dict(cfg["preprocess"]),
-        graphs=graphs,
-        projection=projection,
-        notes={
-            "alpha": "the paper's alpha 0.5 is for plain gradient descent; with Adam on [0, 1] images a smaller alpha is the default"
-        },
-        training={
-            "run": str(Path(run).resolve()),
-            "rec_loss_stats": stats,
-            "gamma": spec["gamma"],
-            "model": cfg["model"],
-            "data": cfg.get("data", {}),
-            "steps": cfg.get("training", {}).get("steps"),
-        },
-        versions={
-            "edgeproj": __version__,
-            "torch": torch.__version__,
-            "onnx": onnx.__version__,
-            "onnxruntime": ort.__version__,
-            "python": platform.python_version(),
-            "convtranspose": opts.convtranspose,
-        },
-        parity=parity,
-        cost={
-            "step_flops_per_sample": cost["step"]["total"],
-            "gradient_flops_per_sample": cost["gradient"]["total"],
-            "step_breakdown": cost["step"],
-        },
-    )
-    write_manifest(manifest)
+        # The L_r stop threshold starts at the paper's rule (minimum over the training set); calibrate resets it.
+        threshold = stats["min"] if stats else None
+        projection = replace(p, stop=replace(p.stop, rec_loss_threshold=threshold))
+        manifest = Manifest(
+            root=out,
+            schema_version=SCHEMA_VERSION,
+            edgeproj_version=__version__,
+            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            variant=spec["variant"],
+            channels=spec["channels"],
+            size=spec["size"],
+            ssim_window=spec["ssim_window"],
+            input=InputSpec(color="RGB" if spec["channels"] == 3 else "gray"),
+            preprocess=Preprocess.from_dict(cfg["preprocess"]),
+            graphs=graphs,
+            projection=projection,
+            notes=method_notes(opts.projection),
+            training={
+                "run": str(Path(run).resolve()),
+                "rec_loss_stats": stats,
+                "gamma": spec["gamma"],
+                "model": cfg["model"],
+                "data": cfg.get("data", {}),
+                "steps": cfg.get("training", {}).get("steps"),
+            },
+            versions={
+                "edgeproj": __version__,
+                "torch": torch.__version__,
+                "onnx": onnx.__version__,
+                "onnxruntime": ort.__version__,
+                "python": platform.python_version(),
+                "convtranspose": opts.convtranspose,
+            },
+            parity=parity,
+            cost={
+                "step_flops_per_sample": cost["step"]["total"],
+                "gradient_flops_per_sample": cost["gradient"]["total"],
+                "step_breakdown": cost["step"],
+            },
+        )
+        try:
+            _install(staging, out, [g.file for g in graphs.values()])
+        except OSError as exc:
+            raise BundleError(f"cannot write the bundle into '{out}': {exc.strerror or exc}") from None
+        write_manifest(manifest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return manifest

@@ -142,12 +142,15 @@ def build_step_graph(net: NetworkEmitter, spec: dict):
     b.scope = ADAM_SCOPE
 
     one = b.const(1.0, "one")
+    zero = b.const(0.0, "zero")
     err = b.sub(x, out[io.RECON], "err")
     e2 = b.mul(err, err, "e2")
-    # Blend instead of branching (no If nodes for TensorRT): w = 1 + on * (e2 - 1).
-    before = b.mul(tuned, b.sub(one, on_step), "tuned_before")
-    after = b.mul(tuned, on_step, "tuned_after")
-    w_grad = b.add(one, b.mul(before, b.sub(e2, one)), "w_grad")
+    # Select instead of branching (no If nodes for TensorRT): w = Where(on, e2, 1). Not the blend
+    # 1 + on * (e2 - 1): in float32 that rounds e2 below 6e-8 to a multiple of 6e-8 (or to 0), and Adam
+    # divides by the gradient's own size, so a well-reconstructed pixel would take a wrong step.
+    before = b.op("Greater", [b.mul(tuned, b.sub(one, on_step), "tuned_before"), zero], "tuned_before_on")
+    after = b.op("Greater", [b.mul(tuned, on_step, "tuned_after"), zero], "tuned_after_on")
+    w_grad = b.op("Where", [before, e2, one], "w_grad")
     g = b.mul(b.mul(out[io.GRAD], weight), w_grad, "g_eff")
 
     b1, b2 = b.const(ADAM_BETA1, "beta1"), b.const(ADAM_BETA2, "beta2")
@@ -161,10 +164,10 @@ def build_step_graph(net: NetworkEmitter, spec: dict):
     delta = b.mul(alpha, b.div(b.div(m_new, bc1), denom), "delta")
     e2_max = b.op("ReduceMax", [e2], "e2_max", axes=[1, 2, 3], keepdims=1)
     e2n = b.div(e2, b.add(e2_max, b.const(E2_FLOOR, "e2_floor")), "e2n")
-    w_step = b.add(one, b.mul(after, b.sub(e2n, one)), "w_step")
-    x_new = b.op("Clip", [b.sub(x, b.mul(delta, w_step)), b.const(0.0, "zero"), one], "x_new")
+    w_step = b.op("Where", [after, e2n, one], "w_step")
+    x_new = b.op("Clip", [b.sub(x, b.mul(delta, w_step)), zero, one], "x_new")
 
-    act = b.op("Greater", [b.per_sample(active, "act4"), b.const(0.0, "zero")], "act_on")
+    act = b.op("Greater", [b.per_sample(active, "act4"), zero], "act_on")
 
     def keep(new, old, hint):
         # Where, not old + a * (new - old): exact for finished samples, and a NaN elsewhere cannot leak in.
@@ -174,7 +177,7 @@ def build_step_graph(net: NetworkEmitter, spec: dict):
     b.output(keep(x_new, x, "x_keep"), nxt[io.X], img)
     b.output(keep(m_new, m, "m_keep"), nxt[io.M], img)
     b.output(keep(v_new, v, "v_keep"), nxt[io.V], img)
-    b.output(b.op("Where", [b.op("Greater", [active, b.const(0.0, "zero")]), t_new, step], "step_keep"), nxt[io.STEP], ["N"])
+    b.output(b.op("Where", [b.op("Greater", [active, zero]), t_new, step], "step_keep"), nxt[io.STEP], ["N"])
     b.output(out[io.ENERGY], io.ENERGY, ["N"])
     b.output(out[io.REC_LOSS], io.REC_LOSS, ["N"])
     b.output(out[io.RECON], io.RECON, img)

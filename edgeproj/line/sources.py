@@ -58,6 +58,8 @@ def match_channels(rgb: np.ndarray, channels: int) -> np.ndarray:
     if rgb.shape[2] == channels:
         return np.ascontiguousarray(rgb)
     if channels == 1:
+        if not np.ptp(rgb[:, :, :3], axis=2).any():  # gray content in colour channels: exactly the gray values
+            return np.ascontiguousarray(rgb[:, :, :1])
         return np.ascontiguousarray(cv2.cvtColor(rgb[:, :, :3], cv2.COLOR_RGB2GRAY)[:, :, None])
     return np.ascontiguousarray(np.repeat(rgb[:, :, :1], 3, axis=2))
 

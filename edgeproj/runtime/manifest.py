@@ -22,6 +22,9 @@ from edgeproj.preprocess import Preprocess
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 MAP_KINDS = ("dssim_projection", "dssim_recon", "squared_error")
+# Image scores (edgeproj.runtime.scoring.image_score); a manifest without the field predates it: map_max.
+IMAGE_SCORES = ("map_max", "map_max_smoothed")
+IMAGE_SCORE_SIGMA = 4.0
 
 # Valid ranges of the projection settings, for export and for every run-time override alike. A value
 # outside them can silently turn a defect into a good part (no step, or a step that jumps off the data).
@@ -118,6 +121,7 @@ class Projection:
     tuned: bool = True
     tuned_on_step: bool = True
     map_kind: str = "dssim_projection"
+    image_score: str = "map_max_smoothed"  # chosen by the image-score study (README, Method)
     beta1: float = contract.ADAM_BETA1
     beta2: float = contract.ADAM_BETA2
     eps: float = contract.ADAM_EPS
@@ -130,6 +134,8 @@ class Projection:
         check_range("max iterations", self.max_iterations, MAX_ITERATIONS_RANGE, integer=True)
         if self.map_kind not in MAP_KINDS:
             raise ConfigError(f"unknown map kind '{self.map_kind}'; choose one of {', '.join(MAP_KINDS)}")
+        if self.image_score not in IMAGE_SCORES:
+            raise ConfigError(f"unknown image score '{self.image_score}'; choose one of {', '.join(IMAGE_SCORES)}")
         object.__setattr__(self, "max_iterations", int(self.max_iterations))
         object.__setattr__(self, "tuned", bool(self.tuned))
         object.__setattr__(self, "tuned_on_step", bool(self.tuned_on_step))
@@ -139,6 +145,8 @@ class Projection:
     def from_dict(cls, d: dict) -> Projection:
         d = dict(d)
         d["stop"] = StopRule(**d.get("stop", {}))
+        # Thresholds calibrated before image scores were selectable were measured on the map maximum.
+        d.setdefault("image_score", "map_max")
         return cls(**d)
 
     def with_overrides(self, **overrides) -> Projection:

@@ -261,11 +261,11 @@ class Projector:
             out.append(
                 ImageResult(
                     map=amap,
-                    score=image_score(amap),
+                    score=image_score(amap, settings.image_score),
                     baseline_map=bmap,
-                    baseline_score=image_score(bmap),
-                    projection=_stitch_image(res.projection[sl], orig, pre, frame),
-                    recon=_stitch_image(res.recon[sl], orig, pre, frame),
+                    baseline_score=image_score(bmap, settings.image_score),
+                    projection=stitch_image(res.projection[sl], orig, pre, frame),
+                    recon=stitch_image(res.recon[sl], orig, pre, frame),
                     iterations=res.iterations[sl].tolist(),
                     stop_reasons=res.stop_reasons[sl],
                     energy_traces=res.traces[sl],
@@ -276,7 +276,7 @@ class Projector:
         return out
 
 
-def _stitch_image(patches: np.ndarray, origins, pre, frame_hw: tuple[int, int]) -> np.ndarray:
+def stitch_image(patches: np.ndarray, origins, pre, frame_hw: tuple[int, int]) -> np.ndarray:
     """Tiles (P x C x p x p) back into one HxWxC image in the working frame (mean over overlaps)."""
     chans = [stitch(patches[:, c], origins, pre, frame_hw) for c in range(patches.shape[1])]
     return np.stack(chans, axis=-1)

@@ -12,7 +12,7 @@ import numpy as np
 from edgeproj.contract import SSIM_C1 as C1
 from edgeproj.contract import SSIM_C2 as C2
 from edgeproj.contract import SSIM_SIGMA
-from edgeproj.runtime.manifest import MAP_KINDS
+from edgeproj.runtime.manifest import IMAGE_SCORE_SIGMA, IMAGE_SCORES, MAP_KINDS
 
 
 def _blur(a: np.ndarray, window: int, sigma: float) -> np.ndarray:
@@ -55,6 +55,14 @@ def anomaly_map(kind: str, x0: np.ndarray, projection: np.ndarray, recon: np.nda
     raise ValueError(f"unknown map kind '{kind}'; choose one of {MAP_KINDS}")
 
 
-def image_score(amap: np.ndarray) -> float:
-    """Image-level anomaly score: the maximum of the map."""
-    return float(np.max(amap))
+def image_score(amap: np.ndarray, kind: str = "map_max", sigma: float = IMAGE_SCORE_SIGMA) -> float:
+    """Image-level anomaly score: the map's maximum, or its maximum after a Gaussian blur (sigma in pixels
+    of the image), which a single noisy pixel cannot dominate. NaN in the map gives NaN (a FAULT)."""
+    if kind == "map_max":
+        return float(np.max(amap))
+    if kind == "map_max_smoothed":
+        a = np.asarray(amap, np.float32)
+        if not np.isfinite(a).all():
+            return float("nan")
+        return float(cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_REFLECT).max())
+    raise ValueError(f"unknown image score '{kind}'; choose one of {IMAGE_SCORES}")

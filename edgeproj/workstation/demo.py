@@ -23,6 +23,7 @@ class DemoOptions:
     study_every: int = 2
     seed: int = 0
     calibration_images: int = 16
+    studies: bool = False  # the method studies: step size x update rule, appendix B, inpainting (issue 16)
 
 
 def run_demo(opts: DemoOptions, progress: Progress | None = None) -> dict:
@@ -38,7 +39,9 @@ def run_demo(opts: DemoOptions, progress: Progress | None = None) -> dict:
     make_demo(data, seed=opts.seed)
     report = opts.out / "report"
     settings = TrainSettings(steps=opts.steps, lr=opts.lr, seed=opts.seed, resize=256, mode="texture")
-    evaluation = EvalOptions(study_iterations=opts.study_iterations, study_every=opts.study_every)
+    evaluation = EvalOptions(
+        study_iterations=opts.study_iterations, study_every=opts.study_every, rule_study=opts.studies, appendix_b=opts.studies
+    )
     results, figures, timings, calibration = [], {}, {}, {}
     for cat in opts.categories:
         for v in opts.variants:
@@ -55,9 +58,14 @@ def run_demo(opts: DemoOptions, progress: Progress | None = None) -> dict:
             results += res
             figures |= figs
     bench = _bench(Path(results[0]["bundle"]))
+    inpainting = _inpainting(Path(results[0]["bundle"]), data, opts.categories[0], report) if opts.studies else None
     doc = write_report(report, results, figures)
     timings["total"] = round(time.perf_counter() - t0, 1)
     doc |= {"timings_s": timings, "calibration": calibration, "bench": bench}
+    if inpainting:
+        doc["inpainting"] = inpainting
+        with open(report / "table.md", "a") as f:
+            f.write(_inpainting_markdown(inpainting))
     from edgeproj.runtime.manifest import dumps_strict
 
     (report / "results.json").write_text(dumps_strict(doc) + "\n")
@@ -70,6 +78,34 @@ def _calibrate(bundle: Path, category_dir: Path, limit: int, progress: Progress 
     from edgeproj.data.mvtec import normal_images
 
     return calibrate_bundle(bundle, normal_images(category_dir)[:limit], CalibrationOptions(), progress=progress)
+
+
+def _inpainting(bundle: Path, data: Path, category: str, report: Path) -> dict:
+    """Paper section 4.2 on clean demo images: known-mask (eq. 7) and blind (eq. 8) against f(x)."""
+    from edgeproj.data.images import read_image
+    from edgeproj.runtime import Projector, load_manifest
+    from edgeproj.workstation.inpainting import inpainting_study, summarize, write_figure
+
+    m = load_manifest(bundle)
+    clean = [read_image(p, m.channels) for p in sorted((data / category / "test" / "good").glob("*.png"))[:4]]
+    with Projector(m) as proj:
+        rows, panels = inpainting_study(proj, clean)
+    return {
+        "images": len(rows),
+        "per_image": rows,
+        "mean": summarize(rows),
+        "figure": str(write_figure(panels, report / "inpainting.png")),
+    }
+
+
+def _inpainting_markdown(doc: dict) -> str:
+    lines = ["", f"### inpainting (paper section 4.2), {doc['images']} clean images with a painted 32x32 square", "",
+             "| method | PSNR square | SSIM square | PSNR image | SSIM image |", "|---|---|---|---|---|"]  # fmt: skip
+    for name, v in doc["mean"].items():
+        lines.append(
+            f"| {name} | {v['psnr_region']:.2f} | {v['ssim_region']:.3f} | {v['psnr_image']:.2f} | {v['ssim_image']:.3f} |"
+        )
+    return "\n".join(lines) + "\n\nFigure: inpainting.png\n"
 
 
 def _bench(bundle: Path) -> dict:

@@ -40,10 +40,17 @@ def evaluate_bundles(
     for b in bundles:
         m = load_manifest(b)
         ts = load_testset(data, opts.category, m.preprocess, opts.limit)
-        total = len(ts.tiles) * (1 + (3 if opts.evaluation.study else 0))
+        e = opts.evaluation
+        total = len(ts.tiles) * (1 + 3 * e.study + 12 * e.rule_study + 4 * e.appendix_b)
         task = progress.add_task(f"evaluate {opts.category}/{m.variant}", total=total, info=f"{len(ts.images)} images")
         with opts.choice.projector(m) as proj:
             res, maps = evaluate_bundle(proj, ts, opts.evaluation, tick=lambda n, t=task: progress.update(t, advance=n))
+        if m.variant in ("vae", "gvae") and Path(m.training.get("run", "")).is_dir():
+            from edgeproj.evaluation.evaluate import method_metrics
+            from edgeproj.workstation.kl_gradient import kl_gradient_maps
+
+            maps["kl_gradient"] = ts.stitch(kl_gradient_maps(Path(m.training["run"]), ts.tiles))
+            res["single_gradient"]["kl_gradient"] = method_metrics(ts, maps["kl_gradient"], opts.evaluation.pro_fpr)
         opts.out.mkdir(parents=True, exist_ok=True)
         tag = f"{opts.category}_{m.variant}"
         figures[tag] = figure3(ts, maps, opts.out, tag, limit=opts.figure_limit)

@@ -105,3 +105,16 @@ def test_inpainting_fills_the_known_mask_and_leaves_the_rest(bundles, demo_root)
     assert not (changed & ~painted).any()  # eq. 7 moves only pixels inside Omega
     r = rows[0]
     assert r["eq7_known_mask"]["psnr_region"] > r["corrupted"]["psnr_region"]
+
+
+def test_kl_gradient_column_for_the_vaes(runs, bundles, demo_root):
+    """Table 2's KL-gradient score: finite maps from the training run, a pixel AUROC in [0, 1]."""
+    from edgeproj.evaluation.evaluate import method_metrics
+    from edgeproj.workstation.kl_gradient import kl_gradient_maps
+
+    m = load_manifest(bundles["vae"])
+    ts = load_testset(demo_root, "grid", m.preprocess)
+    maps = kl_gradient_maps(runs["vae"], ts.tiles)
+    assert maps.shape == (len(ts.tiles), 128, 128) and np.isfinite(maps).all() and maps.max() > 0
+    full = ts.stitch(maps)
+    assert 0.0 <= method_metrics(ts, full)["pixel_auroc"] <= 1.0

@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeproj.calibration.calibrate import CalibrationOptions, calibrate_bundle
 from edgeproj.data.mvtec import load_category
 from edgeproj.errors import ConfigError
 from edgeproj.line.capture import Capture
@@ -25,12 +24,9 @@ from edgeproj.runtime import Projector
 
 
 @pytest.fixture(scope="module")
-def calibrated(bundles, demo_root, tmp_path_factory) -> Path:
-    dst = tmp_path_factory.mktemp("calibrated") / "bundle"
-    shutil.copytree(bundles["l2ae"], dst)
-    good = sorted((demo_root / "grid" / "train" / "good").glob("*.png"))
-    calibrate_bundle(dst, good, CalibrationOptions(holdout=0.0, image_frr=0.0))
-    return dst
+def calibrated(calibrated_bundle) -> Path:
+    """The session's calibrated l2ae bundle (tests/conftest.py)."""
+    return calibrated_bundle
 
 
 def _frames(demo_root: Path) -> tuple[list[Path], list[bool]]:

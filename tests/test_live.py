@@ -119,8 +119,12 @@ def test_token_is_required_and_state_streams_over_sse():
             for raw in stream:  # the first event is the current state; read until it has all five frames
                 line = raw.decode().strip()
                 if line.startswith("data: "):
-                    state = json.loads(line[6:])
-                    if state["stats"]["frames"] == 5 and state["frame_v"]:
+                    event = json.loads(line[6:])
+                    if "stats" not in event:  # not a state event
+                        continue
+                    state = event
+                    # The NG thumbnail is rendered on the page's thread after the counts: wait for it too.
+                    if state["stats"]["frames"] == 5 and state["frame_v"] and state["ng"]:
                         break
         assert state["row"]["verdict"] == "NG" and state["stats"]["counts"]["NG"] == 1
         assert get(f"{base}/frame.jpg?token=s3cret")[1][:2] == b"\xff\xd8"  # a JPEG

@@ -105,11 +105,11 @@ def command(
         save_all=save_all, video=video, show=show, max_frames=max_frames, keep_frames=keep_frames,
     )  # fmt: skip
     manifest = load_manifest(bundle)
+    src = open_source(source, manifest.channels, csi, max_pixels=max_pixels)  # a bad source: nothing written yet
     out = output_dir(out)
     if video is not None:
         output_file(video, "--video")
     store = ResultStore(db or out / "results.sqlite", durability=durability, max_rows=db_max_rows)
-    src = open_source(source, manifest.channels, csi, max_pixels=max_pixels)
     sinks = _sinks(out, manifest, opts, serve, serve_token, mqtt, mqtt_user, mqtt_password_env, mqtt_ca, mqtt_cert, mqtt_key,
                    mqtt_insecure, mqtt_spool)  # fmt: skip
     if sinks:

@@ -51,28 +51,7 @@ def convergence_study(
 
     Stop rules are off here: each rule runs the full `iterations` so the curves are comparable.
     """
-    checkpoints = list(range(0, iterations + 1, every))
-    if checkpoints[-1] != iterations:
-        checkpoints.append(iterations)
-    labels = np.concatenate([mk.ravel() for mk in ts.masks])
-    window = proj.manifest.ssim_window
-    curves = {}
-    for rule, (tuned, on_step) in RULES.items():
-        settings = proj.settings(tuned=tuned, tuned_on_step=on_step, max_iterations=iterations).without_stop_rules()
-        per_ckpt: dict[int, list[np.ndarray]] = {c: [] for c in checkpoints}
-        proj.project_patches(
-            ts.tiles,
-            settings=settings,
-            checkpoints=checkpoints,
-            progress=tick,
-            on_checkpoint=lambda t, x0, x: per_ckpt[t].append(dssim_maps(x0, x, window)),
-        )
-        aucs = []
-        for c in checkpoints:
-            maps = ts.stitch(np.concatenate(per_ckpt[c]))
-            aucs.append(roc_auc(labels, np.concatenate([mp.ravel() for mp in maps])))
-        curves[rule] = {"iterations": checkpoints, "pixel_auroc": aucs}
-    return curves
+    return studies.curves(proj, ts, iterations, every, stop_rules=False, rules=tuple(RULES), tick=tick)
 
 
 def evaluate_bundle(proj: Projector, ts: TestSet, opts: EvalOptions, tick: Callable[[int], None] | None = None) -> dict:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import pytest
+from wait_helpers import free_port
 
 pytest.importorskip("aiohttp", reason="aiohttp is not installed (pip install -e '.[dev]')")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
@@ -25,12 +25,6 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]  # fmt: skip
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _video(demo_root: Path, path: Path, frames: int) -> Path:
@@ -48,7 +42,7 @@ def test_inspect_serve_shows_live_verdicts_in_a_browser(calibrated_bundle, demo_
     from edgeproj.line.store import read_rows
 
     video = _video(demo_root, tmp_path / "line.avi", 120)
-    port = _free_port()
+    port = free_port()
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgeproj", "inspect", str(calibrated_bundle), "--source", str(video), "--out", str(out),

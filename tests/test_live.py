@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from wait_helpers import wait_for
 
 from edgeproj.errors import ConfigError
 from edgeproj.line.live import LivePage, is_loopback, parse_listen
@@ -29,16 +30,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-def wait_for(cond, timeout: float = 10.0, what: str = "condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def synthetic(seq: int, rng) -> tuple[dict, np.ndarray, np.ndarray]:

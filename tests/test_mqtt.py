@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from wait_helpers import free_port, wait_for
 
 from edgeproj.errors import ConfigError
 from edgeproj.line.mqtt import MqttPublisher, parse_mqtt_url
@@ -22,23 +23,6 @@ mqtt = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installe
 needs_broker = pytest.mark.skipif(
     MOSQUITTO is None, reason="mosquitto is not installed (apt-get install mosquitto; .ci/run does)"
 )
-
-
-def wait_for(cond, timeout: float = 10.0, what: str = "condition"):
-    """Poll `cond` until it is truthy or `timeout` passes (then fail, naming `what`)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Broker:

@@ -1,7 +1,8 @@
 """Preprocessing shared by training, export and the runtime (numpy/OpenCV only), described by the manifest.
 
 Two modes, as in the paper (section 4.1):
-  texture: the image is resized to `resize` x `resize` (paper: 512; non-square frames keep their aspect
+  texture: the image is resized to `resize` x `resize` (paper: 512 for MVTec's 1024-pixel images; the
+           default for other data is chosen in edgeproj.data.preprocess_choice; non-square frames keep their aspect
            ratio with the short side at `resize`); training takes random 128x128 crops, inference tiles
            it into overlapping 128x128 patches and stitches the maps (mean over overlaps).
   object:  the image is resized to 128x128; training adds rotation and translation augmentation.
@@ -18,9 +19,6 @@ import numpy as np
 from edgeproj.errors import ConfigError
 
 MODES = ("texture", "object")
-# MVTec AD's texture categories; everything else defaults to the object pipeline.
-MVTEC_TEXTURES = ("carpet", "grid", "leather", "tile", "wood")
-DEMO_TEXTURES = ("grid", "stone")
 
 
 @dataclass(frozen=True)
@@ -29,7 +27,7 @@ class Preprocess:
 
     Attributes:
         mode: texture or object.
-        resize: side the whole image is resized to (texture: paper 512; object: equals patch).
+        resize: side the whole image is resized to (texture: see edgeproj.data.preprocess_choice; object: equals patch).
         patch: model input side (128).
         stride: tile stride at inference (texture mode); patch // 2 gives 50% overlap.
         channels: 1 or 3.
@@ -61,14 +59,6 @@ class Preprocess:
     @classmethod
     def from_dict(cls, data: dict) -> Preprocess:
         return cls(**data)
-
-    @classmethod
-    def for_category(cls, category: str | None, channels: int, resize: int | None = None, mode: str | None = None) -> Preprocess:
-        """Paper defaults for a category name (MVTec textures vs objects), overridable."""
-        mode = mode or ("texture" if (category or "").lower() in MVTEC_TEXTURES + DEMO_TEXTURES else "object")
-        if mode == "object":
-            return cls(mode="object", resize=128, channels=channels)
-        return cls(mode="texture", resize=resize or 512, channels=channels)
 
 
 def working_size(hw: tuple[int, int], pre: Preprocess) -> tuple[int, int]:

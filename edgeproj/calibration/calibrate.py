@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from edgeproj import __version__
-from edgeproj.calibration.thresholds import best_f1, exceed_rate, quantile_threshold, stop_threshold
+from edgeproj.calibration.thresholds import (
+    best_f1,
+    exceed_rate,
+    miss_rate_threshold,
+    quantile_threshold,
+    stop_threshold,
+)
 from edgeproj.data.images import read_image
 from edgeproj.errors import DataError
 from edgeproj.metrics import roc_auc
@@ -39,6 +45,10 @@ class CalibrationOptions:
     pixel_fpr: float = 0.01  # target per-pixel false-positive rate on normal images
     image_frr: float = 0.01  # target false-reject rate of normal images
     holdout: float = 0.25  # fraction of normal images kept aside to measure the rates reached
+    # Set the image threshold for this miss rate on synthetic defects drawn on the normal images instead of
+    # the false-reject target (None: false-reject target).
+    synthetic_miss_rate: float | None = None
+    synthetic_per_image: int = 2
     backend: str = "ort-cpu"
     batch: int = 8
     seed: int = 0
@@ -53,6 +63,7 @@ class CalibrationOptions:
             ("pixel false-positive rate", self.pixel_fpr, 0.0, 0.5),
             ("image false-reject rate", self.image_frr, 0.0, 0.5),
             ("hold-out fraction", self.holdout, 0.0, 0.9),
+            ("synthetic miss rate", 0.0 if self.synthetic_miss_rate is None else self.synthetic_miss_rate, 0.0, 0.5),
         ):
             if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
                 raise ConfigError(f"{name} must be in [{lo}, {hi}], got {v!r}")
@@ -126,7 +137,8 @@ def calibrate_bundle(
     hold = [images[i] for i in hold_idx]
     check_writable(Path(bundle), "bundle")
     n_lab = len(labelled.images) if labelled is not None else 0
-    task = progress.add_task("calibrate", total=2 * len(cal) + len(hold) + n_lab, info="L_r at x0")
+    defects = _synthetic_defects(images, opts) if opts.synthetic_miss_rate is not None else []
+    task = progress.add_task("calibrate", total=2 * len(cal) + len(hold) + n_lab + len(defects), info="L_r at x0")
     with Projector(manifest, backend=opts.backend, batch=opts.batch) as proj:
         rec = proj.rec_losses(np.concatenate([to_patches(img, manifest.preprocess)[0] for img in cal]))
         progress.update(task, advance=len(cal), info="maps of the calibration images")
@@ -137,6 +149,23 @@ def calibrate_bundle(
         progress.update(task, advance=len(cal), info="held-out images")
         pixel_thr = quantile_threshold(np.concatenate([m.ravel() for m in cal_maps]), opts.pixel_fpr)
         image_thr = quantile_threshold(cal_scores, opts.image_frr)
+        image_method = f"quantile of normal image scores ({manifest.projection.image_score})"
+        synthetic = None
+        if defects:
+            defect_scores = _maps(proj, [d.image for d in defects], stop)[1]
+            _require_finite(defect_scores, "anomaly map of a synthetic defect", paths)
+            progress.update(task, advance=len(defects), info="held-out images")
+            image_thr = miss_rate_threshold(defect_scores, opts.synthetic_miss_rate)
+            image_method = (
+                f"synthetic defects: miss rate <= {opts.synthetic_miss_rate:g} over {len(defects)} defects drawn on the "
+                f"normal images ({manifest.projection.image_score})"
+            )
+            synthetic = {
+                "defects": len(defects),
+                "per_kind": {k: sum(d.kind == k for d in defects) for k in sorted({d.kind for d in defects})},
+                "miss_rate": float(np.mean(defect_scores <= image_thr)),
+                "threshold_at_normal_frr_target": quantile_threshold(cal_scores, opts.image_frr),
+            }
         measured = {
             "calibration_pixel_fpr": exceed_rate(np.concatenate([m.ravel() for m in cal_maps]), pixel_thr),
             "calibration_image_frr": exceed_rate(cal_scores, image_thr),
@@ -149,6 +178,8 @@ def calibrate_bundle(
                 "holdout_pixel_fpr": exceed_rate(np.concatenate([m.ravel() for m in hold_maps]), pixel_thr),
                 "holdout_image_frr": exceed_rate(hold_scores, image_thr),
             }
+        if synthetic is not None:
+            measured["synthetic"] = synthetic
         lab = _labelled_figures(proj, labelled, stop, pixel_thr, image_thr) if labelled is not None else None
         progress.update(task, advance=n_lab, info="")
     if precision and not isinstance(precision.get("fp16"), dict) and manifest.calibration.fp16 is not None:
@@ -175,10 +206,11 @@ def calibrate_bundle(
         method={
             "stop": opts.stop_rule if opts.stop_rule == "min" else f"quantile {opts.stop_quantile}",
             "pixel": "quantile of normal-pixel map values",
-            "image": f"quantile of normal image scores ({manifest.projection.image_score})",
+            "image": image_method,
             "backend": opts.backend,
         },
-        targets={"pixel_fpr": opts.pixel_fpr, "image_frr": opts.image_frr},
+        targets={"pixel_fpr": opts.pixel_fpr, "image_frr": opts.image_frr}
+        | ({"synthetic_miss_rate": opts.synthetic_miss_rate} if defects else {}),
         images={"calibration": len(cal), "holdout": len(hold), "list_sha256": _hash_list(paths)},
         date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         edgeproj_version=__version__,
@@ -189,6 +221,19 @@ def calibrate_bundle(
     )
     write_manifest(manifest.with_calibration(calibration))
     return calibration
+
+
+def _synthetic_defects(images: list[np.ndarray], opts: CalibrationOptions) -> list:
+    """Synthetic defects on every normal image (their clean versions set the false-reject rate)."""
+    from edgeproj.data.synthetic import KINDS, inject
+
+    rng = np.random.default_rng(opts.seed)
+    out = []
+    for i, img in enumerate(images):
+        donors = [images[j] for j in range(len(images)) if j != i][:4]
+        for k in range(opts.synthetic_per_image):
+            out.append(inject(img, KINDS[(i * opts.synthetic_per_image + k) % len(KINDS)], rng, donors=donors))
+    return out
 
 
 def _labelled_figures(proj: Projector, ts, stop: float, pixel_thr: float, image_thr: float) -> dict:

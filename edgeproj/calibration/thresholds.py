@@ -18,6 +18,21 @@ def quantile_threshold(normal_scores: np.ndarray, false_positive_rate: float) ->
     return float(np.sort(s)[s.size - k - 1])
 
 
+def miss_rate_threshold(defect_scores: np.ndarray, miss_rate: float) -> float:
+    """Largest threshold t with fraction(defect scores <= t) <= miss_rate (a part is OK when score <= t).
+
+    With no miss allowed (n * rate < 1), t lies just below the lowest defect score.
+    """
+    if not 0.0 <= miss_rate < 1.0:
+        raise ConfigError(f"a miss rate must be in [0, 1), got {miss_rate}")
+    s = np.sort(np.asarray(defect_scores, np.float64).ravel())
+    if s.size == 0:
+        raise ConfigError("no defect scores to set a miss-rate threshold on")
+    k = int(np.floor(s.size * miss_rate + 1e-9))  # how many defects may score at or below t
+    # Just below the (k+1)-th lowest score, so ties with it are not missed.
+    return float(np.nextafter(s[k], -np.inf))
+
+
 def exceed_rate(scores: np.ndarray, threshold: float) -> float:
     """Fraction of scores strictly above the threshold (a false-positive rate on normal data)."""
     s = np.asarray(scores).ravel()

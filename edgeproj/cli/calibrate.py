@@ -24,6 +24,14 @@ def command(
     pixel_fpr: float = float_option(0.01, 0.0, 0.5, "Target per-pixel false-positive rate on normal images."),
     image_frr: float = float_option(0.01, 0.0, 0.5, "Target false-reject rate of normal images."),
     holdout: float = float_option(0.25, 0.0, 0.9, "Fraction of normal images held out to measure the rates reached."),
+    synthetic_miss_rate: Optional[float] = typer.Option(
+        None,
+        min=0.0,
+        max=0.5,
+        help="Set the image threshold for this miss rate on synthetic defects drawn on the normal images "
+        "(instead of --image-frr; the normal false-reject rate reached is recorded beside it).",
+    ),
+    synthetic_per_image: int = typer.Option(2, min=1, max=50, help="Synthetic defects per normal image."),
     backend: BackendName = BackendOpt,
     batch: int = typer.Option(8, min=1, max=MAX_BATCH, help="Patches per projection batch."),
     precision_check: bool = typer.Option(
@@ -47,7 +55,8 @@ def command(
     from edgeproj.runtime.manifest import check_writable
 
     opts = CalibrationOptions(stop_rule=stop, stop_quantile=stop_quantile, pixel_fpr=pixel_fpr, image_frr=image_frr,
-                              holdout=holdout, backend=backend, batch=batch)  # fmt: skip
+                              holdout=holdout, backend=backend, batch=batch, synthetic_miss_rate=synthetic_miss_rate,
+                              synthetic_per_image=synthetic_per_image)  # fmt: skip
     if labelled is not None and not category:
         raise ConfigError("--labelled needs --category")
     manifest = load_manifest(bundle)
@@ -81,6 +90,13 @@ def command(
         f"pixel FPR {m['calibration_pixel_fpr']:.4f} (target {pixel_fpr}), image false-reject {m['calibration_image_frr']:.3f} "
         f"(target {image_frr}) on {section['images']['calibration']} calibration images"
     )
+    if "synthetic" in m:
+        syn = m["synthetic"]
+        c.print(
+            f"image threshold set by synthetic defects: miss rate {syn['miss_rate']:.3f} (target {synthetic_miss_rate}) over "
+            f"{syn['defects']} defects; normal false-reject at this threshold {m['calibration_image_frr']:.3f} "
+            f"(the --image-frr target would give {syn['threshold_at_normal_frr_target']:.4g})"
+        )
     if "holdout_pixel_fpr" in m:
         c.print(
             f"held-out normal images ({section['images']['holdout']}): pixel FPR {m['holdout_pixel_fpr']:.4f}, "

@@ -66,6 +66,8 @@ def command(
             f"{r['baseline']['au_pro']:.3f} -> {r['grad']['au_pro']:.3f}"
         )
     c.print((report / "table.md").read_text())
+    for tag, r in doc.get("synthetic_ranking", {}).items():
+        c.print(f"synthetic check {tag}: {r['verdict']}")
     if doc.get("bench"):
         c.print(f"benchmark: {doc['bench']}")
     c.print(f"demo finished in {doc['timings_s']['total']:.0f} s; report: {report} (table.md, results.json, PNG figures)")

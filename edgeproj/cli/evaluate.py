@@ -11,8 +11,20 @@ from edgeproj.cli.common import MAX_BATCH, BackendName, BackendOpt, float_option
 
 
 def command(
-    targets: list[Path] = typer.Argument(..., help="BUNDLE DATA, or DATA alone with --variants."),
-    category: str = typer.Option(..., "--category", "-c", help="Category under the MVTec-layout DATA root."),
+    targets: list[Path] = typer.Argument(
+        ..., help="BUNDLE DATA, or DATA alone with --variants; with --synthetic, DATA is a folder of normal images."
+    ),
+    category: Optional[str] = typer.Option(
+        None, "--category", "-c", help="Category under the MVTec-layout DATA root (not with --synthetic)."
+    ),
+    synthetic: bool = typer.Option(
+        False,
+        "--synthetic",
+        help="No defect labels needed: inject synthetic defects (foreign patch, scratch, stain, missing material, blur) "
+        "into DATA's normal images (the ones training held out when the bundle names them) and evaluate on those.",
+    ),
+    per_image: int = typer.Option(5, min=1, max=100, help="--synthetic: defects drawn per normal image."),
+    synthetic_seed: int = typer.Option(0, min=0, help="--synthetic: seed of the defect generator."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default: report-CATEGORY)."),
     variants: Optional[str] = typer.Option(None, help="'all' or a comma list: train (or reuse) and evaluate these variants."),
     work: Optional[Path] = typer.Option(None, help="Where --variants keeps runs and bundles (default: OUT/work)."),
@@ -46,6 +58,10 @@ def command(
     from edgeproj.evaluation.report import VARIANT_LABEL
     from edgeproj.workstation.reports import ReportOptions, evaluation_report, train_variants
 
+    if synthetic and (variants or category):
+        raise ConfigError("--synthetic takes BUNDLE and a folder of normal images; drop --variants and --category")
+    if not synthetic and not category:
+        raise ConfigError("give --category (the category under the MVTec-layout DATA root), or use --synthetic")
     if variants:
         if len(targets) != 1:
             raise ConfigError("with --variants give only DATA (the bundles are trained and exported under --work)")
@@ -55,14 +71,26 @@ def command(
             raise ConfigError("give BUNDLE DATA (or DATA with --variants)")
         bundle, data = targets
     from edgeproj.cli.common import output_dir
-    from edgeproj.data.mvtec import load_category
+    from edgeproj.data.mvtec import load_category, normal_images
 
     if variants:
         from edgeproj.workstation.bundles import parse_variants
 
         parse_variants(variants)  # an unknown name is an error before any training
-    load_category(data, category, check_images=False)  # an unknown category too
-    out = output_dir(out or Path(f"report-{category}"))
+    synthetic_info = None
+    if synthetic:
+        from edgeproj.runtime import load_manifest
+        from edgeproj.workstation.synthetic_check import CATEGORY, build_synthetic_set
+
+        manifest = load_manifest(bundle)
+        normal_images(data)  # a missing or empty folder is an error before the report folder exists
+        category = CATEGORY
+        out = output_dir(out or Path("report-synthetic"))
+        data = out / "synthetic-data"
+        synthetic_info = build_synthetic_set(manifest, targets[1], data, per_image=per_image, seed=synthetic_seed)
+    else:
+        load_category(data, category, check_images=False)  # an unknown category too
+        out = output_dir(out or Path(f"report-{category}"))
     opts = ReportOptions(
         category,
         out,
@@ -87,6 +115,11 @@ def command(
         else:
             bundles = [bundle]
         results, doc = evaluation_report(bundles, data, opts, prog)
+    if synthetic_info is not None:
+        import json
+
+        results[0]["synthetic"] = synthetic_info
+        (out / "synthetic.json").write_text(json.dumps(synthetic_info, indent=2) + "\n")
     if json_out:
         emit_json(results[0] if len(results) == 1 else {"results": results, "placement": doc["placement"]})
         return
@@ -96,6 +129,11 @@ def command(
             f"{r['category']} {VARIANT_LABEL[r['variant']]}: pixel AUROC {r['baseline']['pixel_auroc']:.3f} -> "
             f"{r['grad']['pixel_auroc']:.3f}, AU-PRO {r['baseline']['au_pro']:.3f} -> {r['grad']['au_pro']:.3f}, "
             f"image AUROC {r['baseline']['image_auroc']:.3f} -> {r['grad']['image_auroc']:.3f}"
+        )
+    if synthetic_info is not None:
+        c.print(
+            f"synthetic defects: {synthetic_info['defects']} on {synthetic_info['normal_images']} "
+            f"({', '.join(f'{k} {n}' for k, n in synthetic_info['per_kind'].items())}); written to {data}"
         )
     c.print((out / "table.md").read_text())
     c.print(f"report written to {out}")

@@ -21,9 +21,13 @@ def command(
     latent: int = typer.Option(100, min=1, max=4096, help="Latent dimension (paper: 100)."),
     width: int = typer.Option(32, min=1, max=1024, help="Base width of the SSIM-AE layers (paper: 32)."),
     mode: Optional[Literal["texture", "object"]] = typer.Option(
-        None, help="Preprocessing mode (default from the category name)."
+        None, help="Preprocessing mode (default: MVTec's own category names, else measured on the images; printed)."
     ),
-    resize: Optional[int] = typer.Option(None, min=128, max=8192, help="Texture mode: side images are resized to (paper: 512)."),
+    resize: Optional[int] = typer.Option(
+        None, min=128, max=8192, help="Texture mode: working side (default: half the source, at least 256, never upsampled)."
+    ),
+    stride: Optional[int] = typer.Option(None, min=1, max=128, help="Texture mode: tile stride at inference (default 64)."),
+    holdout: float = float_option(0.1, 0.0, 0.5, "Fraction of the normal images held out to watch L_r on unseen parts."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     seed: int = typer.Option(0, min=0, help="Seed for initialization and patch sampling."),
     workers: int = typer.Option(0, min=0, max=256, help="DataLoader worker processes."),
@@ -38,8 +42,8 @@ def command(
     from edgeproj.cli.output import console, emit_json, progress
     from edgeproj.data.images import read_image
     from edgeproj.data.mvtec import normal_images
+    from edgeproj.data.preprocess_choice import choose_for_paths
     from edgeproj.models.config import ModelConfig
-    from edgeproj.preprocess import Preprocess
     from edgeproj.training.trainer import TrainConfig, _dist_info, resolve_device, train
 
     resolve_device(device)  # an unknown device or a missing GPU is an error before any work
@@ -48,21 +52,33 @@ def command(
     output_dir(out)
     channels = read_image(images[0]).shape[2]
     name = category or source.name
-    pre = Preprocess.for_category(name, channels, resize=resize, mode=mode)
-    model_cfg = ModelConfig(variant=variant, channels=channels, latent=latent, width=width)
     cfg = TrainConfig(
-        steps=steps, batch=batch, lr=lr, device=device, seed=seed, workers=workers, checkpoint_every=checkpoint_every
-    )
+        steps=steps, batch=batch, lr=lr, device=device, seed=seed, workers=workers, checkpoint_every=checkpoint_every,
+        holdout=holdout,
+    )  # fmt: skip
+    choice = choose_for_paths(images, name, channels, mode=mode, resize=resize, stride=stride)
+    pre = choice.preprocess
+    model_cfg = ModelConfig(variant=variant, channels=channels, latent=latent, width=width)
     rank, _ = _dist_info()
+    if rank == 0 and not json_out:
+        err = console()
+        for line in choice.lines():
+            err.print(line, highlight=False)
     with progress(enabled=not (quiet or json_out) and rank == 0) as prog:
         task = prog.add_task(f"train {variant}", total=steps, info="")
+        heldout_info = {"text": ""}
 
         def on_step(step: int, loss: float):
-            prog.update(task, completed=step, info=f"loss {loss:.4g}")
+            prog.update(task, completed=step, info=f"loss {loss:.4g}{heldout_info['text']}")
+
+        def on_eval(point: dict):
+            if "heldout_rec_mean" in point:
+                heldout_info["text"] = f", held-out L_r {point['heldout_rec_mean']:.4g}"
 
         result = train(
-            images, out, model_cfg, pre, cfg, data_info={"source": str(source), "category": name}, on_step=on_step, progress=prog
-        )
+            images, out, model_cfg, pre, cfg, data_info={"source": str(source), "category": name}, on_step=on_step,
+            progress=prog, on_eval=on_eval, preprocess_choice=choice.to_dict(),
+        )  # fmt: skip
     if rank != 0:
         return
     summary = {
@@ -74,8 +90,12 @@ def command(
         "last_loss": result.last_loss,
         "seconds": round(result.seconds, 2),
         "seconds_per_1000_steps": round(1000 * result.seconds / max(1, result.steps - result.resumed_from), 2),
+        "samples_per_s": round(result.samples_per_s, 1),
         "rec_loss_stats": result.rec_loss_stats,
         "preprocess": pre.to_dict(),
+        "preprocess_choice": choice.to_dict(),
+        "heldout": {k: v for k, v in result.heldout.items() if k != "history"},
+        "convergence": result.heldout.get("convergence", {}),
     }
     if json_out:
         emit_json(summary)
@@ -84,4 +104,23 @@ def command(
         c.print(
             f"trained {variant} for {result.steps} steps in {result.seconds:.1f} s: loss {result.first_loss:.4g} -> {result.last_loss:.4g}"
         )
-        c.print(f"min L_r over training patches: {result.rec_loss_stats.get('min', float('nan')):.4g}; run written to {out}")
+        c.print(f"{result.samples_per_s:.1f} samples/s; min L_r over training patches: "
+                f"{result.rec_loss_stats.get('min', float('nan')):.4g}")  # fmt: skip
+        stop = result.heldout.get("stop")
+        if stop:
+            c.print(
+                f"held-out ({len(result.heldout['images'])} images, {stop['patches']} patches): median L_r {stop['median']:.4g} "
+                f"= {stop['median_over_threshold']:.2f}x the stop threshold; {100 * stop['stop_at_x0_fraction']:.0f}% of "
+                "held-out patches would stop at x0"
+            )
+        else:
+            c.print(result.heldout.get("note", ""))
+        conv = result.heldout.get("convergence", {})
+        c.print(f"{conv.get('verdict', 'unknown')}: {conv.get('reason', '')}")
+        if conv.get("verdict") == "still improving":
+            cat = f" --category {category}" if category else ""
+            c.print(
+                f"continue with: edgeproj train {data}{cat} --variant {variant} --out {out} --steps {2 * result.steps} "
+                f"(resumes from step {result.steps})"
+            )
+        c.print(f"run written to {out}")

@@ -86,6 +86,22 @@ def model_spec(model) -> dict:
     }
 
 
+def _heldout_summary(run: Path) -> dict | None:
+    """The run's held-out verdict and stop statistics (not the whole history), or None for older runs."""
+    import json
+
+    from edgeproj.training import run as runfiles
+
+    path = run / runfiles.HELDOUT
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return {k: doc.get(k) for k in ("images", "convergence", "stop", "note", "samples_per_s") if k in doc}
+
+
 def _training_patches(cfg: dict, limit: int = 64) -> tuple[np.ndarray | None, str]:
     """Training patches for the parity probes, or None and why they cannot be read (data moved)."""
     from edgeproj.data.images import read_image
@@ -258,6 +274,8 @@ def export_bundle(run: Path, out: Path, opts: ExportOptions, progress=None) -> M
                 "model": cfg["model"],
                 "data": cfg.get("data", {}),
                 "steps": cfg.get("training", {}).get("steps"),
+                "preprocess_choice": cfg.get("preprocess_choice"),
+                "heldout": _heldout_summary(Path(run)),
             },
             versions={
                 "edgeproj": __version__,

@@ -1,4 +1,5 @@
-"""A training run directory: config.json, model.safetensors, checkpoint.pt, train_log.jsonl, rec_loss_stats.json."""
+"""A training run directory: config.json, model.safetensors, checkpoint.pt, train_log.jsonl, rec_loss_stats.json,
+heldout.json."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ WEIGHTS = "model.safetensors"
 CHECKPOINT = "checkpoint.pt"
 LOG = "train_log.jsonl"
 STATS = "rec_loss_stats.json"
+HELDOUT = "heldout.json"
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

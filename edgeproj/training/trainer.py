@@ -20,6 +20,13 @@ from edgeproj.models.config import ModelConfig
 from edgeproj.preprocess import Preprocess
 from edgeproj.training import run as runfiles
 from edgeproj.training.dataset import PatchDataset, evaluation_patches, load_resized
+from edgeproj.training.holdout import (
+    MIN_IMAGES_FOR_HOLDOUT,
+    convergence_verdict,
+    split_holdout,
+    stop_statistics,
+    subsample,
+)
 
 STAT_QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 
@@ -36,10 +43,20 @@ class TrainConfig:
     workers: int = 0
     checkpoint_every: int = 500
     log_every: int = 50
+    holdout: float = 0.1  # fraction of the normal images kept out of training to watch L_r on unseen parts
+    eval_every: int | None = None  # steps between held-out L_r measurements (default: a tenth of the run)
 
     def __post_init__(self):
         if self.steps < 1 or self.batch < 1 or self.lr <= 0 or self.workers < 0 or self.checkpoint_every < 1:
             raise ConfigError("steps, batch and checkpoint interval must be positive, lr > 0, workers >= 0")
+        if not 0.0 <= self.holdout <= 0.5:
+            raise ConfigError(f"hold-out fraction must be in [0, 0.5], got {self.holdout}")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise ConfigError("the held-out evaluation interval must be a positive number of steps")
+
+    @property
+    def eval_interval(self) -> int:
+        return self.eval_every or max(1, self.steps // 10)
 
 
 @dataclass
@@ -51,6 +68,8 @@ class TrainResult:
     seconds: float
     resumed_from: int
     rec_loss_stats: dict = field(default_factory=dict)
+    heldout: dict = field(default_factory=dict)  # held-out L_r history, stop statistics and the convergence verdict
+    samples_per_s: float = float("nan")
 
 
 DEVICE_PATTERN = r"auto|cpu|cuda|cuda:\d+"
@@ -83,15 +102,45 @@ def _image_list_hash(paths: list[Path]) -> str:
 
 
 @torch.no_grad()
-def rec_loss_stats(model, patches: np.ndarray, device, batch: int = 32, tick: Callable[[int], None] | None = None) -> dict:
-    """Distribution of L_r over the patches inference sees (the paper's stop threshold is the minimum)."""
+def _rec_losses(model, patches: np.ndarray, device, batch: int = 32, tick: Callable[[int], None] | None = None) -> np.ndarray:
     vals = []
     for i in range(0, len(patches), batch):
         x = torch.from_numpy(patches[i : i + batch]).to(device)
         vals.append(model.rec_loss(x).double().cpu().numpy())
         if tick:
             tick(len(x))
-    v = np.concatenate(vals)
+    return np.concatenate(vals)
+
+
+def _watch_losses(model, watch: dict[str, np.ndarray], device) -> dict:
+    """Mean and median L_r of the watched patch sets, in eval mode, leaving the RNG state untouched."""
+    model.eval()
+    out = {}
+    with torch.random.fork_rng(devices=[]):
+        for name, patches in watch.items():
+            v = _rec_losses(model, patches, device)
+            out[f"{name}_mean"], out[f"{name}_median"] = float(v.mean()), float(np.median(v))
+    return out
+
+
+def _previous_evaluations(log: Path) -> list[dict]:
+    """Held-out points logged before a resume, so the verdict covers the whole run."""
+    if not log.is_file():
+        return []
+    points = []
+    for line in log.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill
+        if isinstance(row, dict) and "train_rec_mean" in row:
+            points.append(row)
+    return points
+
+
+def rec_loss_stats(model, patches: np.ndarray, device, batch: int = 32, tick: Callable[[int], None] | None = None) -> dict:
+    """Distribution of L_r over the patches inference sees (the paper's stop threshold is the minimum)."""
+    v = _rec_losses(model, patches, device, batch, tick)
     return {
         "count": int(v.size),
         "min": float(v.min()),
@@ -110,10 +159,14 @@ def train(
     data_info: dict | None = None,
     on_step: Callable[[int, float], None] | None = None,
     progress=None,
+    on_eval: Callable[[dict], None] | None = None,
+    preprocess_choice: dict | None = None,
 ) -> TrainResult:
     """Train one autoencoder on normal images into run directory `out`, resuming if it holds a checkpoint.
 
-    `progress` (edgeproj.progress.Progress) also shows the L_r statistics pass after the last step.
+    A seeded tenth of the images (`cfg.holdout`) is held out: its L_r is measured every `cfg.eval_interval`
+    steps (`on_eval` receives each point) and decides the convergence verdict. `progress`
+    (edgeproj.progress.Progress) also shows the L_r statistics pass after the last step.
     """
     from safetensors.torch import save_file
 
@@ -144,7 +197,12 @@ def train(
             torch.set_rng_state(ckpt["rng"])
         except Exception as exc:  # a truncated checkpoint must not stop a fresh start silently
             raise CheckpointError(f"cannot resume from '{ckpt_path}' ({exc}); delete it to start over") from None
-    resized = load_resized(images, pre)
+    train_paths, held_paths = split_holdout(images, cfg.holdout, cfg.seed)
+    resized = load_resized(train_paths, pre)
+    held_patches = evaluation_patches(load_resized(held_paths, pre), pre) if held_paths else None
+    watch = {"train_rec": subsample(evaluation_patches(resized, pre))}
+    if held_patches is not None:
+        watch["heldout_rec"] = subsample(held_patches)
     dataset = PatchDataset(resized, pre, length=cfg.steps * cfg.batch * world, seed=cfg.seed)
     batches = [[((s * world + rank) * cfg.batch) + j for j in range(cfg.batch)] for s in range(start, cfg.steps)]
     # The loader gets its own generator: drawing its base seed from the global RNG would shift the
@@ -162,14 +220,32 @@ def train(
         "model": model_cfg.to_dict(),
         "preprocess": pre.to_dict(),
         "training": asdict(cfg) | {"world_size": world},
-        "data": (data_info or {}) | {"train_images": len(images), "image_list_sha256_16": _image_list_hash(images)},
+        "data": (data_info or {})
+        | {
+            "train_images": len(train_paths),
+            "image_list_sha256_16": _image_list_hash(train_paths),
+            "held_out": [p.name for p in held_paths],
+        },
     }
+    if preprocess_choice is not None:
+        config_doc["preprocess_choice"] = preprocess_choice
     if rank == 0:
         runfiles.write_json_atomic(out / runfiles.CONFIG, config_doc)
+    history = [p for p in _previous_evaluations(out / runfiles.LOG) if p["step"] <= start] if start else []
     log = open(out / runfiles.LOG, "a") if rank == 0 else None
+
+    def evaluate(step: int) -> dict:
+        point = {"step": step} | _watch_losses(model, watch, device)
+        history.append(point)
+        if on_eval:
+            on_eval(point)
+        return point
+
     first = last = float("nan")
-    t0 = time.perf_counter()
-    step = start
+    t0 = t_log = time.perf_counter()
+    step = step_log = start
+    if log and start == 0:
+        log.write(json.dumps(evaluate(0)) + "\n")
     model.train()
     for step, batch in enumerate(loader, start=start + 1):
         x = batch.to(device, non_blocking=True)
@@ -182,9 +258,21 @@ def train(
             first = last
         if on_step and rank == 0:
             on_step(step, last)
-        if log and (step % cfg.log_every == 0 or step == cfg.steps):
-            log.write(json.dumps({"step": step, "loss": last, **parts, "seconds": round(time.perf_counter() - t0, 3)}) + "\n")
+        is_log = step % cfg.log_every == 0 or step == cfg.steps
+        is_eval = step % cfg.eval_interval == 0 or step == cfg.steps
+        if log and (is_log or is_eval):
+            # Held-out L_r goes on the same line as the training loss of that step.
+            row = {"step": step, "loss": last, **parts, "seconds": round(time.perf_counter() - t0, 3)}
+            if is_log:
+                now = time.perf_counter()
+                row["samples_per_s"] = round((step - step_log) * cfg.batch * world / max(now - t_log, 1e-9), 2)
+            if is_eval:
+                row |= evaluate(step)
+                model.train()
+            log.write(json.dumps(row) + "\n")
             log.flush()
+            if is_log:
+                t_log, step_log = time.perf_counter(), step
         if rank == 0 and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             tmp = ckpt_path.with_suffix(".pt.tmp")
             torch.save(
@@ -192,22 +280,37 @@ def train(
             )
             os.replace(tmp, ckpt_path)
     seconds = time.perf_counter() - t0
+    samples_per_s = (step - start) * cfg.batch * world / seconds if step > start and seconds > 0 else float("nan")
     if log:
         log.close()
-    stats = {}
+    stats: dict = {}
+    heldout: dict = {}
     if rank == 0:
         model.eval()
         save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(out / runfiles.WEIGHTS))
         patches = evaluation_patches(resized, pre)
+        n_held = len(held_patches) if held_patches is not None else 0
         tick = None
         if progress is not None:
-            task = progress.add_task("L_r statistics over the training patches", total=len(patches), info="")
+            task = progress.add_task("L_r statistics over the training patches", total=len(patches) + n_held, info="")
             tick = lambda n: progress.update(task, advance=n)  # noqa: E731
         stats = rec_loss_stats(model, patches, device, tick=tick)
+        key = "heldout_rec_mean" if held_patches is not None else "train_rec_mean"
+        heldout = {"images": [p.name for p in held_paths], "history": history, "convergence": convergence_verdict(history, key)}
+        if held_patches is not None:
+            rec = _rec_losses(model, held_patches, device, tick=tick)
+            heldout["stop"] = stop_statistics(rec, stats["min"])
+        else:
+            heldout["note"] = (
+                f"no images held out ({len(images)} normal images; at least {MIN_IMAGES_FOR_HOLDOUT} are needed): "
+                "the verdict follows the L_r of training patches"
+            )
+        stats["heldout"] = heldout.get("stop")
         runfiles.write_json_atomic(out / runfiles.STATS, stats)
+        runfiles.write_json_atomic(out / runfiles.HELDOUT, heldout | {"samples_per_s": samples_per_s})
     if distributed:
         import torch.distributed as dist
 
         dist.barrier()
         dist.destroy_process_group()
-    return TrainResult(out, step, first, last, seconds, start, stats)
+    return TrainResult(out, step, first, last, seconds, start, stats, heldout, samples_per_s)

@@ -45,9 +45,9 @@ def ensure_bundle(
     """Path of a bundle for (category, variant) under `work`, training and exporting only what is missing."""
     from edgeproj.data.images import read_image
     from edgeproj.data.mvtec import normal_images
+    from edgeproj.data.preprocess_choice import choose_for_paths
     from edgeproj.export.bundle import ExportOptions, export_bundle
     from edgeproj.models.config import ModelConfig
-    from edgeproj.preprocess import Preprocess
     from edgeproj.training import run as runfiles
     from edgeproj.training.trainer import TrainConfig, train
 
@@ -57,16 +57,17 @@ def ensure_bundle(
     if not (run / runfiles.WEIGHTS).is_file():
         images = normal_images(Path(data) / category)
         channels = read_image(images[0]).shape[2]
-        pre = Preprocess.for_category(category, channels, resize=settings.resize, mode=settings.mode)
+        choice = choose_for_paths(images, category, channels, mode=settings.mode, resize=settings.resize)
         res = train(
             images,
             run,
             ModelConfig(variant=variant, channels=channels),
-            pre,
+            choice.preprocess,
             TrainConfig(steps=settings.steps, batch=settings.batch, lr=settings.lr, seed=settings.seed, device=settings.device),
             data_info={"source": str(Path(data) / category), "category": category},
             on_step=on_step,
             progress=progress,
+            preprocess_choice=choice.to_dict(),
         )
         info.update(trained=True, train_seconds=res.seconds, first_loss=res.first_loss, last_loss=res.last_loss)
     if not (bundle / "manifest.json").is_file() or info["trained"]:

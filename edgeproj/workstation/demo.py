@@ -42,7 +42,7 @@ def run_demo(opts: DemoOptions, progress: Progress | None = None) -> dict:
     evaluation = EvalOptions(
         study_iterations=opts.study_iterations, study_every=opts.study_every, rule_study=opts.studies, appendix_b=opts.studies
     )
-    results, figures, timings, calibration = [], {}, {}, {}
+    results, figures, timings, calibration, ranking = [], {}, {}, {}, {}
     for cat in opts.categories:
         for v in opts.variants:
             tag = f"{cat}_{v}"
@@ -55,13 +55,23 @@ def run_demo(opts: DemoOptions, progress: Progress | None = None) -> dict:
                 [bundle], data, ReportOptions(cat, report, evaluation=evaluation, figure_limit=4), progress
             )
             timings[f"evaluate_{tag}"] = round(time.perf_counter() - t, 1)
+            if v == opts.variants[0]:
+                t = time.perf_counter()
+                ranking[tag] = _synthetic_ranking(bundle, data, cat, opts.out / "work" / "synthetic" / cat, progress)
+                timings[f"synthetic_ranking_{tag}"] = round(time.perf_counter() - t, 1)
             results += res
             figures |= figs
     bench = _bench(Path(results[0]["bundle"]))
     inpainting = _inpainting(Path(results[0]["bundle"]), data, opts.categories[0], report) if opts.studies else None
     doc = write_report(report, results, figures)
     timings["total"] = round(time.perf_counter() - t0, 1)
-    doc |= {"timings_s": timings, "calibration": calibration, "bench": bench}
+    doc |= {"timings_s": timings, "calibration": calibration, "bench": bench, "synthetic_ranking": ranking}
+    if ranking:
+        from edgeproj.workstation.synthetic_check import ranking_markdown
+
+        with open(report / "table.md", "a") as f:
+            for tag, r in ranking.items():
+                f.write(ranking_markdown(r, f"synthetic check, {tag}"))
     if inpainting:
         doc["inpainting"] = inpainting
         with open(report / "table.md", "a") as f:
@@ -70,6 +80,25 @@ def run_demo(opts: DemoOptions, progress: Progress | None = None) -> dict:
 
     (report / "results.json").write_text(dumps_strict(doc) + "\n")
     return doc
+
+
+def _synthetic_ranking(bundle: Path, data: Path, category: str, work: Path, progress: Progress | None = None) -> dict:
+    """Rank baseline, update rules and step sizes on the real labelled defects and on synthetic ones."""
+    from edgeproj.evaluation.testset import load_testset
+    from edgeproj.runtime import Projector, load_manifest
+    from edgeproj.workstation.synthetic_check import CATEGORY, RANKING_SETTINGS, build_synthetic_set, ranking_check
+
+    m = load_manifest(bundle)
+    info = build_synthetic_set(m, data / category / "train" / "good", work)
+    real = load_testset(data, category, m.preprocess)
+    synth = load_testset(work, CATEGORY, m.preprocess)
+    progress = progress or NullProgress()
+    task = progress.add_task(
+        f"synthetic check {category}", total=len(RANKING_SETTINGS) * (len(real.tiles) + len(synth.tiles)), info=""
+    )
+    with Projector(m) as proj:
+        doc = ranking_check(proj, real, synth, tick=lambda n: progress.update(task, advance=n))
+    return doc | {"synthetic_set": info}
 
 
 def _calibrate(bundle: Path, category_dir: Path, limit: int, progress: Progress | None = None):

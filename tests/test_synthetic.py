@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from edgeproj.data.images import read_image, read_mask
-from edgeproj.errors import ConfigError, DataError
 from edgeproj.data.synthetic import (
     KINDS,
     MASK_MIN_CHANGE,
@@ -19,6 +18,7 @@ from edgeproj.data.synthetic import (
     quantize,
     write_synthetic_set,
 )
+from edgeproj.errors import ConfigError, DataError
 from edgeproj.evaluation.testset import load_testset
 from edgeproj.preprocess import Preprocess
 

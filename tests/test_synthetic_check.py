@@ -128,7 +128,11 @@ def test_ranking_check_reports_both_rankings(bundles, demo_root, tmp_path):
     build_synthetic_set(m, demo_root / "grid" / "train" / "good", tmp_path / "syn", per_image=2)
     real = load_testset(demo_root, "grid", m.preprocess)
     synth = load_testset(tmp_path / "syn", CATEGORY, m.preprocess)
-    settings = (("baseline", None, None), ("standard, alpha 0.05", "standard", 0.05), ("tuned_step, alpha 0.2", "tuned_step", 0.2))
+    settings = (
+        ("baseline", None, None),
+        ("standard, alpha 0.05", "standard", 0.05),
+        ("tuned_step, alpha 0.2", "tuned_step", 0.2),
+    )
     with Projector(m) as proj:
         doc = ranking_check(proj, real, synth, settings_list=settings)
     assert doc["settings"] == [s[0] for s in settings]

@@ -31,7 +31,8 @@ def _cli(*args):
 @pytest.fixture(scope="module")
 def report(bundles):
     ticks = []
-    rep = run_bench(bundles["l2ae"], BenchOptions(batches=(1, 2), iterations=3, warmup=1, repeats=2), tick=ticks.append)
+    opts = BenchOptions(batches=(1, 2), iterations=3, warmup=1, repeats=2, frame_sizes=(256,), line_frames=3)
+    rep = run_bench(bundles["l2ae"], opts, tick=ticks.append)
     rep["_ticks"] = ticks
     return rep
 
@@ -71,6 +72,35 @@ def test_run_bench_rows_and_ratios(report, bundles):
     assert report["_ticks"][:2] == ["torch-eager b1", "ort-cpu b1"]
 
 
+def test_line_figure(report, bundles):
+    line = report["line"]
+    assert line["backend"] == "ort-cpu" and line["channels"] == 1
+    (frame,) = line["frames"]
+    assert frame == "256x256x1"
+    r = line["frames"][frame]
+    assert "training images" in r["source"]  # the fixture's run is reachable: frames are normal parts
+    rt, th = r["runtime"], r["torch_eager"]
+    # The demo grid images are 128 px and the fixture bundle resizes to 128: a 256 frame is one tile.
+    assert rt["tiles_per_frame"] == th["tiles_per_frame"] == 1
+    for row in (rt, th):
+        assert row["fps"] == pytest.approx(1000.0 / row["latency_ms"]["mean"])
+        assert row["latency_ms"]["p50"] <= row["latency_ms"]["p99"]
+        assert 0 <= row["iterations_per_tile"] <= 30 and 0 <= row["tiles_stopped_at_x0"] <= 1
+    # Same tiles, same stop rules: both engines spend the same iterations.
+    assert rt["iterations_per_tile"] == pytest.approx(th["iterations_per_tile"])
+    assert r["fps_ratio_vs_torch"] == pytest.approx(rt["fps"] / th["fps"])
+    mem = line["memory"]
+    assert mem["runtime"]["torch_imported"] is False and mem["torch"]["torch_imported"] is True
+    assert mem["runtime_over_torch"] == pytest.approx(mem["runtime"]["peak_rss_mb"] / mem["torch"]["peak_rss_mb"])
+    assert report["summary"]["line"][frame]["fps"] == pytest.approx(rt["fps"], rel=1e-2)
+
+
+@pytest.mark.parametrize("sizes", ["x", "64", ","])
+def test_bench_cli_bad_frame_sizes(bundles, sizes):
+    res = _cli("bench", bundles["l2ae"], "--frame-sizes", sizes)
+    assert res.exit_code == 2 and "--frame-sizes" in res.stderr and "Traceback" not in res.output
+
+
 def test_bench_flops_and_system_facts(report):
     assert 0.48e9 <= report["flops_per_iteration"] <= 0.5e9
     sysf = report["system"]
@@ -101,7 +131,8 @@ def test_compare_reports(report):
 
 def test_run_bench_without_torch_has_no_ratio(bundles):
     rep = run_bench(
-        bundles["l2ae"], BenchOptions(backends=("ort-cpu",), batches=(1,), iterations=2, warmup=1, repeats=1, torch=False)
+        bundles["l2ae"],
+        BenchOptions(backends=("ort-cpu",), batches=(1,), iterations=2, warmup=1, repeats=1, torch=False, line=False),
     )
     assert [r["backend"] for r in rep["results"]] == ["ort-cpu"]
     assert rep["results"][0]["ratio_vs_torch"] is None and rep["results"][0]["iterations_per_ms"] > 0
@@ -110,8 +141,9 @@ def test_run_bench_without_torch_has_no_ratio(bundles):
 def test_bench_cli_json_and_file(bundles, tmp_path):
     out = tmp_path / "sub" / "bench.json"
     res = _cli(
-        "bench", bundles["l2ae"], "--batches", "1", "--iterations", "2", "--repeats", "1", "--warmup", "1", "--json", "--out", out
-    )
+        "bench", bundles["l2ae"], "--batches", "1", "--iterations", "2", "--repeats", "1", "--warmup", "1", "--json", "--out", out,
+        "--frame-sizes", "256", "--line-frames", "2", "--no-memory",
+    )  # fmt: skip
     assert res.exit_code == 0, (res.stderr, res.exception)
     doc = json.loads(res.stdout)
     assert json.loads(out.read_text()) == doc
@@ -140,6 +172,7 @@ def test_bench_cli_json_and_file(bundles, tmp_path):
         "--json",
         "--compare",
         out,
+        "--no-line",
     )
     assert res.exit_code == 0, (res.stderr, res.exception)
     cmp = json.loads(res.stdout)["compare"]

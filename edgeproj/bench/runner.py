@@ -38,6 +38,10 @@ class BenchOptions:
     threads: int = 0
     torch: bool = True
     fp16: bool = True  # also TensorRT FP16 where available
+    line: bool = True  # the line figure: whole frames with the stop rules on (edgeproj.bench.line)
+    frame_sizes: tuple[int, ...] = (256, 1024)
+    line_frames: int = 20
+    memory: bool = True  # peak resident memory of the runtime vs torch (child processes)
 
 
 @dataclass
@@ -154,6 +158,21 @@ def torch_cuda_available() -> bool:
         return False
 
 
+def torch_model(manifest: Manifest):
+    """The bundle's autoencoder in torch (eval mode), with the run's weights when the run is reachable."""
+    from edgeproj.models.autoencoder import build_model
+    from edgeproj.models.config import ModelConfig
+
+    cfg = ModelConfig.from_dict(manifest.training.get("model") or {"variant": manifest.variant, "channels": manifest.channels})
+    model = build_model(cfg).eval()
+    weights = Path(manifest.training.get("run", "")) / "model.safetensors"
+    if weights.is_file():
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(weights)))
+    return model
+
+
 def bench_torch(manifest: Manifest, batch: int, iterations: int, warmup: int, repeats: int, device: str = "cpu") -> dict | None:
     """The PyTorch eager autograd loop on the same work, if torch is installed (never on the device).
 
@@ -164,17 +183,9 @@ def bench_torch(manifest: Manifest, batch: int, iterations: int, warmup: int, re
         import torch
     except ImportError:
         return None
-    from edgeproj.models.autoencoder import build_model
-    from edgeproj.models.config import ModelConfig
     from edgeproj.models.torch_reference import torch_project
 
-    cfg = ModelConfig.from_dict(manifest.training.get("model") or {"variant": manifest.variant, "channels": manifest.channels})
-    model = build_model(cfg).eval()
-    weights = Path(manifest.training.get("run", "")) / "model.safetensors"
-    if weights.is_file():
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(weights)))
+    model = torch_model(manifest)
     x0 = torch.from_numpy(_inputs(manifest, batch))
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -316,6 +327,19 @@ def run_bench(bundle: Path, opts: BenchOptions, tick: Callable[[str], None] | No
                 "ratio_vs_torch_same_device": r.get("ratio_vs_torch_same_device"),
             }
     report["summary"] = best
+    if opts.line and configs:
+        from edgeproj.bench.line import run_line
+
+        if tick:
+            tick("line frames")
+        v = configs[0]
+        report["line"] = run_line(manifest, v.backend, v.options, opts.frame_sizes, opts.line_frames, torch=opts.torch,
+                                  memory=opts.memory)  # fmt: skip
+        report["summary"]["line"] = {
+            k: {"fps": round(r["runtime"]["fps"], 2), "fps_ratio_vs_torch": r.get("fps_ratio_vs_torch"),
+                "iterations_per_tile": round(r["runtime"]["iterations_per_tile"], 2)}
+            for k, r in report["line"]["frames"].items()
+        }  # fmt: skip
     return report
 
 

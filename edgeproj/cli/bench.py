@@ -22,6 +22,10 @@ def command(
         0, min=0, max=64, help="ort-cpu threads: 0 runs one single-threaded lane per CPU core; N uses one N-thread session."
     ),
     torch: bool = typer.Option(True, help="Also time the PyTorch eager autograd loop (if torch is installed)."),
+    line: bool = typer.Option(True, help="Also measure whole frames, stop rules on: frames/s, latency p50/p99, memory."),
+    frame_sizes: str = typer.Option("256,1024", help="Comma list of square frame sides for the line figure."),
+    line_frames: int = typer.Option(20, min=1, max=10_000, help="Timed frames per frame size."),
+    memory: bool = typer.Option(True, help="Line figure: peak resident memory of the runtime vs torch (child processes)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the full report JSON here."),
     compare: Optional[Path] = typer.Option(None, help="An earlier report JSON: print the ratio against it."),
     quiet: bool = typer.Option(
@@ -44,6 +48,12 @@ def command(
         raise ConfigError(f"--batches must be a comma list of integers, got '{batches}'") from None
     if not batch_list or not all(1 <= b <= MAX_BATCH for b in batch_list):
         raise ConfigError(f"--batches must list batch sizes in 1..{MAX_BATCH}, got '{batches}'")
+    try:
+        sizes = tuple(int(v) for v in frame_sizes.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"--frame-sizes must be a comma list of integers, got '{frame_sizes}'") from None
+    if not sizes or not all(128 <= v <= 8192 for v in sizes):
+        raise ConfigError(f"--frame-sizes must list sides in 128..8192, got '{frame_sizes}'")
     names = tuple(b.strip() for b in backends.split(",") if b.strip()) if backends else None
     unknown = [b for b in names or () if b not in BACKENDS]
     if unknown or names == ():
@@ -67,6 +77,10 @@ def command(
         repeats=repeats,
         threads=threads,
         torch=torch,
+        line=line,
+        frame_sizes=sizes,
+        line_frames=line_frames,
+        memory=memory,
     )
     c = console()
     with progress(enabled=not (quiet or json_out)) as prog:
@@ -135,5 +149,33 @@ def print_table(report: dict, c) -> None:
     )
     for name, why in report.get("unavailable", {}).items():
         c.print(f"not measured: {name}: {why}", soft_wrap=True)
+    print_line(report.get("line"), c)
     for row in report.get("compare", {}).get("rows", []):
         c.print(f"{row['backend']} b{row['batch']}: {row['ratio_vs_old']:.2f}x the old report")
+
+
+def print_line(line: dict | None, c) -> None:
+    """The line figure: one row per frame size, runtime and torch eager, stop rules on."""
+    if not line:
+        return
+    from rich.table import Table
+
+    t = Table(title=f"line: whole frames through {line['backend']}, calibrated stop rules on")
+    for col in ("frame", "engine", "frames/s", "p50 ms", "p99 ms", "tiles", "iter/tile", "stop at x0", "x torch"):
+        t.add_column(col, justify="right")
+    for frame, r in line["frames"].items():
+        for engine in ("runtime", "torch_eager"):
+            row = r.get(engine)
+            if not row:
+                continue
+            ratio = r.get("fps_ratio_vs_torch") if engine == "runtime" else None
+            t.add_row(frame, engine, f"{row['fps']:.2f}", f"{row['latency_ms']['p50']:.0f}", f"{row['latency_ms']['p99']:.0f}",
+                      str(row["tiles_per_frame"]), f"{row['iterations_per_tile']:.2f}", f"{100 * row['tiles_stopped_at_x0']:.0f}%",
+                      f"{ratio:.2f}" if ratio else "")  # fmt: skip
+    c.print(t)
+    mem = line.get("memory") or {}
+    if mem.get("runtime_over_torch"):
+        c.print(
+            f"peak memory: runtime {mem['runtime']['peak_rss_mb']:.0f} MB, torch {mem['torch']['peak_rss_mb']:.0f} MB "
+            f"({mem['runtime_over_torch']:.2f}x)"
+        )

@@ -69,5 +69,12 @@ def command(
     for tag, r in doc.get("synthetic_ranking", {}).items():
         c.print(f"synthetic check {tag}: {r['verdict']}")
     if doc.get("bench"):
-        c.print(f"benchmark: {doc['bench']}")
+        bench = dict(doc["bench"])
+        for frame, r in bench.pop("line", {}).items():
+            ratio = r.get("fps_ratio_vs_torch")
+            c.print(
+                f"line: {frame} frames at {r['fps']:.2f} frames/s with the stop rules on "
+                f"({r['iterations_per_tile']:.2f} iterations per tile)" + (f", {ratio:.2f}x PyTorch eager" if ratio else "")
+            )
+        c.print(f"benchmark: {bench}")
     c.print(f"demo finished in {doc['timings_s']['total']:.0f} s; report: {report} (table.md, results.json, PNG figures)")

@@ -222,7 +222,7 @@ def inspect(
             res, img, error = None, None, ""
             try:
                 img = crop_roi(frame.image, opts.roi)
-                (res,) = projector.project([img])
+                (res,) = projector.project([img], lean=True)
             except Exception as exc:  # noqa: BLE001 - any failure judging a part makes it a FAULT, the line goes on
                 error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, EdgeprojError) else str(exc)
                 log.error("frame %s: FAULT (%s)", frame.name or frame.seq, error)

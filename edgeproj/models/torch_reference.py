@@ -6,6 +6,8 @@ it mirrors edgeproj.export.energy's step exactly (module docstring there), clipp
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from edgeproj.contract import ADAM_BETA1, ADAM_BETA2, ADAM_EPS, E2_FLOOR
@@ -61,3 +63,70 @@ def torch_project(
             st = opt.state[x]
             first_mv = (st["exp_avg"].clone(), st["exp_avg_sq"].clone())
     return x.detach(), torch.stack(energies), first_mv
+
+
+@torch.no_grad()
+def torch_project_stopping(model, x0: torch.Tensor, projection) -> tuple[torch.Tensor, torch.Tensor]:
+    """The deployed loop in eager PyTorch, for the benchmark's line figure: per-sample stop rules and
+    masked Adam written out, so finished samples stop changing. Returns (projection, iterations per sample).
+
+    It mirrors edgeproj.runtime.loop.run_projection on a host runner: a sample below the L_r threshold at
+    x0 takes no step; otherwise each step computes E, L_r and f at x, updates x, and then checks the
+    stop rules on those values (L_r threshold, energy convergence over `window`, non-finite = diverged,
+    reset to x0).
+    """
+    stop = projection.stop
+    n = x0.shape[0]
+    x, m, v = x0.clone(), torch.zeros_like(x0), torch.zeros_like(x0)
+    t = torch.zeros(n, 1, 1, 1, dtype=x0.dtype, device=x0.device)
+    active = [True] * n
+    diverged = [False] * n
+    iterations = torch.zeros(n, dtype=torch.int64)
+    traces: list[list[float]] = [[] for _ in range(n)]
+    thr = stop.rec_loss_threshold
+    for it in range(projection.max_iterations):
+        idx = [i for i in range(n) if active[i]]
+        if not idx:
+            break
+        xa = x[idx].requires_grad_(True)
+        with torch.enable_grad():
+            e, rec, recon = energy(model, xa, x0[idx], projection.lam)
+            (g,) = torch.autograd.grad(e.sum(), xa)
+        e, rec = e.tolist(), rec.tolist()
+        if it == 0:  # the check at x0, before any step
+            for j, i in enumerate(idx):
+                if not (math.isfinite(e[j]) and math.isfinite(rec[j])):
+                    active[i], diverged[i] = False, True
+                elif thr is not None and rec[j] < thr:
+                    active[i] = False
+            sel = [j for j, i in enumerate(idx) if active[i]]
+            if not sel:
+                break
+            idx, xa, g, recon = [idx[j] for j in sel], xa[sel], g[sel], recon[sel]
+            e, rec = [e[j] for j in sel], [rec[j] for j in sel]
+        xa, recon = xa.detach(), recon.detach()
+        e2 = (xa - recon).pow(2)
+        if projection.tuned and not projection.tuned_on_step:
+            g = g * e2
+        ti = t[idx] + 1
+        mi = ADAM_BETA1 * m[idx] + (1 - ADAM_BETA1) * g
+        vi = ADAM_BETA2 * v[idx] + (1 - ADAM_BETA2) * g * g
+        delta = projection.alpha * (mi / (1 - ADAM_BETA1**ti)) / ((vi / (1 - ADAM_BETA2**ti)).sqrt() + ADAM_EPS)
+        if projection.tuned and projection.tuned_on_step:
+            delta = delta * e2 / (e2.flatten(1).amax(1).view(-1, 1, 1, 1) + E2_FLOOR)
+        x[idx] = (xa - delta).clamp(0.0, 1.0)
+        m[idx], v[idx], t[idx] = mi, vi, ti
+        iterations[idx] += 1
+        for j, i in enumerate(idx):
+            traces[i].append(e[j])
+            if not (math.isfinite(e[j]) and math.isfinite(rec[j])):
+                active[i], diverged[i] = False, True
+            elif thr is not None and rec[j] < thr:
+                active[i] = False
+            elif stop.energy_rtol > 0 and len(traces[i]) > stop.window:
+                ref = traces[i][-1 - stop.window]
+                if abs(e[j] - ref) <= stop.energy_rtol * abs(ref):
+                    active[i] = False
+    bad = torch.tensor(diverged) | ~torch.isfinite(x).flatten(1).all(1).cpu()
+    x[bad.to(x.device)] = x0[bad.to(x.device)]
+    return x, iterations

@@ -24,7 +24,7 @@ class BatchResult:
     x0: np.ndarray
     projection: np.ndarray
     recon0: np.ndarray  # f(x0): the baseline reconstruction
-    recon: np.ndarray  # f(x_T)
+    recon: np.ndarray | None  # f(x_T); None when the loop ran with final=False
     rec_loss0: np.ndarray
     rec_loss: np.ndarray
     energy: np.ndarray
@@ -42,7 +42,7 @@ class BatchResult:
             self.x0[:n],
             self.projection[:n],
             self.recon0[:n],
-            self.recon[:n],
+            None if self.recon is None else self.recon[:n],
             self.rec_loss0[:n],
             self.rec_loss[:n],
             self.energy[:n],
@@ -60,7 +60,7 @@ class BatchResult:
             x0=cat("x0"),
             projection=cat("projection"),
             recon0=cat("recon0"),
-            recon=cat("recon"),
+            recon=None if any(p.recon is None for p in parts) else cat("recon"),
             rec_loss0=cat("rec_loss0"),
             rec_loss=cat("rec_loss"),
             energy=cat("energy"),
@@ -97,6 +97,7 @@ def run_projection(
     active: np.ndarray | None = None,
     checkpoints: Sequence[int] = (),
     on_checkpoint: CheckpointFn | None = None,
+    final: bool = True,
 ) -> BatchResult:
     """Project a batch from x0; finished samples stop changing while the others go on.
 
@@ -105,26 +106,42 @@ def run_projection(
     `iterations` counts). A sample already below the L_r threshold at x0 takes no step. A sample whose
     energy or pixels turn NaN/Inf is marked diverged and its projection reset to x0. `active` = 0 marks
     padding samples that never move. `on_checkpoint(t, x)` gets the projection after t steps for each
-    t in `checkpoints` (a chunk never crosses one).
+    t in `checkpoints` (a chunk never crosses one). `final=False` skips evaluating x_T: `recon` is None
+    and `rec_loss` NaN (for maps that need only x0 and the projection).
     """
     n = x0.shape[0]
     stop = settings.stop
     runner.load(x0, np.ones_like(x0) if weight is None else weight, settings)
-    e0, r0, recon0 = runner.evaluate()
-    recon0 = np.array(recon0, copy=True)
     active = np.ones(n, np.float32) if active is None else np.asarray(active, np.float32).copy()
     padding = active == 0
     iterations = np.zeros(n, np.int64)
     reasons: list[str | None] = [None] * n
     traces: list[list[float]] = [[] for _ in range(n)]
+    pending = sorted(c for c in set(checkpoints) if 0 <= c <= settings.max_iterations)
+    if pending and pending[0] == 0:
+        on_checkpoint(pending.pop(0), runner.fetch())
+    fused = runner.evaluate_and_step if runner.fuses_first_step and settings.max_iterations > 0 and active.any() else None
+    # The step graph's energy, L_r and f(x) are those of its input: the first step also evaluates x0, so
+    # a runner that can undo a step saves the separate evaluation (one graph run per batch).
+    e0, r0, recon0 = fused(active) if fused else runner.evaluate()
+    recon0 = np.array(recon0, copy=True)
+    undo = []
     for i in np.flatnonzero(active):
         if not (np.isfinite(e0[i]) and np.isfinite(r0[i])):
             reasons[i], active[i] = "diverged", 0.0
         elif stop.rec_loss_threshold is not None and r0[i] < stop.rec_loss_threshold:
             reasons[i], active[i] = "rec_loss_threshold", 0.0
-    chunk = readback_chunk(runner, stop)
-    pending = sorted(c for c in set(checkpoints) if 0 <= c <= settings.max_iterations)
+        elif fused:
+            iterations[i] = 1
+            traces[i].append(float(e0[i]))
+            continue
+        undo.append(i)
     done = 0
+    if fused:
+        done = 1
+        if undo:
+            runner.revert(np.asarray(undo))
+    chunk = readback_chunk(runner, stop)
     while True:
         # Once every sample has stopped, x no longer changes: the remaining checkpoints all see it.
         while pending and (pending[0] == done or not active.any()):
@@ -144,8 +161,13 @@ def run_projection(
                     traces[i].extend(float(v) for v in energies[j + 1 :, i])
                     break
     x = np.array(runner.fetch(), copy=True)
-    energy, rec, recon = runner.evaluate()
-    recon = np.array(recon, copy=True)
+    if final:
+        energy, rec, recon = runner.evaluate()
+        recon = np.array(recon, copy=True)
+    else:
+        # No f(x_T) wanted (the DSSIM(x0, x_T) map): skip the last evaluation; energy is the last one traced.
+        energy = np.array([t[-1] if t else e0[i] for i, t in enumerate(traces)], np.float32)
+        rec, recon = np.full(n, np.nan, np.float32), None
     for i in range(n):
         if reasons[i] is None:
             reasons[i] = "padding" if padding[i] else "max_iterations"
@@ -153,5 +175,6 @@ def run_projection(
             reasons[i] = "diverged"
         if reasons[i] == "diverged":
             x[i] = x0[i]
-            recon[i] = recon0[i] if np.isfinite(recon0[i]).all() else x0[i]
+            if recon is not None:
+                recon[i] = recon0[i] if np.isfinite(recon0[i]).all() else x0[i]
     return BatchResult(x0, x, recon0, recon, r0, rec, energy, iterations, reasons, traces)  # type: ignore[arg-type]

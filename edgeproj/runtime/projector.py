@@ -30,10 +30,10 @@ class ImageResult:
 
     map: np.ndarray
     score: float
-    baseline_map: np.ndarray
+    baseline_map: np.ndarray | None  # None, and baseline_score NaN, from a lean projection
     baseline_score: float
-    projection: np.ndarray
-    recon: np.ndarray
+    projection: np.ndarray | None
+    recon: np.ndarray | None
     iterations: list[int]
     stop_reasons: list[str]
     energy_traces: list[list[float]]
@@ -172,11 +172,13 @@ class Projector:
         checkpoints: Sequence[int] = (),
         on_checkpoint: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
         progress: Callable[[int], None] | None = None,
+        final: bool = True,
     ) -> BatchResult:
         """Project model-sized patches (P x C x H x W) in batches; one concatenated result.
 
         on_checkpoint(t, x0, x) gets each batch's patches and projection after t steps, for t in
-        `checkpoints`; progress(n) is called after each batch with its patch count.
+        `checkpoints`; progress(n) is called after each batch with its patch count. final=False skips
+        evaluating f(x_T) (`recon` is None).
         """
         self.open()
         settings = settings or self.manifest.projection
@@ -185,7 +187,7 @@ class Projector:
             hook = None
             if on_checkpoint is not None:
                 hook = lambda t, x, xb=xb, n=n: on_checkpoint(t, xb[:n], x[:n])  # noqa: E731
-            res = run_projection(self.runner, xb, settings, wb, active, checkpoints, hook)
+            res = run_projection(self.runner, xb, settings, wb, active, checkpoints, hook, final=final)
             parts.append(res.head(n) if n < len(xb) else res)
             if progress:
                 progress(n)
@@ -227,8 +229,12 @@ class Projector:
             raise DataError(f"image has shape {arr.shape}, the bundle expects H x W x {self.manifest.channels}")
         return arr, ""
 
-    def project(self, images, weights=None, settings: Projection | None = None) -> list[ImageResult]:
-        """Project whole images (arrays HxWxC in [0, 1], or paths); maps are resized back to each image."""
+    def project(self, images, weights=None, settings: Projection | None = None, lean: bool = False) -> list[ImageResult]:
+        """Project whole images (arrays HxWxC in [0, 1], or paths); maps are resized back to each image.
+
+        lean=True computes only what a line verdict needs (map, score, iterations, stop reasons): no
+        baseline map, no projection or reconstruction image, and no f(x_T) when the map does not use it.
+        """
         settings = settings or self.manifest.projection
         pre = self.manifest.preprocess
         prepared = [self._prepare(item) for item in images]
@@ -241,31 +247,42 @@ class Projector:
         wtiles = None
         if weights is not None:
             wtiles = np.concatenate([to_patches(np.asarray(w, np.float32).reshape(*w.shape[:2], -1), pre)[0] for w in weights])
-        res = self.project_patches(np.concatenate(tiles), wtiles, settings)
+        final = not (lean and settings.map_kind == "dssim_projection")
+        res = self.project_patches(np.concatenate(tiles), wtiles, settings, final=final)
         w = self.manifest.ssim_window
         out, start = [], 0
         for (img, src), orig, n in zip(prepared, origins, counts):
             sl = slice(start, start + n)
             start += n
-            maps = np.stack(
-                [anomaly_map(settings.map_kind, res.x0[j], res.projection[j], res.recon[j], w) for j in range(sl.start, sl.stop)]
-            )
-            base = dssim_maps(res.x0[sl], res.recon0[sl], w)
+            if settings.map_kind == "dssim_projection":
+                maps = dssim_maps(res.x0[sl], res.projection[sl], w)
+            else:
+                maps = np.stack(
+                    [
+                        anomaly_map(settings.map_kind, res.x0[j], res.projection[j], res.recon[j], w)
+                        for j in range(sl.start, sl.stop)
+                    ]
+                )
             # A diverged tile falls back to the baseline map; the image and the batch go on.
             div = res.diverged[sl]
-            maps[div] = base[div]
+            base = None
+            if not lean:
+                base = dssim_maps(res.x0[sl], res.recon0[sl], w)
+                maps[div] = base[div]
+            elif div.any():
+                maps[div] = dssim_maps(res.x0[sl][div], res.recon0[sl][div], w)
             hw = img.shape[:2]
             amap = stitch(maps, orig, pre, hw)
-            bmap = stitch(base, orig, pre, hw)
+            bmap = None if base is None else stitch(base, orig, pre, hw)
             frame = working_size(hw, pre)
             out.append(
                 ImageResult(
                     map=amap,
                     score=image_score(amap, settings.image_score),
                     baseline_map=bmap,
-                    baseline_score=image_score(bmap, settings.image_score),
-                    projection=stitch_image(res.projection[sl], orig, pre, frame),
-                    recon=stitch_image(res.recon[sl], orig, pre, frame),
+                    baseline_score=float("nan") if bmap is None else image_score(bmap, settings.image_score),
+                    projection=None if lean else stitch_image(res.projection[sl], orig, pre, frame),
+                    recon=None if lean else stitch_image(res.recon[sl], orig, pre, frame),
                     iterations=res.iterations[sl].tolist(),
                     stop_reasons=res.stop_reasons[sl],
                     energy_traces=res.traces[sl],

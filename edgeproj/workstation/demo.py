@@ -141,4 +141,5 @@ def _bench(bundle: Path) -> dict:
     """A short benchmark of the deployed loop against the PyTorch eager loop."""
     from edgeproj.bench.runner import BenchOptions, run_bench
 
-    return run_bench(bundle, BenchOptions(batches=(1, 8), iterations=20, warmup=3, repeats=3))["summary"]
+    opts = BenchOptions(batches=(1, 8), iterations=20, warmup=3, repeats=3, frame_sizes=(256,), line_frames=8, memory=False)
+    return run_bench(bundle, opts)["summary"]

@@ -42,6 +42,7 @@ class OrtCpuRunner(Runner):
     """
 
     name = "ort-cpu"
+    fuses_first_step = True
 
     def __init__(self, manifest, options: OrtCpuOptions | None = None):
         options = options or OrtCpuOptions()
@@ -141,6 +142,33 @@ class OrtCpuRunner(Runner):
     def steps(self, k, active):
         e, r, _ = self._map(k, np.asarray(active, np.float32))
         return e, r
+
+    def _lane_first_step(self, lane, active: np.ndarray):
+        sess, feed, sl = lane
+        out = self._run(sess, feed | {contract.ACTIVE: np.ascontiguousarray(active[sl])})
+        for s in contract.STATE:
+            feed[s] = out[contract.NEXT[s]]
+        return out[contract.ENERGY], out[contract.REC_LOSS], out[contract.RECON]
+
+    def evaluate_and_step(self, active):
+        active = np.asarray(active, np.float32)
+        if self._pool is None or len(self._lanes) == 1:
+            parts = [self._lane_first_step(lane, active) for lane in self._lanes]
+        else:
+            parts = list(self._pool.map(lambda lane: self._lane_first_step(lane, active), self._lanes))
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+
+    def revert(self, samples):
+        for _, feed, sl in self._lanes:
+            local = [i - sl.start for i in samples if sl.start <= i < sl.stop]
+            if local:
+                # Graph outputs may be read-only views: replace the state arrays before writing.
+                for s in (contract.X, contract.M, contract.V, contract.STEP):
+                    feed[s] = np.array(feed[s], copy=True)
+                feed[contract.X][local] = feed[contract.X0][local]
+                feed[contract.M][local] = 0.0
+                feed[contract.V][local] = 0.0
+                feed[contract.STEP][local] = 0.0
 
     def fetch(self):
         return np.concatenate([lane[1][contract.X] for lane in self._lanes])

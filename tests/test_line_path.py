@@ -1,0 +1,81 @@
+"""The line's short path: x0 evaluated inside the first step, no f(x_T) when the map does not need it,
+and a lean projection with only what a verdict needs. Each must give the same result as the long path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeproj.data.images import read_image
+from edgeproj.data.mvtec import normal_images
+from edgeproj.preprocess import to_patches
+from edgeproj.runtime import Projector, load_manifest
+from edgeproj.runtime.manifest import StopRule
+
+
+@pytest.fixture(scope="module")
+def setup(bundles, demo_root):
+    m = load_manifest(bundles["l2ae"])
+    imgs = [read_image(p, m.channels) for p in normal_images(demo_root / "grid")[:3]]
+    imgs += [read_image(p, m.channels) for p in sorted((demo_root / "grid" / "test").glob("*/*.png"))[:3]]
+    tiles = np.concatenate([to_patches(i, m.preprocess)[0] for i in imgs])
+    with Projector(m, batch=4) as proj:
+        rec = proj.rec_losses(tiles)
+    # Half of the tiles stop at x0, the others step until the energy converges or the budget ends.
+    stop = StopRule(rec_loss_threshold=float(np.median(rec)), energy_rtol=1e-3, window=3)
+    settings = m.projection.with_overrides(max_iterations=12)
+    from dataclasses import replace
+
+    return m, imgs, tiles, replace(settings, stop=stop)
+
+
+def _project(m, tiles, settings, fuse: bool, final: bool = True, checkpoints=(), hook=None):
+    with Projector(m, batch=4) as proj:
+        assert proj.runner.fuses_first_step  # the CPU runner implements the fused path
+        proj.runner.fuses_first_step = fuse
+        return proj.project_patches(tiles, settings=settings, final=final, checkpoints=checkpoints, on_checkpoint=hook)
+
+
+def test_fused_first_step_equals_a_separate_evaluation(setup):
+    m, _, tiles, settings = setup
+    seen: dict[bool, dict[int, list]] = {True: {}, False: {}}
+    results = {}
+    for fuse in (True, False):
+        hook = lambda t, x0, x, fuse=fuse: seen[fuse].setdefault(t, []).append(x.copy())  # noqa: E731
+        results[fuse] = _project(m, tiles, settings, fuse, checkpoints=(0, 1, 5), hook=hook)
+    a, b = results[True], results[False]
+    assert (a.iterations == 0).any() and (a.iterations > 1).any()
+    assert a.stop_reasons == b.stop_reasons
+    assert np.array_equal(a.iterations, b.iterations)
+    np.testing.assert_allclose(a.projection, b.projection, atol=1e-6)
+    np.testing.assert_allclose(a.recon0, b.recon0, atol=1e-6)
+    np.testing.assert_allclose(a.rec_loss0, b.rec_loss0, rtol=1e-6)
+    np.testing.assert_allclose(a.recon, b.recon, atol=1e-6)
+    for ta, tb in zip(a.traces, b.traces):
+        np.testing.assert_allclose(ta, tb, rtol=1e-5)
+    # Tiles stopped at x0 were put back exactly, and the checkpoints saw the same projections.
+    at_x0 = a.iterations == 0
+    assert np.array_equal(a.projection[at_x0], a.x0[at_x0]) and (a.iterations[at_x0] == 0).all()
+    for t in (0, 1, 5):
+        np.testing.assert_allclose(np.concatenate(seen[True][t]), np.concatenate(seen[False][t]), atol=1e-6)
+
+
+def test_without_the_final_evaluation(setup):
+    m, _, tiles, settings = setup
+    full = _project(m, tiles, settings, fuse=True)
+    short = _project(m, tiles, settings, fuse=True, final=False)
+    assert short.recon is None and np.isnan(short.rec_loss).all()
+    assert short.stop_reasons == full.stop_reasons
+    np.testing.assert_array_equal(short.projection, full.projection)
+
+
+def test_lean_projection_keeps_the_verdict_inputs(setup):
+    m, imgs, _, settings = setup
+    with Projector(m, batch=4) as proj:
+        full = proj.project(imgs, settings=settings)
+        lean = proj.project(imgs, settings=settings, lean=True)
+    for f, le in zip(full, lean):
+        np.testing.assert_allclose(le.map, f.map, atol=1e-6)
+        assert le.score == pytest.approx(f.score, abs=1e-6)
+        assert le.stop_reasons == f.stop_reasons and le.iterations == f.iterations
+        assert le.baseline_map is None and le.projection is None and le.recon is None and np.isnan(le.baseline_score)

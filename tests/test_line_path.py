@@ -79,3 +79,18 @@ def test_lean_projection_keeps_the_verdict_inputs(setup):
         assert le.score == pytest.approx(f.score, abs=1e-6)
         assert le.stop_reasons == f.stop_reasons and le.iterations == f.iterations
         assert le.baseline_map is None and le.projection is None and le.recon is None and np.isnan(le.baseline_score)
+
+
+def test_eager_torch_loop_mirrors_the_runtime_loop(setup, runs):
+    """The benchmark's torch row does the same work: same stop decisions, same iterations, same result."""
+    import torch
+
+    from edgeproj.models.torch_reference import torch_project_stopping
+    from edgeproj.training.run import load_run
+
+    m, _, tiles, settings = setup
+    model, _, _ = load_run(runs["l2ae"])
+    x, iters = torch_project_stopping(model, torch.from_numpy(tiles), settings)
+    ref = _project(m, tiles, settings, fuse=True)
+    assert iters.tolist() == ref.iterations.tolist()
+    np.testing.assert_allclose(x.numpy(), ref.projection, atol=2e-4)

@@ -131,9 +131,11 @@ def run_projection(
             reasons[i], active[i] = "diverged", 0.0
         elif stop.rec_loss_threshold is not None and r0[i] < stop.rec_loss_threshold:
             reasons[i], active[i] = "rec_loss_threshold", 0.0
-        elif fused:
+        elif fused:  # took its first step: the checks a separate first step would make after it
             iterations[i] = 1
             traces[i].append(float(e0[i]))
+            if reason := _check(traces[i], float(r0[i]), stop):
+                reasons[i], active[i] = reason, 0.0
             continue
         undo.append(i)
     done = 0

@@ -307,7 +307,8 @@ def train(
             )
         stats["heldout"] = heldout.get("stop")
         runfiles.write_json_atomic(out / runfiles.STATS, stats)
-        runfiles.write_json_atomic(out / runfiles.HELDOUT, heldout | {"samples_per_s": samples_per_s})
+        rate = samples_per_s if np.isfinite(samples_per_s) else None  # a resume with no step left: no rate
+        runfiles.write_json_atomic(out / runfiles.HELDOUT, heldout | {"samples_per_s": rate})
     if distributed:
         import torch.distributed as dist
 

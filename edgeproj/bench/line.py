@@ -23,11 +23,6 @@ from edgeproj.runtime.projector import Projector
 FRAME_SIZES = (256, 1024)
 
 
-def _stats(ms: list[float]) -> dict:
-    a = np.asarray(ms)
-    return {"mean": float(a.mean()), "p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99))}
-
-
 def line_frames(manifest: Manifest, size: int, count: int) -> tuple[list[np.ndarray], str]:
     """`count` frames of size x size: the bundle's training images resized, or smooth noise without them."""
     import cv2
@@ -68,7 +63,9 @@ def bench_line_runtime(manifest: Manifest, frames: list[np.ndarray], backend: st
 
 
 def _row(lat: list[float], iters: list[int], tiles: int) -> dict:
-    s = _stats(lat)
+    from edgeproj.bench.runner import latency_stats
+
+    s = latency_stats(lat)
     return {
         "fps": 1000.0 / s["mean"],
         "latency_ms": s,

@@ -90,7 +90,8 @@ def configurations(opts: BenchOptions) -> list[Variant]:
     return out
 
 
-def _stats(ms: list[float]) -> dict:
+def latency_stats(ms: list[float]) -> dict:
+    """min, mean and percentiles (p50, p90, p95, p99) of latencies in ms."""
     a = np.asarray(ms)
     return {
         "min": float(a.min()),
@@ -139,10 +140,10 @@ def bench_runtime(manifest: Manifest, variant: Variant, batch: int, iterations: 
         "step_ms": step_ms,
         "iterations_per_ms": batch / step_ms,
         "images_per_s": 1000.0 * batch / (step_ms * iterations),
-        "latency_ms": _stats(lat),
+        "latency_ms": latency_stats(lat),
     }
     if dev:
-        row["device_ms"] = _stats(dev)  # CUDA-event time of the steps alone, without host readbacks
+        row["device_ms"] = latency_stats(dev)  # CUDA-event time of the steps alone, without host readbacks
     return row
 
 
@@ -213,7 +214,7 @@ def bench_torch(manifest: Manifest, batch: int, iterations: int, warmup: int, re
         "step_ms": step_ms,
         "iterations_per_ms": batch / step_ms,
         "images_per_s": 1000.0 * batch / (step_ms * iterations),
-        "latency_ms": _stats(lat),
+        "latency_ms": latency_stats(lat),
         "torch": torch.__version__,
     }
     if cuda:

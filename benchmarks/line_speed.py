@@ -60,14 +60,22 @@ def main() -> None:
     tiles = len(to_patches(frames[0], m.preprocess)[0])
     out: dict = {"bundle": str(args.bundle), "frames": source, "tiles_per_frame": tiles, "paths": {}}
     with Projector(m, batch=tiles) as proj:
-        proj.runner.fuses_first_step = False
-        out["paths"]["before"] = fps(proj, frames, lean=False)
-        proj.runner.fuses_first_step = True
-        out["paths"]["fused"] = fps(proj, frames, lean=False)
-        out["paths"]["fused+lean"] = fps(proj, frames, lean=True)
+        # One untimed pass over every frame first: ONNX Runtime plans memory per input shape on its first
+        # run, and the stop rules make many shapes (the active tiles of each lane). Then the three paths
+        # twice, alternating; each path's figure is its better round (drift and noise show in both).
+        fps(proj, frames, lean=False)
+        rounds: dict[str, list[dict]] = {}
+        for _ in range(2):
+            for name, fuse, lean in (("before", False, False), ("fused", True, False), ("fused+lean", True, True)):
+                proj.runner.fuses_first_step = fuse
+                rounds.setdefault(name, []).append(fps(proj, frames, lean=lean))
+        for name, rs in rounds.items():
+            out["paths"][name] = max(rs, key=lambda r: r["fps"]) | {"fps_rounds": [r["fps"] for r in rs]}
     with Projector(m, batch=2 * tiles) as proj:
+        fps(proj, frames, lean=True, per_call=2)
         out["paths"]["fused+lean, 2 frames/call"] = fps(proj, frames, lean=True, per_call=2)
     with Projector(m, batch=tiles, options=backend_options("ort-cpu", threads=2)) as proj:
+        fps(proj, frames, lean=True)
         out["paths"]["fused+lean, threads=2"] = fps(proj, frames, lean=True)
     t = bench_line_torch(m, frames, 2)
     out["paths"]["torch eager"] = {"fps": t["fps"], "ms_p50": t["latency_ms"]["p50"], "ms_p99": t["latency_ms"]["p99"],

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from edgeproj.cli.app import app
 from edgeproj.data.images import read_image
 from edgeproj.data.mvtec import normal_images
-from edgeproj.errors import CheckpointError
+from edgeproj.errors import CheckpointError, ConfigError
 from edgeproj.models.autoencoder import build_model
 from edgeproj.models.config import ModelConfig
 from edgeproj.preprocess import Preprocess
@@ -391,3 +391,11 @@ def test_resume_equals_uninterrupted(images, pre, tmp_path, variant):
     assert all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-6) for k in a), (
         f"{variant}: resumed weights differ from an uninterrupted run by up to {worst:.3g}"
     )
+
+
+def test_bf16_autocast_trains_close_to_fp32(images, pre, tmp_path):
+    a = _short(images, pre, tmp_path / "fp32", variant="l2ae", steps=4)
+    b = _short(images, pre, tmp_path / "bf16", variant="l2ae", steps=4, precision="bf16")
+    assert math.isfinite(b.last_loss) and b.first_loss == pytest.approx(a.first_loss, rel=2e-2)
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig(precision="fp16")

@@ -44,6 +44,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 50
     holdout: float = 0.1  # fraction of the normal images kept out of training to watch L_r on unseen parts
+    # fp32, or bf16 autocast (CPUs with AVX512-BF16/AMX and recent GPUs): about 1.3-1.5x on the CPU
+    # measured (benchmarks/train-speed.json), at bf16 rounding of the activations.
+    precision: str = "fp32"
     eval_every: int | None = None  # steps between held-out L_r measurements (default: a tenth of the run)
 
     def __post_init__(self):
@@ -51,6 +54,8 @@ class TrainConfig:
             raise ConfigError("steps, batch and checkpoint interval must be positive, lr > 0, workers >= 0")
         if not 0.0 <= self.holdout <= 0.5:
             raise ConfigError(f"hold-out fraction must be in [0, 0.5], got {self.holdout}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision must be fp32 or bf16, got '{self.precision}'")
         if self.eval_every is not None and self.eval_every < 1:
             raise ConfigError("the held-out evaluation interval must be a positive number of steps")
 
@@ -184,7 +189,9 @@ def train(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    model = build_model(model_cfg).to(device)
+    # Channels-last: oneDNN's convolutions run 1.2-1.4x faster in NHWC on the CPU (same fp32 arithmetic).
+    layout = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    model = build_model(model_cfg).to(device, memory_format=layout)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start = 0
     ckpt_path = out / runfiles.CHECKPOINT
@@ -248,8 +255,9 @@ def train(
         log.write(json.dumps(evaluate(0)) + "\n")
     model.train()
     for step, batch in enumerate(loader, start=start + 1):
-        x = batch.to(device, non_blocking=True)
-        loss, parts = net(x, loss=True)
+        x = batch.to(device, non_blocking=True).contiguous(memory_format=layout)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            loss, parts = net(x, loss=True)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -12,8 +12,9 @@ python benchmarks/line_speed.py "$B" --data "$DEMO/data" -c grid > $out/line-spe
 for code in "$OLD" "$PWD"; do
   tag=$([ "$code" = "$OLD" ] && echo before || echo after)
   rm -rf /tmp/inspect-$tag
-  PYTHONPATH=$code python -m edgeproj inspect "$B" --source "$VIDEO" --max-frames 150 --out /tmp/inspect-$tag --json -q \
-    > $out/inspect-demo-$tag.json
+  # -P: no current folder on sys.path, so PYTHONPATH decides which edgeproj runs; the summary is the last line
+  PYTHONPATH=$code python -P -m edgeproj inspect "$B" --source "$VIDEO" --max-frames 150 --out /tmp/inspect-$tag --json -q \
+    | tail -n 1 > $out/inspect-demo-$tag.json
 done
 python -m edgeproj bench "$B" --frame-sizes 256,1024 --out $out/bench-line-gray.json -q
 python -m edgeproj bench "$RGB" --frame-sizes 256,1024 --out $out/bench-line-rgb.json -q

@@ -88,7 +88,7 @@ def kendall(a: list[float], b: list[float]) -> float:
     return float(s / (n * (n - 1) / 2)) if n > 1 else float("nan")
 
 
-def _scores(proj, ts, settings_list, metric: str, tick=None) -> list[dict]:
+def _scores(proj, ts, settings_list, tick=None) -> list[dict]:
     from edgeproj.evaluation.studies import RULES, _pixel_metrics, projection_maps
     from edgeproj.runtime.scoring import dssim_maps
 
@@ -109,8 +109,8 @@ def _scores(proj, ts, settings_list, metric: str, tick=None) -> list[dict]:
 
 def ranking_check(proj, real_ts, synthetic_ts, settings_list=RANKING_SETTINGS, metric: str = "pixel_auroc", tick=None) -> dict:
     """Score every setting on the real and on the synthetic defects; compare the two rankings."""
-    real = _scores(proj, real_ts, settings_list, metric, tick)
-    synth = _scores(proj, synthetic_ts, settings_list, metric, tick)
+    real = _scores(proj, real_ts, settings_list, tick)
+    synth = _scores(proj, synthetic_ts, settings_list, tick)
     a = [r[metric] for r in real]
     b = [r[metric] for r in synth]
     rho, tau = spearman(a, b), kendall(a, b)

@@ -122,6 +122,22 @@ _NUDGE_ABOVE = 2e-5
 _NUDGES = 2
 
 
+def _nudged_errors(errors: np.ndarray, points: np.ndarray, measure, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample errors where each sample past _NUDGE_ABOVE is measured again (`measure(indices, nudged
+    points)`) at up to _NUDGES points nudged by 1e-3 noise, keeping its smallest error; also which were nudged."""
+    errors = np.array(errors, np.float64, copy=True)
+    nudged = np.zeros(len(points), bool)
+    rng = np.random.default_rng(seed)
+    for _ in range(_NUDGES):
+        bad = np.flatnonzero(errors > _NUDGE_ABOVE)
+        if bad.size == 0:
+            break
+        xn = np.clip(points[bad] + rng.normal(0, 1e-3, points[bad].shape), 0, 1).astype(np.float32)
+        errors[bad] = np.minimum(errors[bad], measure(bad, xn))
+        nudged[bad] = True
+    return errors, nudged
+
+
 def gradient_parity(session, model, x0: np.ndarray, x: np.ndarray, lam: float) -> dict:
     """ORT gradient graph vs torch autograd of the same energy, in float32 and float64.
 
@@ -134,17 +150,12 @@ def gradient_parity(session, model, x0: np.ndarray, x: np.ndarray, lam: float) -
     `grad_rel_max_err` is the largest per-sample figure; `nudged` counts the samples that needed it.
     """
     figs = _gradient_errors(session, model, x0, x, lam)
-    per_sample = np.minimum(figs["float32"]["grad"], figs["float64"]["grad"])
-    nudged = np.zeros(len(x), bool)
-    rng = np.random.default_rng(12345)
-    for _ in range(_NUDGES):
-        bad = np.flatnonzero(per_sample > _NUDGE_ABOVE)
-        if bad.size == 0:
-            break
-        xn = np.clip(x[bad] + rng.normal(0, 1e-3, x[bad].shape), 0, 1).astype(np.float32)
-        again = _gradient_errors(session, model, x0[bad], xn, lam)
-        per_sample[bad] = np.minimum(per_sample[bad], np.minimum(again["float32"]["grad"], again["float64"]["grad"]))
-        nudged[bad] = True
+
+    def again(bad: np.ndarray, xn: np.ndarray) -> np.ndarray:
+        errs = _gradient_errors(session, model, x0[bad], xn, lam)
+        return np.minimum(errs["float32"]["grad"], errs["float64"]["grad"])
+
+    per_sample, nudged = _nudged_errors(np.minimum(figs["float32"]["grad"], figs["float64"]["grad"]), x, again, 12345)
     figures: dict = {}
     for name in ("float32", "float64"):
         f = figs[name]
@@ -249,17 +260,13 @@ def first_moment_parity(session, model, x0, mo, vo, alpha, lam, tuned, tuned_on_
     starting points nudged by 1e-3 noise; a wrong step graph is wrong everywhere and still fails.
     Returns `m_v_rel_max_err` (the largest per-sample figure) and `m_v_nudged`.
     """
-    err = _moment_errors(mo, vo, x0, model, alpha, lam, tuned, tuned_on_step)
-    nudged = np.zeros(len(x0), bool)
-    rng = np.random.default_rng(54321)
-    for _ in range(_NUDGES):
-        bad = np.flatnonzero(err > _NUDGE_ABOVE)
-        if bad.size == 0:
-            break
-        xn = np.clip(x0[bad] + rng.normal(0, 1e-3, x0[bad].shape), 0, 1).astype(np.float32)
+
+    def again(bad: np.ndarray, xn: np.ndarray) -> np.ndarray:
         _, _, (m1, v1) = run_step_graph(session, xn, 1, alpha, lam, tuned, tuned_on_step)
-        err[bad] = np.minimum(err[bad], _moment_errors(m1, v1, xn, model, alpha, lam, tuned, tuned_on_step))
-        nudged[bad] = True
+        return _moment_errors(m1, v1, xn, model, alpha, lam, tuned, tuned_on_step)
+
+    first = _moment_errors(mo, vo, x0, model, alpha, lam, tuned, tuned_on_step)
+    err, nudged = _nudged_errors(first, x0, again, 54321)
     return {"m_v_rel_max_err": float(err.max()), "m_v_nudged": int(nudged.sum())}
 
 

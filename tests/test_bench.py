@@ -19,6 +19,9 @@ from edgeproj.bench.runner import BenchOptions, compare, run_bench
 REPO = Path(__file__).resolve().parents[1]
 SYSTEM_KEYS = {"cpu", "cpu_threads", "machine", "python", "numpy", "onnxruntime", "tensorrt", "opencv", "gpu", "cuda_runtime"}
 
+# ort-cpu rows: lanes, and one session with a thread per core where there is more than one core.
+CPU_ROWS = ["ort-cpu", "ort-cpu-threads"] if (os.cpu_count() or 1) > 1 else ["ort-cpu"]
+
 
 def _cli(*args):
     from typer.testing import CliRunner
@@ -70,6 +73,11 @@ def test_run_bench_rows_and_ratios(report, bundles):
     for name, why in report["unavailable"].items():
         assert name in ("ort-cuda", "ort-trt", "trt", "trt-fp16") and why
     assert report["_ticks"][:2] == ["torch-eager b1", "ort-cpu b1"]
+    # Lanes against one session with a thread per core, at every batch (on a multi-core machine).
+    threads = [r for r in report["results"] if r["backend"] == "ort-cpu-threads"]
+    if (os.cpu_count() or 1) > 1:
+        assert sorted(r["batch"] for r in threads) == sorted({r["batch"] for r in report["results"]})
+        assert all(r["iterations_per_ms"] > 0 and r["ratio_vs_torch"] > 0 for r in threads)
 
 
 def test_line_figure(report, bundles):
@@ -82,8 +90,10 @@ def test_line_figure(report, bundles):
     rt, th = r["runtime"], r["torch_eager"]
     # The demo grid images are 128 px and the fixture bundle resizes to 128: a 256 frame is one tile.
     assert rt["tiles_per_frame"] == th["tiles_per_frame"] == 1
+    # The runtime keeps two frames in flight (frames over wall time); torch runs one frame at a time.
+    assert rt["in_flight"] == 2 and rt["fps"] > 0
+    assert th["fps"] == pytest.approx(1000.0 / th["latency_ms"]["mean"])
     for row in (rt, th):
-        assert row["fps"] == pytest.approx(1000.0 / row["latency_ms"]["mean"])
         assert row["latency_ms"]["p50"] <= row["latency_ms"]["p99"]
         assert 0 <= row["iterations_per_tile"] <= 30 and 0 <= row["tiles_stopped_at_x0"] <= 1
     # Same tiles, same stop rules: both engines spend the same iterations.
@@ -124,7 +134,7 @@ def test_compare_reports(report):
     assert {(r["backend"], r["batch"]) for r in rows} == {(r["backend"], r["batch"]) for r in measured}
     assert all(r["ratio_vs_old"] == pytest.approx(2.0) for r in rows)
     # Rows without a counterpart (or that errored) are left out, not guessed.
-    old["results"] = [r for r in old["results"] if r["backend"] != "ort-cpu"]
+    old["results"] = [r for r in old["results"] if not r["backend"].startswith("ort-cpu")]
     assert {r["backend"] for r in compare(report, old)} == {"torch-eager"}
     assert compare(report, {}) == []
 
@@ -134,8 +144,8 @@ def test_run_bench_without_torch_has_no_ratio(bundles):
         bundles["l2ae"],
         BenchOptions(backends=("ort-cpu",), batches=(1,), iterations=2, warmup=1, repeats=1, torch=False, line=False),
     )
-    assert [r["backend"] for r in rep["results"]] == ["ort-cpu"]
-    assert rep["results"][0]["ratio_vs_torch"] is None and rep["results"][0]["iterations_per_ms"] > 0
+    assert [r["backend"] for r in rep["results"]] == CPU_ROWS
+    assert all(r["ratio_vs_torch"] is None and r["iterations_per_ms"] > 0 for r in rep["results"])
 
 
 def test_bench_cli_json_and_file(bundles, tmp_path):
@@ -176,7 +186,7 @@ def test_bench_cli_json_and_file(bundles, tmp_path):
     )
     assert res.exit_code == 0, (res.stderr, res.exception)
     cmp = json.loads(res.stdout)["compare"]
-    assert cmp["old"] == str(out) and [r["backend"] for r in cmp["rows"]] == ["ort-cpu"]
+    assert cmp["old"] == str(out) and [r["backend"] for r in cmp["rows"]] == CPU_ROWS
     assert cmp["rows"][0]["ratio_vs_old"] > 0
 
 

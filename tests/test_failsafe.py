@@ -124,16 +124,23 @@ def test_a_processing_error_is_a_fault_and_the_line_goes_on(calibrated_bundle, t
     frames = [np.full((128, 128, 1), 0.5, np.float32) for _ in range(3)]
     rows: list[dict] = []
     with Projector.from_bundle(calibrated_bundle) as proj:
-        real = proj.project
+        real = proj.submit
         calls = {"n": 0}
 
-        def flaky(images, **kw):
+        def flaky(image, **kw):
+            # The second frame's projection fails while in flight (a lane's error reaches its waiter).
             calls["n"] += 1
+            waiter = real(image, **kw)
             if calls["n"] == 2:
-                raise RuntimeError("device lost")
-            return real(images, **kw)
 
-        monkeypatch.setattr(proj, "project", flaky)
+                def lost():
+                    waiter()
+                    raise RuntimeError("device lost")
+
+                return lost
+            return waiter
+
+        monkeypatch.setattr(proj, "submit", flaky)
         summary = inspect(proj, ArraySource(frames), tmp_path / "r.sqlite", tmp_path, InspectOptions(), on_result=rows.append)
     assert [r["verdict"] == FAULT for r in rows] == [False, True, False]
     assert "device lost" in rows[1]["fault"] and summary["fault"] == 1 and summary["processed"] == 3

@@ -61,6 +61,28 @@ def test_video_of_demo_images_flags_the_defective_frames(calibrated, demo_root, 
     assert summary["latency_ms_p50"] > 0 and summary["fps"] > 0
 
 
+def test_frames_in_flight_keep_order_and_verdicts(calibrated, demo_root, tmp_path):
+    paths, _ = _frames(demo_root)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, p in enumerate(paths):
+        shutil.copy(p, folder / f"{i:03d}.png")
+    rows = {}
+    with Projector.from_bundle(calibrated) as proj:
+        for depth in (1, 3):
+            db = tmp_path / f"r{depth}.sqlite"
+            summary = inspect(proj, open_source(str(folder), 1), db, tmp_path / f"o{depth}", InspectOptions(in_flight=depth))
+            assert summary["processed"] == len(paths) and summary["dropped"] == 0
+            rows[depth] = read_rows(db)
+    one, three = rows[1], rows[3]
+    assert [r["seq"] for r in three] == list(range(len(paths)))  # judged in the order they were read
+    assert [r["name"] for r in three] == [r["name"] for r in one]
+    assert [r["verdict"] for r in three] == [r["verdict"] for r in one]
+    np.testing.assert_allclose([r["score"] for r in three], [r["score"] for r in one], rtol=1e-5)
+    with pytest.raises(ConfigError, match="in-flight"):
+        InspectOptions(in_flight=0)
+
+
 def test_folder_source_counts_a_corrupt_file_and_loses_nothing(calibrated, demo_root, tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()

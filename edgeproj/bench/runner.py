@@ -14,6 +14,7 @@ as failures and never silently dropped.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -79,6 +80,11 @@ def configurations(opts: BenchOptions) -> list[Variant]:
             continue
         if b == "ort-cpu":
             out.append(Variant("ort-cpu", b, backend_options(b, threads=opts.threads)))
+            cores = os.cpu_count() or 1
+            if opts.threads == 0 and cores > 1:
+                # Lanes (one single-threaded session per core) against one session with a thread per core:
+                # a batch smaller than the lanes leaves cores idle on lanes, not on threads.
+                out.append(Variant("ort-cpu-threads", b, backend_options(b, threads=cores)))
         elif b == "ort-cuda":
             out += [Variant("ort-cuda", b, backend_options(b)), Variant("ort-cuda+graph", b, backend_options(b, cuda_graph=True))]
         elif b == "ort-trt":

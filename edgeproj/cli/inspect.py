@@ -41,6 +41,9 @@ def command(
     ),
     save_all: bool = typer.Option(False, help="Save map and overlay PNGs for every frame, not only NG and FAULT."),
     keep_frames: int = typer.Option(2000, min=0, max=10_000_000, help="Saved PNG pairs kept under OUT/frames (oldest deleted)."),
+    in_flight: int = typer.Option(
+        2, min=1, max=8, help="Frames projected at once (2: the next frame starts while this one ends)."
+    ),
     max_pixels: int = typer.Option(64_000_000, min=1, max=1_000_000_000, help="FAULT for frames with more pixels than this."),
     durability: Literal["normal", "full"] = typer.Option(
         "normal", help="Database durability: normal survives a process kill; full (synchronous=FULL) also a power loss."
@@ -102,7 +105,7 @@ def command(
     choice = runtime_choice(backend, batch, threads, cuda_graph, fp16, force_fp16, allow_fallback)
     opts = InspectOptions(
         image_threshold=image_threshold, pixel_threshold=pixel_threshold, roi=roi_box, queue_size=queue_size,
-        save_all=save_all, video=video, show=show, max_frames=max_frames, keep_frames=keep_frames,
+        save_all=save_all, video=video, show=show, max_frames=max_frames, keep_frames=keep_frames, in_flight=in_flight,
     )  # fmt: skip
     manifest = load_manifest(bundle)
     src = open_source(source, manifest.channels, csi, max_pixels=max_pixels)  # a bad source: nothing written yet

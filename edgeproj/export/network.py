@@ -156,9 +156,9 @@ class NetworkEmitter:
                 h = conv_transpose(b, h, L.weight, L.bias, L.stride, L.pad, self.mode, tag)
             elif L.kind == "lrelu":
                 # The mask is what the backward needs: 1 where the input was positive, else the slope.
+                h = b.op("LeakyRelu", [h], tag, alpha=L.slope)
                 pos = b.op("Greater", [h, b.const(0.0, "zero")], f"{tag}_pos")
                 saved = b.op("Where", [pos, b.const(1.0, "one"), b.const(L.slope, "slope")], f"{tag}_mask")
-                h = b.op("LeakyRelu", [h], tag, alpha=L.slope)
             elif L.kind == "sigmoid":
                 h = b.op("Sigmoid", [h], tag)
                 saved = h

@@ -43,8 +43,12 @@ class InspectOptions:
     max_frames: int | None = None
     keep_frames: int = 2000  # saved frame PNG pairs kept under OUT/frames (the oldest are deleted)
     store_buffer: int = 10_000  # rows held in memory while the database is unavailable
+    # Frames projected at once: the next frame's tiles start while this one's last tiles finish (lanes).
+    in_flight: int = 2
 
     def __post_init__(self):
+        if not 1 <= self.in_flight <= 8:
+            raise ConfigError(f"--in-flight {self.in_flight}: frames in flight must be 1..8 (2 keeps every CPU lane busy)")
         if self.queue_size < 1:
             raise ConfigError("the capture queue needs at least 1 slot (a live source drops the oldest frame beyond it)")
         if self.roi is not None:
@@ -202,69 +206,92 @@ def inspect(
     next_report = t0 + every_s
     cap.start()
     first = True
+    # Frames being projected, oldest first: (frame, image, wait for its result, error before projecting).
+    in_flight: deque = deque()
+
+    def finish() -> None:
+        nonlocal next_report, writer
+        frame, img, wait, error = in_flight.popleft()
+        res = None
+        if not error:
+            try:
+                res = wait()
+            except Exception as exc:  # noqa: BLE001 - any failure judging a part makes it a FAULT, the line goes on
+                error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, EdgeprojError) else str(exc)
+        if error:
+            log.error("frame %s: FAULT (%s)", frame.name or frame.seq, error)
+        v = judge(None if res is None else res.score, image_thr, 0 if res is None else res.diverged, error)
+        map_path = overlay_path = None
+        over = None
+        if res is not None and (v.rejected or opts.save_all or opts.video or opts.show):
+            over = overlays.overlay(img, np.nan_to_num(res.map, nan=0.0), pixel_thr, vmax=vmax)
+        if over is not None and (v.rejected or opts.save_all):
+            map_path, overlay_path = files.save(f"{run_id}_{frame.seq:06d}", np.nan_to_num(res.map, nan=0.0), over, vmax)
+        if opts.video and over is not None:
+            writer = writer or _video_writer(opts.video, over.shape[1], over.shape[0])
+            writer.write(_annotate(over, v.verdict, res.score))
+        if opts.show and over is not None:
+            import cv2
+
+            cv2.imshow("edgeproj inspect", _annotate(over, v.verdict, res.score))
+            if cv2.waitKey(1) & 0xFF == ord("q"):
+                stop.reason = "window closed"
+                stop.event.set()
+        latency = (time.monotonic() - frame.mono_ts) * 1000
+        reasons = res.stop_reasons if res is not None else ["error"]
+        score = None if res is None or not math.isfinite(res.score) else float(res.score)
+        row = FrameRow(
+            frame.seq, run_id, source.name, frame.name, frame.wall_ts, latency, score, v.verdict,
+            None if res is None else float(np.mean(res.iterations)), max(set(reasons), key=reasons.count),
+            map_path, overlay_path, v.reason,
+        )  # fmt: skip
+        rows.add(row)
+        summary.processed += 1
+        summary.ok += v.verdict == OK
+        summary.ng += v.verdict == NG
+        summary.fault += v.verdict == FAULT
+        summary.latencies_ms.append(latency)
+        if on_result:
+            on_result(row.__dict__)
+        if sinks:
+            sinks.publish(row.__dict__, img, None if res is None else res.map)
+        if every is not None and time.monotonic() >= next_report:
+            next_report = time.monotonic() + every_s
+            summary.seconds = time.monotonic() - t0
+            every(summary.to_dict())
+
     try:
         while True:
             if stop.event.is_set():
                 summary.stopped_by = stop.reason or "stop"
                 break
-            if opts.max_frames is not None and summary.processed >= opts.max_frames:
+            if opts.max_frames is not None and summary.processed + len(in_flight) >= opts.max_frames:
                 summary.stopped_by = "max frames"
                 break
             try:
-                frame = cap.get(timeout=0.2)
+                # With a frame in flight, judge it now rather than wait for the next one (a slow camera).
+                frame = cap.get(timeout=0 if in_flight else 0.2)
             except queue.Empty:
+                if in_flight:
+                    finish()
                 continue
             if frame is END:
                 break
             if first:  # a ROI outside the camera's frame is a setup error: stop before judging anything
                 crop_roi(frame.image, opts.roi)
                 first = False
-            res, img, error = None, None, ""
+            img, wait, error = None, None, ""
             try:
                 img = crop_roi(frame.image, opts.roi)
-                (res,) = projector.project([img], lean=True)
-            except Exception as exc:  # noqa: BLE001 - any failure judging a part makes it a FAULT, the line goes on
+                wait = projector.submit(img, lean=True)
+            except Exception as exc:  # noqa: BLE001 - as in finish()
                 error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, EdgeprojError) else str(exc)
-                log.error("frame %s: FAULT (%s)", frame.name or frame.seq, error)
-            v = judge(None if res is None else res.score, image_thr, 0 if res is None else res.diverged, error)
-            map_path = overlay_path = None
-            over = None
-            if res is not None and (v.rejected or opts.save_all or opts.video or opts.show):
-                over = overlays.overlay(img, np.nan_to_num(res.map, nan=0.0), pixel_thr, vmax=vmax)
-            if over is not None and (v.rejected or opts.save_all):
-                map_path, overlay_path = files.save(f"{run_id}_{frame.seq:06d}", np.nan_to_num(res.map, nan=0.0), over, vmax)
-            if opts.video and over is not None:
-                writer = writer or _video_writer(opts.video, over.shape[1], over.shape[0])
-                writer.write(_annotate(over, v.verdict, res.score))
-            if opts.show and over is not None:
-                import cv2
-
-                cv2.imshow("edgeproj inspect", _annotate(over, v.verdict, res.score))
-                if cv2.waitKey(1) & 0xFF == ord("q"):
-                    stop.reason = "window closed"
-                    stop.event.set()
-            latency = (time.monotonic() - frame.mono_ts) * 1000
-            reasons = res.stop_reasons if res is not None else ["error"]
-            score = None if res is None or not math.isfinite(res.score) else float(res.score)
-            row = FrameRow(
-                frame.seq, run_id, source.name, frame.name, frame.wall_ts, latency, score, v.verdict,
-                None if res is None else float(np.mean(res.iterations)), max(set(reasons), key=reasons.count),
-                map_path, overlay_path, v.reason,
-            )  # fmt: skip
-            rows.add(row)
-            summary.processed += 1
-            summary.ok += v.verdict == OK
-            summary.ng += v.verdict == NG
-            summary.fault += v.verdict == FAULT
-            summary.latencies_ms.append(latency)
-            if on_result:
-                on_result(row.__dict__)
-            if sinks:
-                sinks.publish(row.__dict__, img, None if res is None else res.map)
-            if every is not None and time.monotonic() >= next_report:
-                next_report = time.monotonic() + every_s
-                summary.seconds = time.monotonic() - t0
-                every(summary.to_dict())
+            in_flight.append((frame, img, wait, error))
+            if len(in_flight) >= opts.in_flight:
+                finish()
+        # Frames already being projected were read: they get their verdicts.
+        while in_flight:
+            finish()
     finally:
         cap.stop()
         cap.join(timeout=5)
@@ -272,6 +299,7 @@ def inspect(
         st = cap.stats
         summary.frames_read, summary.dropped, summary.corrupt, summary.reconnects = st.read, st.dropped, st.corrupt, st.reconnects
         summary.source_error = st.failed
+        summary.dropped += len(in_flight)  # only after a failure: a normal end judges every frame in flight
         # Frames still queued when a stop came were read but never judged: count them as dropped.
         while True:
             try:

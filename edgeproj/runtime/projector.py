@@ -6,8 +6,9 @@ lifecycle, batches and pads patches, runs the single projection loop, and turns 
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 from edgeproj.errors import BackendError, ConfigError, DataError
 from edgeproj.preprocess import stitch, to_patches, working_size
 from edgeproj.runtime.backends import create_runner
+from edgeproj.runtime.lanes import LanePool
 from edgeproj.runtime.loop import BatchResult, run_projection
 from edgeproj.runtime.manifest import Manifest, Projection, load_manifest
 from edgeproj.runtime.scoring import anomaly_map, dssim_maps, image_score
@@ -79,8 +81,12 @@ class Projector:
     """Runs the masked-Adam projection of a bundle on one backend.
 
     Use `Projector.from_bundle(path, backend=..., options=...)` as a context manager. `project(images)`
-    takes HxWxC float arrays in [0, 1] or image paths; `project_patches`, `rec_losses` and `gradient`
-    serve calibration, evaluation and benchmarks. Settings are a `Projection` (see `settings()`).
+    takes HxWxC float arrays in [0, 1] or image paths; `stream(images)` keeps the next images' tiles
+    in flight (a line); `project_patches`, `rec_losses` and `gradient` serve calibration, evaluation and
+    benchmarks. Settings are a `Projection` (see `settings()`).
+
+    On runners with lanes (ort-cpu on several cores) projections run in a `LanePool`: each lane takes
+    the next tiles as it finishes, across batches and images.
     """
 
     def __init__(self, manifest: Manifest, backend: str = "ort-cpu", options=None, batch: int = 8, force_fp16: bool = False):
@@ -97,6 +103,7 @@ class Projector:
         self.batch = batch
         self.runner = create_runner(backend, manifest, options)
         self._stack: ExitStack | None = None
+        self._pool: LanePool | None = None
 
     @classmethod
     def from_bundle(
@@ -117,12 +124,21 @@ class Projector:
         if self._stack is None:
             stack = ExitStack()
             stack.enter_context(self.runner)
+            # Lanes bypass the padding that fixed-batch (GPU) runners need: only host runners get them.
+            if not self.runner.fixed_batch and (lanes := self.runner.lane_runners()):
+                self._pool = LanePool(lanes, max_chunk=self.batch)
+                stack.callback(self._close_pool)
             self._stack = stack
 
     def close(self) -> None:
         if self._stack is not None:
             stack, self._stack = self._stack, None
             stack.close()
+
+    def _close_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
     @property
     def providers(self) -> list[str]:
@@ -182,6 +198,15 @@ class Projector:
         """
         self.open()
         settings = settings or self.manifest.projection
+        if self._pool is not None and not checkpoints:
+            # Every batch goes to the lanes at once (they balance across batches); results come back in order.
+            jobs = [(self._pool.submit(xb, wb, settings, final), n) for xb, wb, _, n in self._batches(x0, weight)]
+            parts = []
+            for job, n in jobs:
+                parts.append(job.result())
+                if progress:
+                    progress(n)
+            return BatchResult.concat(parts)
         parts = []
         for xb, wb, active, n in self._batches(x0, weight):
             hook = None
@@ -229,15 +254,8 @@ class Projector:
             raise DataError(f"image has shape {arr.shape}, the bundle expects H x W x {self.manifest.channels}")
         return arr, ""
 
-    def project(self, images, weights=None, settings: Projection | None = None, lean: bool = False) -> list[ImageResult]:
-        """Project whole images (arrays HxWxC in [0, 1], or paths); maps are resized back to each image.
-
-        lean=True computes only what a line verdict needs (map, score, iterations, stop reasons): no
-        baseline map, no projection or reconstruction image, and no f(x_T) when the map does not use it.
-        """
-        settings = settings or self.manifest.projection
+    def _tiles(self, prepared, weights) -> tuple[np.ndarray, np.ndarray | None, list, list[int]]:
         pre = self.manifest.preprocess
-        prepared = [self._prepare(item) for item in images]
         tiles, origins, counts = [], [], []
         for img, _ in prepared:
             p, o = to_patches(img, pre)
@@ -247,8 +265,63 @@ class Projector:
         wtiles = None
         if weights is not None:
             wtiles = np.concatenate([to_patches(np.asarray(w, np.float32).reshape(*w.shape[:2], -1), pre)[0] for w in weights])
-        final = not (lean and settings.map_kind == "dssim_projection")
-        res = self.project_patches(np.concatenate(tiles), wtiles, settings, final=final)
+        return np.concatenate(tiles), wtiles, origins, counts
+
+    @staticmethod
+    def _final(settings: Projection, lean: bool) -> bool:
+        return not (lean and settings.map_kind == "dssim_projection")
+
+    def project(self, images, weights=None, settings: Projection | None = None, lean: bool = False) -> list[ImageResult]:
+        """Project whole images (arrays HxWxC in [0, 1], or paths); maps are resized back to each image.
+
+        lean=True computes only what a line verdict needs (map, score, iterations, stop reasons): no
+        baseline map, no projection or reconstruction image, and no f(x_T) when the map does not use it.
+        """
+        settings = settings or self.manifest.projection
+        prepared = [self._prepare(item) for item in images]
+        tiles, wtiles, origins, counts = self._tiles(prepared, weights)
+        res = self.project_patches(tiles, wtiles, settings, final=self._final(settings, lean))
+        return self._assemble(prepared, origins, counts, res, settings, lean)
+
+    def submit(self, image, settings: Projection | None = None, lean: bool = False) -> Callable[[], ImageResult]:
+        """Start projecting one image; returns a function that waits for its ImageResult.
+
+        On lanes the projection runs while the caller reads the next image; elsewhere it runs now.
+        Errors (bad image, failed projection) are raised by the returned function.
+        """
+        settings = settings or self.manifest.projection
+        try:
+            prepared = [self._prepare(image)]
+            tiles, _, origins, counts = self._tiles(prepared, None)
+        except Exception as exc:  # noqa: BLE001 - raised when the caller asks for this image's result
+            return _raiser(exc)
+        final = self._final(settings, lean)
+        self.open()
+        if self._pool is None:
+            try:
+                res = self.project_patches(tiles, None, settings, final=final)
+            except Exception as exc:  # noqa: BLE001 - as above
+                return _raiser(exc)
+            result = self._assemble(prepared, origins, counts, res, settings, lean)[0]
+            return lambda: result
+        job: Future = self._pool.submit(tiles, None, settings, final)
+        return lambda: self._assemble(prepared, origins, counts, job.result(), settings, lean)[0]
+
+    def stream(
+        self, images: Iterable, settings: Projection | None = None, lean: bool = False, depth: int = 2
+    ) -> Iterator[ImageResult]:
+        """Project images in order with up to `depth` in flight: the next image's tiles start while the
+        last tiles of this one finish (a line's throughput at the latency of `depth` images)."""
+        pending: deque[Callable[[], ImageResult]] = deque()
+        for image in images:
+            pending.append(self.submit(image, settings, lean))
+            if len(pending) >= max(1, depth):
+                yield pending.popleft()()
+        while pending:
+            yield pending.popleft()()
+
+    def _assemble(self, prepared, origins, counts, res: BatchResult, settings: Projection, lean: bool) -> list[ImageResult]:
+        pre = self.manifest.preprocess
         w = self.manifest.ssim_window
         out, start = [], 0
         for (img, src), orig, n in zip(prepared, origins, counts):
@@ -291,6 +364,13 @@ class Projector:
                 )
             )
         return out
+
+
+def _raiser(exc: BaseException) -> Callable[[], ImageResult]:
+    def fail() -> ImageResult:
+        raise exc
+
+    return fail
 
 
 def stitch_image(patches: np.ndarray, origins, pre, frame_hw: tuple[int, int]) -> np.ndarray:

@@ -82,6 +82,13 @@ class Runner(ABC):
         """Put these samples back at x0 with Adam state zero (undo `evaluate_and_step` for them)."""
         raise NotImplementedError(f"{self.name} cannot revert samples")
 
+    def lane_runners(self) -> list[Runner]:
+        """Independent runners over this runner's sessions, one per lane, for `LanePool` (none: one lane).
+
+        Each projects its own tiles in its own thread; the parent stays usable for whole-batch calls.
+        """
+        return []
+
     @abstractmethod
     def fetch(self) -> np.ndarray:
         """The current projection x (N x C x H x W) on the host."""

@@ -47,13 +47,15 @@ def make_session(
     allow_fallback: bool = False,
     log_level: int = 3,
     record_assignment: bool = False,
+    memory_pattern: bool = True,
 ):
     """An InferenceSession of the bundle's `graph` on `providers`.
 
     GPU providers get pip's CUDA/cuDNN (and TensorRT) libraries loaded first. Raises BackendError when
     the first provider is not active (ONNX Runtime otherwise falls back to the CPU with only a log line),
     and BundleError when the graph's inputs/outputs break the contract. With `record_assignment`,
-    ONNX Runtime records which provider took each node (see `node_assignment`).
+    ONNX Runtime records which provider took each node (see `node_assignment`). memory_pattern=False
+    stops ONNX Runtime from planning (and keeping) memory for every input shape it meets.
     """
     rt = ort()
     wanted = _name(providers[0])
@@ -70,6 +72,7 @@ def make_session(
     so.graph_optimization_level = rt.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = threads
     so.log_severity_level = log_level
+    so.enable_mem_pattern = memory_pattern
     if not allow_fallback and wanted != CPU:
         so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     if record_assignment:

@@ -169,6 +169,8 @@ def print_line(line: dict | None, c) -> None:
             if not row:
                 continue
             ratio = r.get("fps_ratio_vs_torch") if engine == "runtime" else None
+            if engine == "runtime" and row.get("in_flight", 1) > 1:
+                engine = f"runtime ({row['in_flight']} in flight)"
             t.add_row(frame, engine, f"{row['fps']:.2f}", f"{row['latency_ms']['p50']:.0f}", f"{row['latency_ms']['p99']:.0f}",
                       str(row["tiles_per_frame"]), f"{row['iterations_per_tile']:.2f}", f"{100 * row['tiles_stopped_at_x0']:.0f}%",
                       f"{ratio:.2f}" if ratio else "")  # fmt: skip

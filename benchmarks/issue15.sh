@@ -34,3 +34,5 @@ python benchmarks/step_ab.py "$B" /tmp/issue15-reexport > $out/step-graph-ab.jso
 python benchmarks/step_size_sweep.py 0.05,0.07,0.1,0.15 \
   $DEMO/work/bundles/{grid-l2ae:$DEMO/data:grid,grid-dsae:$DEMO/data:grid,stone-l2ae:$DEMO/data:stone,stone-dsae:$DEMO/data:stone} \
   "$(dirname "$RGB")/slab-after_rule:${PHOTOS:?}:slab" "$RGB:$PHOTOS:weave" --out $out/step-size-sweep.json
+# The largest lane batch (--batch) against peak memory and frames per second.
+python benchmarks/lane_batch.py "$B" > $out/lane-batch.json

@@ -121,27 +121,23 @@ def test_a_manifest_with_a_nan_threshold_does_not_load(calibrated_bundle, tmp_pa
 
 
 def test_a_processing_error_is_a_fault_and_the_line_goes_on(calibrated_bundle, tmp_path, monkeypatch):
-    frames = [np.full((128, 128, 1), 0.5, np.float32) for _ in range(3)]
+    """The second frame's projection fails inside a lane while the next frame is in flight."""
+    from edgeproj.runtime.backends.ort_cpu import OrtCpuOptions, OrtCpuRunner
+
+    frames = [np.full((128, 128, 1), v, np.float32) for v in (0.5, 0.25, 0.5)]
+    real = OrtCpuRunner.load
+
+    def flaky(self, x0, weight, settings):
+        if np.all(x0 == 0.25):
+            raise RuntimeError("device lost")
+        return real(self, x0, weight, settings)
+
+    monkeypatch.setattr(OrtCpuRunner, "load", flaky)
     rows: list[dict] = []
-    with Projector.from_bundle(calibrated_bundle) as proj:
-        real = proj.submit
-        calls = {"n": 0}
-
-        def flaky(image, **kw):
-            # The second frame's projection fails while in flight (a lane's error reaches its waiter).
-            calls["n"] += 1
-            waiter = real(image, **kw)
-            if calls["n"] == 2:
-
-                def lost():
-                    waiter()
-                    raise RuntimeError("device lost")
-
-                return lost
-            return waiter
-
-        monkeypatch.setattr(proj, "submit", flaky)
+    with Projector.from_bundle(calibrated_bundle, options=OrtCpuOptions(lanes=2)) as proj:
+        assert proj.pipelined
         summary = inspect(proj, ArraySource(frames), tmp_path / "r.sqlite", tmp_path, InspectOptions(), on_result=rows.append)
+        assert all(t.is_alive() for t in proj._pool._threads)  # the lane that failed goes on
     assert [r["verdict"] == FAULT for r in rows] == [False, True, False]
     assert "device lost" in rows[1]["fault"] and summary["fault"] == 1 and summary["processed"] == 3
 

@@ -67,13 +67,35 @@ def test_frames_in_flight_keep_order_and_verdicts(calibrated, demo_root, tmp_pat
     folder.mkdir()
     for i, p in enumerate(paths):
         shutil.copy(p, folder / f"{i:03d}.png")
-    rows = {}
-    with Projector.from_bundle(calibrated) as proj:
+    from edgeproj.runtime.backends.ort_cpu import OrtCpuOptions
+
+    rows, most = {}, {}
+    with Projector.from_bundle(calibrated, options=OrtCpuOptions(lanes=2)) as proj:
+        assert proj.pipelined
+        real = proj.submit
+        waiting = {"now": 0, "most": 0}
+
+        def counted(image, **kw):  # how many frames are projecting at once
+            wait = real(image, **kw)
+            waiting["now"] += 1
+            waiting["most"] = max(waiting["most"], waiting["now"])
+
+            def result():
+                waiting["now"] -= 1
+                return wait()
+
+            return result
+
+        proj.submit = counted
         for depth in (1, 3):
+            waiting["most"] = 0
             db = tmp_path / f"r{depth}.sqlite"
             summary = inspect(proj, open_source(str(folder), 1), db, tmp_path / f"o{depth}", InspectOptions(in_flight=depth))
             assert summary["processed"] == len(paths) and summary["dropped"] == 0
-            rows[depth] = read_rows(db)
+            rows[depth], most[depth] = read_rows(db), waiting["most"]
+    # At most `depth` in flight; with 3 allowed, frames really overlapped (a frame reads in about a
+    # millisecond, a projection takes tens).
+    assert most[1] == 1 and 2 <= most[3] <= 3
     one, three = rows[1], rows[3]
     assert [r["seq"] for r in three] == list(range(len(paths)))  # judged in the order they were read
     assert [r["name"] for r in three] == [r["name"] for r in one]

@@ -53,7 +53,8 @@ def test_lanes_give_the_one_loop_result(setup):
 
 def test_stream_keeps_order_and_results(setup):
     m, imgs, _, settings = setup
-    with Projector(m, batch=9) as proj:
+    with Projector(m, batch=9, options=OrtCpuOptions(lanes=2)) as proj:
+        assert proj.pipelined
         ref = [proj.project([i], settings=settings, lean=True)[0] for i in imgs]
         for depth in (1, 2, 3):
             got = list(proj.stream(iter(imgs), settings=settings, lean=True, depth=depth))
@@ -65,7 +66,7 @@ def test_stream_keeps_order_and_results(setup):
 
 def test_a_bad_frame_fails_alone_and_later(setup):
     m, imgs, _, settings = setup
-    with Projector(m, batch=9) as proj:
+    with Projector(m, batch=9, options=OrtCpuOptions(lanes=2)) as proj:
         bad = proj.submit(np.zeros((64, 64, m.channels + 2), np.float32), settings=settings, lean=True)
         good = proj.submit(imgs[0], settings=settings, lean=True)
         with pytest.raises(Exception, match="the bundle expects"):
@@ -79,15 +80,20 @@ class _Fake(Runner):
 
     name = "fake"
 
-    def __init__(self, log=None, barrier: threading.Barrier | None = None):
+    def __init__(self, log=None, barrier: threading.Barrier | None = None, gate: threading.Event | None = None):
         super().__init__(None)
         self.log = log if log is not None else []
         self.barrier = barrier
+        self.gate = gate  # a tile of value 7 waits for it (a chunk still running)
+        self.started = threading.Event()
 
     def load(self, x0, weight, settings):
+        self.started.set()
         if self.barrier is not None:
             barrier, self.barrier = self.barrier, None
             barrier.wait(timeout=30)
+        if self.gate is not None and (x0 == 7).any():
+            assert self.gate.wait(timeout=30)
         if (x0 < 0).any():
             raise RuntimeError("boom")
         self.x = np.array(x0, copy=True)
@@ -146,3 +152,41 @@ def test_a_closed_pool_fails_queued_work_instead_of_hanging():
     pool.close()
     with pytest.raises(RuntimeError, match="closed"):
         pool.submit(_tiles([1.0]), None, Projection(max_iterations=1))
+
+
+def test_lanes_survive_failures_of_one_job_at_once():
+    """Both lanes fail chunks of the same job together: the job fails once, both lanes go on."""
+    fixed = Projection(max_iterations=2).without_stop_rules()
+    both = threading.Barrier(2)
+    pool = LanePool([_Fake(None, both), _Fake(None, both)], max_chunk=1)
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            pool.submit(_tiles([-1.0, -2.0]), None, fixed).result(timeout=30)
+        later = [pool.submit(_tiles([3.0, 4.0]), None, fixed) for _ in range(3)]
+        assert all(np.allclose(j.result(timeout=30).projection[:, 0, 0, 0], [2.8, 3.8]) for j in later)
+        assert all(t.is_alive() for t in pool._threads)
+    finally:
+        pool.close()
+
+
+def test_close_finishes_running_work_and_fails_queued_work():
+    fixed = Projection(max_iterations=1).without_stop_rules()
+    gate = threading.Event()
+    lane = _Fake(gate=gate)
+    pool = LanePool([lane], max_chunk=4)
+    running = pool.submit(_tiles([7.0]), None, fixed)
+    assert lane.started.wait(timeout=30)
+    queued = pool.submit(_tiles([1.0]), None, fixed)
+    cancelled = pool.submit(_tiles([2.0]), None, fixed)
+    assert cancelled.cancel()  # not started: the lane skips it
+    closer = threading.Thread(target=pool.close)
+    closer.start()
+    with pool._cv:
+        assert pool._cv.wait_for(lambda: pool._closed, timeout=30)
+    gate.set()
+    closer.join(timeout=30)
+    assert not closer.is_alive()
+    assert running.result(timeout=1).projection[0, 0, 0, 0] == pytest.approx(6.9)
+    with pytest.raises(RuntimeError, match="closed before"):
+        queued.result(timeout=1)
+    assert cancelled.cancelled()

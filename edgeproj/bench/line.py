@@ -58,6 +58,7 @@ def bench_line_runtime(
 
     tiles = len(to_patches(frames[0], manifest.preprocess)[0])
     with Projector(manifest, backend=backend, options=options, batch=tiles) as proj:
+        in_flight = in_flight if proj.pipelined else 1  # as inspect: only lanes gain from frames in flight
         for f in frames[:warmup]:
             proj.project([f], lean=True)
         lat, iters = [], []

@@ -7,7 +7,7 @@ from typing import Literal, Optional
 
 import typer
 
-from edgeproj.cli.common import MAX_BATCH, BackendName, BackendOpt, float_option
+from edgeproj.cli.common import MAX_BATCH, BackendName, BackendOpt, BatchHelp, float_option
 
 
 def command(
@@ -33,7 +33,7 @@ def command(
     ),
     synthetic_per_image: int = typer.Option(2, min=1, max=50, help="Synthetic defects per normal image."),
     backend: BackendName = BackendOpt,
-    batch: int = typer.Option(8, min=1, max=MAX_BATCH, help="Patches per projection batch."),
+    batch: int = typer.Option(8, min=1, max=MAX_BATCH, help=BatchHelp),
     precision_check: bool = typer.Option(
         False, "--precision-check", help="Measure FP16 vs FP32 on a TensorRT backend (trt / ort-trt)."
     ),

@@ -92,7 +92,7 @@ def output_file(path: Path, what: str = "--out") -> Path:
 
 
 BackendOpt = typer.Option("ort-cpu", "--backend", "-b", help="Inference backend.")
-BatchHelp = "Patches per projection batch."
+BatchHelp = "Patches per projection batch (ort-cpu lanes: the most tiles one lane takes at once; lower it to save memory)."
 ThreadsOpt = typer.Option(
     0,
     min=0,

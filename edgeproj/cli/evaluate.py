@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from edgeproj.cli.common import MAX_BATCH, BackendName, BackendOpt, float_option
+from edgeproj.cli.common import MAX_BATCH, BackendName, BackendOpt, BatchHelp, float_option
 
 
 def command(
@@ -32,7 +32,7 @@ def command(
     lr: float = float_option(1e-4, 1e-8, 1.0, "Training learning rate for variants without a run."),
     resize: Optional[int] = typer.Option(None, min=128, max=8192, help="Texture resize for training new runs (paper: 512)."),
     backend: BackendName = BackendOpt,
-    batch: int = typer.Option(8, min=1, max=MAX_BATCH, help="Patches per projection batch."),
+    batch: int = typer.Option(8, min=1, max=MAX_BATCH, help=BatchHelp),
     study: bool = typer.Option(True, help="Run the convergence study (paper figure 5) and the placement comparison."),
     study_every: int = typer.Option(5, min=1, max=10_000, help="Iterations between points of the convergence curves."),
     study_iterations: Optional[int] = typer.Option(

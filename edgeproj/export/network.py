@@ -156,6 +156,10 @@ class NetworkEmitter:
                 h = conv_transpose(b, h, L.weight, L.bias, L.stride, L.pad, self.mode, tag)
             elif L.kind == "lrelu":
                 # The mask is what the backward needs: 1 where the input was positive, else the slope.
+                # The mask is read from the output, not the input: the conv's only consumer is then the
+                # LeakyRelu, which ONNX Runtime fuses into it (y > 0 iff h > 0 needs slope >= 0).
+                if L.slope < 0:
+                    raise ValueError(f"LeakyReLU slope {L.slope} < 0: the backward mask needs a non-negative slope")
                 h = b.op("LeakyRelu", [h], tag, alpha=L.slope)
                 pos = b.op("Greater", [h, b.const(0.0, "zero")], f"{tag}_pos")
                 saved = b.op("Where", [pos, b.const(1.0, "one"), b.const(L.slope, "slope")], f"{tag}_mask")

@@ -116,7 +116,7 @@ def crop_roi(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.nda
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM: the current frame finishes, rows are flushed, the process exits 0."""
+    """Set by SIGINT/SIGTERM: the frames in flight finish and get verdicts, rows are flushed, the process exits 0."""
 
     def __init__(self):
         self.event = threading.Event()
@@ -207,11 +207,13 @@ def inspect(
     cap.start()
     first = True
     # Frames being projected, oldest first: (frame, image, wait for its result, error before projecting).
+    # Only lanes project while the loop reads on; elsewhere a second frame in flight would only wait.
     in_flight: deque = deque()
+    depth = opts.in_flight if projector.pipelined else 1
 
     def finish() -> None:
         nonlocal next_report, writer
-        frame, img, wait, error = in_flight.popleft()
+        frame, img, wait, error = in_flight[0]  # popped once counted: a frame is processed or dropped, never lost
         res = None
         if not error:
             try:
@@ -251,6 +253,7 @@ def inspect(
         summary.ng += v.verdict == NG
         summary.fault += v.verdict == FAULT
         summary.latencies_ms.append(latency)
+        in_flight.popleft()
         if on_result:
             on_result(row.__dict__)
         if sinks:
@@ -287,7 +290,7 @@ def inspect(
             except Exception as exc:  # noqa: BLE001 - as in finish()
                 error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, EdgeprojError) else str(exc)
             in_flight.append((frame, img, wait, error))
-            if len(in_flight) >= opts.in_flight:
+            if len(in_flight) >= depth:
                 finish()
         # Frames already being projected were read: they get their verdicts.
         while in_flight:
@@ -299,7 +302,6 @@ def inspect(
         st = cap.stats
         summary.frames_read, summary.dropped, summary.corrupt, summary.reconnects = st.read, st.dropped, st.corrupt, st.reconnects
         summary.source_error = st.failed
-        summary.dropped += len(in_flight)  # only after a failure: a normal end judges every frame in flight
         # Frames still queued when a stop came were read but never judged: count them as dropped.
         while True:
             try:

@@ -91,16 +91,20 @@ class LanePool:
     def _take(self) -> tuple[_Job, int, int] | None:
         with self._cv:
             while True:
-                job = next((j for j in self._jobs if j.left > 0), None)
-                if job is not None:
-                    a = job.taken
-                    job.taken += self._chunk(job)
-                    return job, a, job.taken
+                for job in list(self._jobs):
+                    if job.taken == 0 and not job.future.set_running_or_notify_cancel():
+                        self._drop(job)  # cancelled by its caller before any lane took it
+                        continue
+                    if job.left > 0:
+                        a = job.taken
+                        job.taken += self._chunk(job)
+                        return job, a, job.taken
                 if self._closed:
                     return None
                 self._cv.wait()
 
     def _work(self, runner: Runner) -> None:
+        # Nothing may escape this loop: a lane that died would leave its queue to the others, silently.
         while (item := self._take()) is not None:
             job, a, b = item
             if job.future.done():  # an earlier chunk failed: the job is over
@@ -108,19 +112,28 @@ class LanePool:
             try:
                 w = None if job.weight is None else job.weight[a:b]
                 res = run_projection(runner, job.x0[a:b], job.settings, w, final=job.final)
+                with self._cv:
+                    job.parts[a] = res
+                    job.done += b - a
+                    finished = job.done == len(job.x0)
+                    if finished:
+                        self._drop(job)
+                if finished:
+                    self._settle(job, BatchResult.concat([job.parts[k] for k in sorted(job.parts)]))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
                 with self._cv:
                     self._drop(job)
-                job.future.set_exception(exc)
-                continue
-            with self._cv:
-                job.parts[a] = res
-                job.done += b - a
-                finished = job.done == len(job.x0)
-                if finished:
-                    self._drop(job)
-            if finished:
-                job.future.set_result(BatchResult.concat([job.parts[k] for k in sorted(job.parts)]))
+                self._settle(job, exc)
+
+    def _settle(self, job: _Job, outcome) -> None:
+        """Set the job's result or exception once; a second outcome (another failing chunk) is dropped."""
+        with self._cv:
+            if job.future.done():
+                return
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)
 
     def _drop(self, job: _Job) -> None:
         job.taken = len(job.x0)
@@ -138,5 +151,4 @@ class LanePool:
         for t in self._threads:
             t.join()
         for j in queued:
-            if not j.future.done():
-                j.future.set_exception(RuntimeError("the projector was closed before this projection ran"))
+            self._settle(j, RuntimeError("the projector was closed before this projection ran"))

@@ -145,6 +145,13 @@ class Projector:
         return self.runner.providers
 
     @property
+    def pipelined(self) -> bool:
+        """True when `submit` returns before the projection ends (lanes), so keeping images in flight pays;
+        elsewhere it projects at once and more than one image in flight only adds latency."""
+        self.open()
+        return self._pool is not None
+
+    @property
     def device_ms(self) -> float | None:
         """Device time of the steps so far, where the backend measures it."""
         return self.runner.device_ms
@@ -202,10 +209,15 @@ class Projector:
             # Every batch goes to the lanes at once (they balance across batches); results come back in order.
             jobs = [(self._pool.submit(xb, wb, settings, final), n) for xb, wb, _, n in self._batches(x0, weight)]
             parts = []
-            for job, n in jobs:
-                parts.append(job.result())
-                if progress:
-                    progress(n)
+            try:
+                for job, n in jobs:
+                    parts.append(job.result())
+                    if progress:
+                        progress(n)
+            except BaseException:
+                for job, _ in jobs:  # the lanes skip what no caller will read (a started job runs out)
+                    job.cancel()
+                raise
             return BatchResult.concat(parts)
         parts = []
         for xb, wb, active, n in self._batches(x0, weight):
@@ -310,12 +322,14 @@ class Projector:
     def stream(
         self, images: Iterable, settings: Projection | None = None, lean: bool = False, depth: int = 2
     ) -> Iterator[ImageResult]:
-        """Project images in order with up to `depth` in flight: the next image's tiles start while the
-        last tiles of this one finish (a line's throughput at the latency of `depth` images)."""
+        """Project images in order with up to `depth` in flight (1 where not `pipelined`): the next image's
+        tiles start while the last tiles of this one finish (a line's throughput at the latency of `depth`
+        images). An image that fails raises from the generator, which ends there."""
+        depth = max(1, depth) if self.pipelined else 1
         pending: deque[Callable[[], ImageResult]] = deque()
         for image in images:
             pending.append(self.submit(image, settings, lean))
-            if len(pending) >= max(1, depth):
+            if len(pending) >= depth:
                 yield pending.popleft()()
         while pending:
             yield pending.popleft()()

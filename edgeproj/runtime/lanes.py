@@ -24,12 +24,6 @@ from edgeproj.runtime.loop import BatchResult, run_projection
 from edgeproj.runtime.manifest import Projection
 
 
-def uniform_work(settings: Projection) -> bool:
-    """True when every tile takes max_iterations steps (no stop rule could end one early)."""
-    stop = settings.stop
-    return stop.rec_loss_threshold is None and stop.energy_rtol <= 0
-
-
 @dataclass(eq=False)  # jobs are found by identity (their arrays have no truth value)
 class _Job:
     x0: np.ndarray
@@ -81,7 +75,7 @@ class LanePool:
         return job.future
 
     def _chunk(self, job: _Job) -> int:
-        if uniform_work(job.settings):  # equal work per tile: an equal share per lane is optimal
+        if job.settings.stop.is_off:  # equal work per tile: an equal share per lane is optimal
             share = math.ceil(len(job.x0) / self.lanes)
         else:
             pending = sum(j.left for j in self._jobs)

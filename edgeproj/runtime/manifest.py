@@ -106,6 +106,11 @@ class StopRule:
         """No stop rule: the projection runs its full iteration count."""
         return replace(self, rec_loss_threshold=None, energy_rtol=0.0)
 
+    @property
+    def is_off(self) -> bool:
+        """True when no rule can end a projection early (every sample runs max_iterations)."""
+        return self.rec_loss_threshold is None and self.energy_rtol <= 0
+
 
 @dataclass(frozen=True)
 class Projection:

@@ -4,33 +4,22 @@ the same results as one batch loop, in order, with failures kept to the job that
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 
 import numpy as np
 import pytest
+from projection_helpers import spread_stop_setup
 
-from edgeproj.data.images import read_image
-from edgeproj.data.mvtec import normal_images
-from edgeproj.preprocess import to_patches
-from edgeproj.runtime import Projector, load_manifest
+from edgeproj.runtime import Projector
 from edgeproj.runtime.backends.base import Runner
 from edgeproj.runtime.backends.ort_cpu import OrtCpuOptions
-from edgeproj.runtime.lanes import LanePool, uniform_work
-from edgeproj.runtime.manifest import Projection, StopRule
+from edgeproj.runtime.lanes import LanePool
+from edgeproj.runtime.manifest import Projection
 
 
 @pytest.fixture(scope="module")
 def setup(bundles, demo_root):
-    m = load_manifest(bundles["l2ae"])
-    imgs = [read_image(p, m.channels) for p in normal_images(demo_root / "grid")[:2]]
-    imgs += [read_image(p, m.channels) for p in sorted((demo_root / "grid" / "test").glob("*/*.png"))[:6]]
-    tiles = np.concatenate([to_patches(i, m.preprocess)[0] for i in imgs])
-    with Projector(m, batch=4, options=OrtCpuOptions(lanes=1)) as proj:
-        rec = proj.rec_losses(tiles)
     # Tiles stop after different numbers of steps (0, 2 and 3 here): lanes finish at different times.
-    stop = StopRule(rec_loss_threshold=float(np.quantile(rec, 0.2)), energy_rtol=1e-3, window=3)
-    settings = replace(m.projection.with_overrides(max_iterations=12), stop=stop)
-    return m, imgs, tiles, settings
+    return spread_stop_setup(bundles["l2ae"], demo_root, normals=2, defects=6, quantile=0.2)
 
 
 def test_lanes_give_the_one_loop_result(setup):
@@ -125,7 +114,7 @@ def _tiles(values) -> np.ndarray:
 
 def test_pool_orders_chunks_and_isolates_failures():
     fixed = Projection(max_iterations=3).without_stop_rules()
-    assert uniform_work(fixed)
+    assert fixed.stop.is_off
     log: list = []
     both = threading.Barrier(2)
     pool = LanePool([_Fake(log, both), _Fake(log, both)], max_chunk=2)

@@ -5,28 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from projection_helpers import spread_stop_setup
 
-from edgeproj.data.images import read_image
-from edgeproj.data.mvtec import normal_images
-from edgeproj.preprocess import to_patches
-from edgeproj.runtime import Projector, load_manifest
-from edgeproj.runtime.manifest import StopRule
+from edgeproj.runtime import Projector
 
 
 @pytest.fixture(scope="module")
 def setup(bundles, demo_root):
-    m = load_manifest(bundles["l2ae"])
-    imgs = [read_image(p, m.channels) for p in normal_images(demo_root / "grid")[:3]]
-    imgs += [read_image(p, m.channels) for p in sorted((demo_root / "grid" / "test").glob("*/*.png"))[:3]]
-    tiles = np.concatenate([to_patches(i, m.preprocess)[0] for i in imgs])
-    with Projector(m, batch=4) as proj:
-        rec = proj.rec_losses(tiles)
     # Half of the tiles stop at x0, the others step until the energy converges or the budget ends.
-    stop = StopRule(rec_loss_threshold=float(np.median(rec)), energy_rtol=1e-3, window=3)
-    settings = m.projection.with_overrides(max_iterations=12)
-    from dataclasses import replace
-
-    return m, imgs, tiles, replace(settings, stop=stop)
+    return spread_stop_setup(bundles["l2ae"], demo_root, normals=3, defects=3, quantile=0.5)
 
 
 def _project(m, tiles, settings, fuse: bool, final: bool = True, checkpoints=(), hook=None):

@@ -1,6 +1,6 @@
 """The graph contract shared by export, runtime and the PyTorch reference (pure Python, no dependencies).
 
-Names of the two graphs' inputs and outputs, the constants baked into them (Adam, SSIM), and the check
+Names of the graphs' inputs and outputs, the constants baked into them (Adam, SSIM), and the check
 a loaded graph must pass. Export builds the graphs from these names; every backend binds by them; the
 torch reference loop uses the same constants. A name or constant is spelled here and nowhere else.
 """
@@ -30,8 +30,26 @@ PER_SAMPLE = (X, X0, M, V, STEP, WEIGHT, ACTIVE)
 IMAGE_INPUTS = (X, X0, M, V, WEIGHT)
 VECTOR_INPUTS = (STEP, ACTIVE)
 
-GRAPHS = {"gradient": (GRADIENT_INPUTS, GRADIENT_OUTPUTS), "step": (STEP_INPUTS, STEP_OUTPUTS)}
-GRAPH_FILES = {"gradient": "gradient.onnx", "step": "step.onnx"}
+# --- the step split in two, for host runners: a tile that meets the stop rule at x skips the backward --
+# forward: E, L_r and f(x) at x, and what the backward needs (`saved_<layer>`: LeakyReLU signs, sigmoid
+# outputs); update: the step's backward and Adam tail from those. forward then update = the step graph.
+SAVED_PREFIX = "saved_"
+FORWARD_INPUTS = GRADIENT_INPUTS
+FORWARD_OUTPUTS = (ENERGY, REC_LOSS, RECON)  # + saved_*
+UPDATE_INPUTS = (*STEP_INPUTS, RECON)  # + saved_*
+UPDATE_OUTPUTS = tuple(NEXT.values())
+
+GRAPHS = {
+    "gradient": (GRADIENT_INPUTS, GRADIENT_OUTPUTS),
+    "step": (STEP_INPUTS, STEP_OUTPUTS),
+    "forward": (FORWARD_INPUTS, FORWARD_OUTPUTS),
+    "update": (UPDATE_INPUTS, UPDATE_OUTPUTS),
+}
+GRAPH_FILES = {"gradient": "gradient.onnx", "step": "step.onnx", "forward": "forward.onnx", "update": "update.onnx"}
+# Graphs a bundle may lack (bundles exported before the split): host runners then run the step graph.
+OPTIONAL_GRAPHS = ("forward", "update")
+# The side of each split graph that carries the saved values.
+_SAVED_SIDE = {"forward": "output", "update": "input"}
 
 # --- constants inside the step graph --------------------------------------------------------------
 ADAM_BETA1 = 0.9
@@ -48,6 +66,11 @@ SSIM_C2 = 0.03**2
 SSIM_SIGMA = 1.5
 
 
+def saved_names(names) -> list[str]:
+    """The saved-value names among a split graph's inputs or outputs, in order."""
+    return [n for n in names if n.startswith(SAVED_PREFIX)]
+
+
 def check_graph(graph: str, inputs, outputs, where: str) -> None:
     """Raise BundleError naming what differs between a graph's real inputs/outputs and the contract.
 
@@ -60,7 +83,8 @@ def check_graph(graph: str, inputs, outputs, where: str) -> None:
     for kind, want, have in (("input", want_in, inputs), ("output", want_out, outputs)):
         have = list(have)
         missing = [n for n in want if n not in have]
-        extra = [n for n in have if n not in want]
+        saved_ok = _SAVED_SIDE.get(graph) == kind
+        extra = [n for n in have if n not in want and not (saved_ok and n.startswith(SAVED_PREFIX))]
         if missing:
             problems.append(f"missing {kind}s {missing}")
         if extra:

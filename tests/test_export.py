@@ -13,7 +13,7 @@ from conftest import VARIANTS
 
 from edgeproj.errors import BundleError, CheckpointError
 from edgeproj.export.bundle import ExportOptions, export_bundle, model_spec
-from edgeproj.export.energy import build_gradient_graph, build_step_graph
+from edgeproj.export.energy import build_forward_graph, build_gradient_graph, build_step_graph, build_update_graph
 from edgeproj.export.network import NetworkEmitter, plan_from_model
 from edgeproj.export.parity import (
     OPTIMIZER_MOMENT_BOUND,
@@ -264,10 +264,33 @@ def test_optimizer_check_trips_on_a_wrong_placement(runs, variant, mutate, must_
     _assert_trips(_optimizer_figures(runs, variant, wrong, sorted(must_fail)), must_fail, mutate.__name__)
 
 
+def _split_graphs(run, mode="native"):
+    model, _, _ = load_run(run)
+    net = NetworkEmitter(plan_from_model(model), mode)
+    spec = model_spec(model)
+    return build_forward_graph(net, spec), build_update_graph(net, spec)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("mode", ["native", "phase3"])
+def test_forward_then_update_is_the_step_graph(runs, variant, mode):
+    """From a mid-projection state with one sample inactive, forward then update gives every output of
+    the step graph (measured: 0 difference, the same kernels run in two sessions)."""
+    from edgeproj.export.parity import SPLIT_BOUND, split_parity
+
+    _, grad, step = _graphs(runs[variant], mode)
+    fwd, upd = _split_graphs(runs[variant], mode)
+    x0, _, _ = probe_inputs(None, 3, 1, seed=5)
+    fig = split_parity(_session(step), _session(fwd), _session(upd), _session(grad), x0, 0.05, 0.05)
+    assert fig["max_err"] <= SPLIT_BOUND, fig
+    assert check_parity({"split": fig}) == []
+    assert check_parity({"split": {"max_err": 10 * SPLIT_BOUND}}) != []  # the check can trip
+
+
 def test_graphs_use_only_whitelisted_ops(runs):
     for v in VARIANTS:
         _, g, s = _graphs(runs[v])
-        for graph in (g, s):
+        for graph in (g, s, *_split_graphs(runs[v])):
             ops = {n.op_type for n in graph.graph.node}
             assert ops <= ALLOWED_OPS, ops - ALLOWED_OPS
             assert graph.opset_import[0].version >= 17
@@ -285,6 +308,14 @@ def test_graph_io_names(runs):
         i.name for i in s.graph.input
     }
     assert [o.name for o in s.graph.output] == ["x_next", "m_next", "v_next", "step_next", "energy", "rec_loss", "recon"]
+    fwd, upd = _split_graphs(runs["l2ae"])
+    saved = [o.name for o in fwd.graph.output if o.name.startswith("saved_")]
+    assert [o.name for o in fwd.graph.output] == ["energy", "rec_loss", "recon", *saved] and saved
+    assert [i.name for i in upd.graph.input] == [i.name for i in s.graph.input] + ["recon", *saved]
+    assert [o.name for o in upd.graph.output] == ["x_next", "m_next", "v_next", "step_next"]
+    # The LeakyReLU signs travel as bool (a quarter of float32's bytes); only the update graph differentiates.
+    assert {o.type.tensor_type.elem_type for o in fwd.graph.output if o.name in saved} == {onnx.TensorProto.BOOL}
+    assert not {"Sign", "Pow"} & {n.op_type for n in fwd.graph.node}
 
 
 def test_export_writes_bundle_with_parity(runs, tmp_path):
@@ -292,7 +323,10 @@ def test_export_writes_bundle_with_parity(runs, tmp_path):
     manifest = export_bundle(runs["dsae"], out, ExportOptions(parity_steps=10)).to_dict()
     m = load_manifest(out)
     assert m.variant == "dsae" and m.channels == 1 and m.size == 128
-    assert set(m.graphs) == {"gradient", "step"}
+    assert set(m.graphs) == {"gradient", "step", "forward", "update"} and m.has_split_step
+    # forward then update computes what the step graph computes (DSAE: the update graph recomputes the
+    # DSSIM head's partials from x and f(x)).
+    assert m.parity["split"]["max_err"] <= 1e-6
     assert m.projection.stop.rec_loss_threshold == pytest.approx(manifest["training"]["rec_loss_stats"]["min"])
     assert m.parity["gradient"]["batch7"]["grad_rel_max_err"] < 1e-4
     assert not m.calibration.calibrated and manifest["calibration"] == {}
@@ -319,6 +353,39 @@ def test_schema_version_and_missing_graph(bundle_copy):
     (bundle_copy / "manifest.json").write_text(json.dumps(doc))
     (bundle_copy / "gradient.onnx").unlink()
     with pytest.raises(BundleError, match="missing"):
+        load_manifest(bundle_copy)
+
+
+def test_split_graphs_come_in_pairs_and_older_bundles_run_the_step_graph(bundle_copy, demo_root):
+    """A bundle exported before the split (no forward/update graphs) projects as the split one does, on the
+    step graph; a manifest with one of the pair, or with pairs whose saved values differ, is refused."""
+    from edgeproj.data.images import read_image
+    from edgeproj.data.mvtec import normal_images
+    from edgeproj.preprocess import to_patches
+    from edgeproj.runtime import Projector
+
+    m = load_manifest(bundle_copy)
+    tiles = np.concatenate([to_patches(read_image(p, 1), m.preprocess)[0] for p in normal_images(demo_root / "grid")[:2]])
+    settings = m.projection.with_overrides(max_iterations=6)
+    with Projector(m) as proj:
+        split = proj.project_patches(tiles, settings=settings)
+    doc = json.loads((bundle_copy / "manifest.json").read_text())
+    pair = {k: doc["graphs"].pop(k) for k in ("forward", "update")}
+    (bundle_copy / "manifest.json").write_text(json.dumps(doc))
+    old = load_manifest(bundle_copy)
+    assert not old.has_split_step
+    with Projector(old) as proj:
+        assert not proj.runner.split
+        whole = proj.project_patches(tiles, settings=settings)
+    assert whole.stop_reasons == split.stop_reasons and np.array_equal(whole.iterations, split.iterations)
+    np.testing.assert_allclose(whole.projection, split.projection, atol=1e-6)
+    doc["graphs"]["forward"] = pair["forward"]
+    (bundle_copy / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="do not belong together"):
+        load_manifest(bundle_copy)
+    doc["graphs"]["update"] = dict(pair["update"], inputs=[n for n in pair["update"]["inputs"] if n != "saved_1"])
+    (bundle_copy / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="do not belong together"):
         load_manifest(bundle_copy)
 
 

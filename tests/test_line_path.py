@@ -1,5 +1,6 @@
-"""The line's short path: x0 evaluated inside the first step, no f(x_T) when the map does not need it,
-and a lean projection with only what a verdict needs. Each must give the same result as the long path."""
+"""The line's short path: the step split into forward and update graphs (a tile the stop rule ends pays
+for the forward only), no f(x_T) when the map does not need it, and a lean projection with only what a
+verdict needs. Each must give the same result as the long path."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from projection_helpers import spread_stop_setup
 
 from edgeproj.runtime import Projector
+from edgeproj.runtime.backends.ort_cpu import OrtCpuOptions, OrtCpuRunner
 
 
 @pytest.fixture(scope="module")
@@ -16,22 +18,21 @@ def setup(bundles, demo_root):
     return spread_stop_setup(bundles["l2ae"], demo_root, normals=3, defects=3, quantile=0.5)
 
 
-def _project(m, tiles, settings, fuse: bool, final: bool = True, checkpoints=(), hook=None):
-    with Projector(m, batch=4) as proj:
-        assert proj.runner.fuses_first_step  # the CPU runner implements the fused path
-        proj.runner.fuses_first_step = fuse
+def _project(m, tiles, settings, whole_step: bool = False, final: bool = True, checkpoints=(), hook=None):
+    with Projector(m, batch=4, options=OrtCpuOptions(whole_step=whole_step)) as proj:
+        assert proj.runner.split is not whole_step  # the bundle carries the forward/update split
         return proj.project_patches(tiles, settings=settings, final=final, checkpoints=checkpoints, on_checkpoint=hook)
 
 
-def test_fused_first_step_equals_a_separate_evaluation(setup):
+def test_forward_and_update_graphs_equal_the_step_graph(setup):
     m, _, tiles, settings = setup
     seen: dict[bool, dict[int, list]] = {True: {}, False: {}}
     results = {}
-    for fuse in (True, False):
-        hook = lambda t, x0, x, fuse=fuse: seen[fuse].setdefault(t, []).append(x.copy())  # noqa: E731
-        results[fuse] = _project(m, tiles, settings, fuse, checkpoints=(0, 1, 5), hook=hook)
-    a, b = results[True], results[False]
-    assert (a.iterations == 0).any() and (a.iterations > 1).any()
+    for whole in (True, False):
+        hook = lambda t, x0, x, whole=whole: seen[whole].setdefault(t, []).append(x.copy())  # noqa: E731
+        results[whole] = _project(m, tiles, settings, whole, checkpoints=(0, 1, 5), hook=hook)
+    a, b = results[False], results[True]
+    assert (a.iterations == 0).any() and (a.iterations > 0).any()
     assert a.stop_reasons == b.stop_reasons
     assert np.array_equal(a.iterations, b.iterations)
     np.testing.assert_allclose(a.projection, b.projection, atol=1e-6)
@@ -40,17 +41,42 @@ def test_fused_first_step_equals_a_separate_evaluation(setup):
     np.testing.assert_allclose(a.recon, b.recon, atol=1e-6)
     for ta, tb in zip(a.traces, b.traces):
         np.testing.assert_allclose(ta, tb, rtol=1e-5)
-    # Tiles stopped at x0 were put back exactly, and the checkpoints saw the same projections.
     at_x0 = a.iterations == 0
-    assert np.array_equal(a.projection[at_x0], a.x0[at_x0]) and (a.iterations[at_x0] == 0).all()
+    assert np.array_equal(a.projection[at_x0], a.x0[at_x0])
     for t in (0, 1, 5):
         np.testing.assert_allclose(np.concatenate(seen[True][t]), np.concatenate(seen[False][t]), atol=1e-6)
 
 
+def test_a_tile_stops_where_the_rule_says_and_skips_that_update(setup, monkeypatch):
+    """A tile that meets the L_r threshold at x_t returns x_t (its L_r is below the threshold), and the
+    update graph ran exactly once per step taken: none for the step that found the tile finished."""
+    m, _, tiles, settings = setup
+    updated = []
+    real = OrtCpuRunner._lane_advance
+
+    def counting(self, lane, moving):
+        if lane.pending is not None:
+            idx = lane.pending[0]
+            updated.append(int((moving[lane.sl][idx] > 0).sum()))
+        return real(self, lane, moving)
+
+    monkeypatch.setattr(OrtCpuRunner, "_lane_advance", counting)
+    res = _project(m, tiles, settings)
+    by_rule = np.array([r == "rec_loss_threshold" for r in res.stop_reasons])
+    assert (by_rule & (res.iterations > 0)).any()  # some tiles stepped, then met the threshold
+    assert (res.rec_loss[by_rule] < settings.stop.rec_loss_threshold).all()
+    assert sum(updated) == int(res.iterations.sum())
+    # Each tile's trace holds E at every x it was checked at: x0 and one per step, except after the last
+    # step of a tile that ran out of steps (x_T is not checked).
+    for reason, it, trace in zip(res.stop_reasons, res.iterations, res.traces):
+        if it > 0:
+            assert len(trace) == it + (reason != "max_iterations")
+
+
 def test_without_the_final_evaluation(setup):
     m, _, tiles, settings = setup
-    full = _project(m, tiles, settings, fuse=True)
-    short = _project(m, tiles, settings, fuse=True, final=False)
+    full = _project(m, tiles, settings)
+    short = _project(m, tiles, settings, final=False)
     assert short.recon is None and np.isnan(short.rec_loss).all()
     assert short.stop_reasons == full.stop_reasons
     np.testing.assert_array_equal(short.projection, full.projection)
@@ -78,6 +104,6 @@ def test_eager_torch_loop_mirrors_the_runtime_loop(setup, runs):
     m, _, tiles, settings = setup
     model, _, _ = load_run(runs["l2ae"])
     x, iters = torch_project_stopping(model, torch.from_numpy(tiles), settings)
-    ref = _project(m, tiles, settings, fuse=True)
+    ref = _project(m, tiles, settings)
     assert iters.tolist() == ref.iterations.tolist()
     np.testing.assert_allclose(x.numpy(), ref.projection, atol=2e-4)

@@ -352,15 +352,15 @@ def test_real_graph_io_is_checked_when_a_session_opens(bundle_copy):
     from edgeproj.errors import BundleError
     from edgeproj.runtime.manifest import sha256_file
 
-    path = bundle_copy / "step.onnx"
+    path = bundle_copy / "update.onnx"  # what the CPU runner opens (with forward.onnx)
     model = onnx.load(str(path))
     for node in model.graph.node:
         node.input[:] = ["lr" if i == "alpha" else i for i in node.input]
     next(i for i in model.graph.input if i.name == "alpha").name = "lr"
     onnx.save(model, str(path))
     doc = json.loads((bundle_copy / "manifest.json").read_text())
-    doc["graphs"]["step"]["sha256"] = sha256_file(path)
-    doc["graphs"]["step"]["bytes"] = path.stat().st_size
+    doc["graphs"]["update"]["sha256"] = sha256_file(path)
+    doc["graphs"]["update"]["bytes"] = path.stat().st_size
     (bundle_copy / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(BundleError, match=r"missing inputs \['alpha'\].*unexpected inputs \['lr'\]"):
         with Projector.from_bundle(bundle_copy):

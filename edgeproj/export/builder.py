@@ -32,18 +32,21 @@ class GraphBuilder:
         self._names.add(name)
         return name
 
-    def input(self, name: str, shape: list) -> str:
-        """Declare a float32 graph input; string dims are symbolic (e.g. 'N')."""
+    def _elem_type(self, dtype: str) -> int:
+        return {"float": self.onnx.TensorProto.FLOAT, "bool": self.onnx.TensorProto.BOOL}[dtype]
+
+    def input(self, name: str, shape: list, dtype: str = "float") -> str:
+        """Declare a graph input (float32 or bool); string dims are symbolic (e.g. 'N')."""
         self._names.add(name)
-        self.inputs.append(self.onnx.helper.make_tensor_value_info(name, self.onnx.TensorProto.FLOAT, shape))
+        self.inputs.append(self.onnx.helper.make_tensor_value_info(name, self._elem_type(dtype), shape))
         return name
 
-    def output(self, value: str, name: str, shape: list) -> None:
+    def output(self, value: str, name: str, shape: list, dtype: str = "float") -> None:
         """Expose `value` as graph output `name` (through Identity when the names differ)."""
         if value != name:
             self._names.add(name)
             self.nodes.append(self.onnx.helper.make_node("Identity", [value], [name], name=f"out_{name}"))
-        self.outputs.append(self.onnx.helper.make_tensor_value_info(name, self.onnx.TensorProto.FLOAT, shape))
+        self.outputs.append(self.onnx.helper.make_tensor_value_info(name, self._elem_type(dtype), shape))
 
     def const(self, value, hint: str = "c", dtype=np.float32) -> str:
         """An initializer; small scalar/vector constants are shared by value."""
@@ -88,10 +91,21 @@ class GraphBuilder:
         """Reshape an N vector to N x 1 x 1 x 1 for broadcasting against images."""
         return self.op("Unsqueeze", [a, self.const([1, 2, 3], "axes_chw", np.int64)], hint)
 
+    def _live(self) -> tuple[list, list]:
+        """The nodes and initializers the outputs depend on (the split graphs emit parts they do not use)."""
+        needed = {o.name for o in self.outputs}
+        nodes = []
+        for node in reversed(self.nodes):
+            if needed.intersection(node.output):
+                nodes.append(node)
+                needed.update(node.input)
+        return nodes[::-1], [t for t in self.initializers if t.name in needed]
+
     def model(self, doc: str = ""):
-        """The checked ModelProto (full check, shapes inferred)."""
+        """The checked ModelProto (full check, shapes inferred), without nodes no output depends on."""
         onnx = self.onnx
-        graph = onnx.helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.initializers)
+        nodes, initializers = self._live()
+        graph = onnx.helper.make_graph(nodes, self.name, self.inputs, self.outputs, initializers)
         model = onnx.helper.make_model(
             graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)], producer_name="edgeproj", doc_string=doc
         )

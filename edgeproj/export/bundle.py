@@ -1,4 +1,5 @@
-"""`edgeproj export`: a training run -> a bundle (gradient.onnx, step.onnx, manifest.json)."""
+"""`edgeproj export`: a training run -> a bundle (gradient.onnx, step.onnx, forward.onnx, update.onnx,
+manifest.json)."""
 
 from __future__ import annotations
 
@@ -129,6 +130,7 @@ def measure_parity(sessions: dict, model, spec: dict, cfg: dict, p: Projection, 
         optimizer_parity,
         parity_bounds,
         probe_inputs,
+        split_parity,
         synthetic_patches,
         trajectory_parity,
     )
@@ -138,7 +140,7 @@ def measure_parity(sessions: dict, model, spec: dict, cfg: dict, p: Projection, 
     if patches is None:
         probe = f"synthetic fallback: {why}"
         patches = synthetic_patches(16, spec["channels"], spec["size"], seed=0)
-    task = progress.add_task("parity against PyTorch autograd", total=8, info="")
+    task = progress.add_task("parity against PyTorch autograd", total=9, info="")
     grad_fig = {}
     for n in (1, 7):
         x0, x, _ = probe_inputs(patches, n, spec["channels"], seed=n)
@@ -155,8 +157,12 @@ def measure_parity(sessions: dict, model, spec: dict, cfg: dict, p: Projection, 
     for label, tuned, on_step in rules:
         traj[label] = trajectory_parity(sessions["step"], model, defect, mask, steps, p.alpha, p.lam, tuned, on_step)
         progress.update(task, advance=1, info=f"{steps}-step {label}")
+    x0, _, _ = probe_inputs(patches, 3, spec["channels"], seed=13)
+    split = split_parity(sessions["step"], sessions["forward"], sessions["update"], sessions["gradient"], x0, p.alpha, p.lam)
+    progress.update(task, advance=1, info="forward + update vs step")
     parity = {
         "measured": True,
+        "split": split,
         "probe": probe,
         "gradient": grad_fig,
         "optimizer": opt,
@@ -203,7 +209,7 @@ def export_bundle(run: Path, out: Path, opts: ExportOptions, progress=None) -> M
     import onnxruntime as ort
     import torch
 
-    from edgeproj.export.energy import build_gradient_graph, build_step_graph
+    from edgeproj.export.energy import build_forward_graph, build_gradient_graph, build_step_graph, build_update_graph
     from edgeproj.export.flops import count_flops
     from edgeproj.export.network import NetworkEmitter, plan_from_model
     from edgeproj.progress import NullProgress
@@ -211,7 +217,7 @@ def export_bundle(run: Path, out: Path, opts: ExportOptions, progress=None) -> M
 
     progress = progress or NullProgress()
     model, cfg, stats = load_run(run)
-    task = progress.add_task("export graphs", total=2, info="")
+    task = progress.add_task("export graphs", total=len(contract.GRAPH_FILES), info="")
     spec = model_spec(model)
     net = NetworkEmitter(plan_from_model(model), opts.convtranspose)
     out = Path(out)
@@ -222,7 +228,13 @@ def export_bundle(run: Path, out: Path, opts: ExportOptions, progress=None) -> M
         raise BundleError(f"cannot write beside '{out}': {exc.strerror or exc}; check the folder is writable") from None
     try:
         graphs = {}
-        protos = {"gradient": build_gradient_graph(net, spec), "step": build_step_graph(net, spec)}
+        builders = {
+            "gradient": build_gradient_graph,
+            "step": build_step_graph,
+            "forward": build_forward_graph,
+            "update": build_update_graph,
+        }
+        protos = {name: build(net, spec) for name, build in builders.items()}
         for name, proto in protos.items():
             path = staging / contract.GRAPH_FILES[name]
             onnx.save(proto, str(path))

@@ -5,6 +5,9 @@ Gradient graph  inputs: x, x0 (N x C x H x W), lam [1]
 Step graph      inputs: x, x0, m, v (N x C x H x W), step [N], weight (N x C x H x W), tuned [1],
                         tuned_on_step [1], alpha [1], lam [1], active [N]
                 outputs: x_next, m_next, v_next, step_next, energy, rec_loss, recon
+Forward graph   inputs: x, x0, lam; outputs: energy, rec_loss, recon, saved_<layer> (what the backward needs)
+Update graph    inputs: the step graph's, recon, saved_<layer>; outputs: x_next, m_next, v_next, step_next
+                (forward then update = step; host runners skip the update of a tile the stop rule ends)
 
 One step (Adam with beta1 0.9, beta2 0.999, eps 1e-8, bias correction per sample):
     e2  = (x - f(x))^2                       the paper's tuned weight (eq. 8), not differentiated
@@ -94,23 +97,44 @@ def _dssim_head(b: GraphBuilder, a: str, r: str, channels: int, window: int):
     return rec, g_a, g_r
 
 
+def _head(b: GraphBuilder, spec: dict, x: str, recon: str):
+    """L_r(x, f(x)) with its gradient wrt x directly and wrt f(x): (rec_loss, g_x, g_r)."""
+    variant = spec["variant"]
+    if variant == "dsae":
+        return _dssim_head(b, x, recon, spec["channels"], spec["ssim_window"])
+    scale = {"l2ae": 1.0, "vae": 0.5}.get(variant)
+    if variant == "gvae":
+        scale = 1.0 / (2.0 * spec["gamma"] ** 2)
+    return _squared_error_head(b, x, recon, scale)
+
+
+def _energy(b: GraphBuilder, rec: str, x: str, x0: str, lam: str):
+    """E = L_r + lam * ||x - x0||_1: returns (energy, x - x0)."""
+    diff0 = b.sub(x, x0, "diff0")
+    l1 = b.sum_chw(b.op("Abs", [diff0]), "l1")
+    return b.add(rec, b.mul(lam, l1), "energy_v"), diff0
+
+
+def _gradient(b: GraphBuilder, net: NetworkEmitter, g_x: str, g_r: str, diff0: str, lam: str) -> str:
+    """grad_x E from the head's partials, the network's vector-Jacobian product and the L1 term."""
+    g_net = net.backward(b, g_r)
+    return b.add(b.add(g_x, g_net), b.mul(lam, b.op("Sign", [diff0])), "grad_v")
+
+
 def emit_energy(b: GraphBuilder, net: NetworkEmitter, spec: dict, x: str, x0: str, lam: str):
     """Emit f(x), L_r, E and grad_x E. Returns dict of value names: recon, rec_loss, energy, grad."""
     recon = net.forward(b, x)
-    variant = spec["variant"]
-    if variant == "dsae":
-        rec, g_x, g_r = _dssim_head(b, x, recon, spec["channels"], spec["ssim_window"])
-    else:
-        scale = {"l2ae": 1.0, "vae": 0.5}.get(variant)
-        if variant == "gvae":
-            scale = 1.0 / (2.0 * spec["gamma"] ** 2)
-        rec, g_x, g_r = _squared_error_head(b, x, recon, scale)
-    g_net = net.backward(b, g_r)
-    diff0 = b.sub(x, x0, "diff0")
-    l1 = b.sum_chw(b.op("Abs", [diff0]), "l1")
-    energy = b.add(rec, b.mul(lam, l1), "energy_v")
-    grad = b.add(b.add(g_x, g_net), b.mul(lam, b.op("Sign", [diff0])), "grad_v")
+    rec, g_x, g_r = _head(b, spec, x, recon)
+    energy, diff0 = _energy(b, rec, x, x0, lam)
+    grad = _gradient(b, net, g_x, g_r, diff0, lam)
     return {io.RECON: recon, io.REC_LOSS: rec, io.ENERGY: energy, io.GRAD: grad}
+
+
+def _handed_over(net: NetworkEmitter) -> list[tuple[int, str, str]]:
+    """The saved values the forward graph hands to the update graph: all but a final sigmoid's output,
+    which is f(x) itself (the update graph reads it from `recon`)."""
+    last = len(net.layers) - 1
+    return [(i, v, dt) for i, v, dt in net.saved() if not (i == last and net.layers[i].kind == "sigmoid")]
 
 
 def _image_shape(spec: dict) -> list:
@@ -129,21 +153,21 @@ def build_gradient_graph(net: NetworkEmitter, spec: dict):
     return b.model("grad_x of E(x) = L_r(x) + lam * ||x - x0||_1 for an edgeproj autoencoder")
 
 
-def build_step_graph(net: NetworkEmitter, spec: dict):
-    """The one-iteration masked-Adam step graph (module docstring) as a checked onnx.ModelProto."""
-    b = GraphBuilder("edgeproj_step")
-    img = _image_shape(spec)
+def _step_inputs(b: GraphBuilder, img: list) -> dict:
     shape = {**{k: img for k in io.IMAGE_INPUTS}, **{k: ["N"] for k in io.VECTOR_INPUTS}, **{k: [1] for k in io.SETTINGS}}
-    inp = {name: b.input(name, shape[name]) for name in io.STEP_INPUTS}
-    x, x0, m, v, step, weight, active = (inp[k] for k in (io.X, io.X0, io.M, io.V, io.STEP, io.WEIGHT, io.ACTIVE))
-    tuned, on_step, alpha, lam = (inp[k] for k in io.SETTINGS)
-    out = emit_energy(b, net, spec, x, x0, lam)
+    return {name: b.input(name, shape[name]) for name in io.STEP_INPUTS}
+
+
+def _adam_tail(b: GraphBuilder, inp: dict, recon: str, grad: str, img: list) -> None:
+    """The masked-Adam update (module docstring) from grad_x E, as the graph outputs `<state>_next`."""
+    x, m, v, step, weight, active = (inp[k] for k in (io.X, io.M, io.V, io.STEP, io.WEIGHT, io.ACTIVE))
+    tuned, on_step, alpha, _ = (inp[k] for k in io.SETTINGS)
     # The optimizer tail: eps = 1e-8 and (1 - beta2) g^2 underflow in FP16, so TensorRT pins these to FP32.
     b.scope = ADAM_SCOPE
 
     one = b.const(1.0, "one")
     zero = b.const(0.0, "zero")
-    err = b.sub(x, out[io.RECON], "err")
+    err = b.sub(x, recon, "err")
     e2 = b.mul(err, err, "e2")
     # Select instead of branching (no If nodes for TensorRT): w = Where(on, e2, 1). Not the blend
     # 1 + on * (e2 - 1): in float32 that rounds e2 below 6e-8 to a multiple of 6e-8 (or to 0), and Adam
@@ -151,7 +175,7 @@ def build_step_graph(net: NetworkEmitter, spec: dict):
     before = b.op("Greater", [b.mul(tuned, b.sub(one, on_step), "tuned_before"), zero], "tuned_before_on")
     after = b.op("Greater", [b.mul(tuned, on_step, "tuned_after"), zero], "tuned_after_on")
     w_grad = b.op("Where", [before, e2, one], "w_grad")
-    g = b.mul(b.mul(out[io.GRAD], weight), w_grad, "g_eff")
+    g = b.mul(b.mul(grad, weight), w_grad, "g_eff")
 
     b1, b2 = b.const(ADAM_BETA1, "beta1"), b.const(ADAM_BETA2, "beta2")
     m_new = b.add(b.mul(b1, m), b.mul(b.const(1 - ADAM_BETA1, "one_m_beta1"), g), "m_new")
@@ -178,7 +202,57 @@ def build_step_graph(net: NetworkEmitter, spec: dict):
     b.output(keep(m_new, m, "m_keep"), nxt[io.M], img)
     b.output(keep(v_new, v, "v_keep"), nxt[io.V], img)
     b.output(b.op("Where", [b.op("Greater", [active, zero]), t_new, step], "step_keep"), nxt[io.STEP], ["N"])
+    b.scope = ""
+
+
+def build_step_graph(net: NetworkEmitter, spec: dict):
+    """The one-iteration masked-Adam step graph (module docstring) as a checked onnx.ModelProto."""
+    b = GraphBuilder("edgeproj_step")
+    img = _image_shape(spec)
+    inp = _step_inputs(b, img)
+    out = emit_energy(b, net, spec, inp[io.X], inp[io.X0], inp[io.SETTINGS[3]])
+    _adam_tail(b, inp, out[io.RECON], out[io.GRAD], img)
     b.output(out[io.ENERGY], io.ENERGY, ["N"])
     b.output(out[io.REC_LOSS], io.REC_LOSS, ["N"])
     b.output(out[io.RECON], io.RECON, img)
     return b.model("one masked-Adam step of the energy-based projection (Dehaene et al. 2020, eq. 5/7/8)")
+
+
+def build_forward_graph(net: NetworkEmitter, spec: dict):
+    """The step's first half: E, L_r and f(x) at x, and the values its backward needs (`saved_<layer>`)."""
+    b = GraphBuilder("edgeproj_forward")
+    img = _image_shape(spec)
+    x, x0, lam = (b.input(name, shape) for name, shape in zip(io.FORWARD_INPUTS, (img, img, [1])))
+    recon = net.forward(b, x)
+    rec, _, _ = _head(b, spec, x, recon)
+    energy, _ = _energy(b, rec, x, x0, lam)
+    b.output(energy, io.ENERGY, ["N"])
+    b.output(rec, io.REC_LOSS, ["N"])
+    b.output(recon, io.RECON, img)
+    shapes = net.saved_shapes(spec["channels"], spec["size"])
+    for i, value, dtype in _handed_over(net):
+        b.output(value, f"{io.SAVED_PREFIX}{i}", shapes[i], dtype)
+    return b.model("E(x), L_r(x), f(x) and what the backward needs: the first half of the projection step")
+
+
+def build_update_graph(net: NetworkEmitter, spec: dict):
+    """The step's second half: grad_x E from the forward graph's outputs, then the masked-Adam update.
+
+    Run on the tiles that go on after the stop rule saw the forward graph's E and L_r; forward then update
+    computes what the step graph computes (a test holds them to it).
+    """
+    b = GraphBuilder("edgeproj_update")
+    img = _image_shape(spec)
+    inp = _step_inputs(b, img)
+    recon = b.input(io.RECON, img)
+    net.forward(b, inp[io.X])  # only to know which layers keep what; no node of it reaches an output
+    shapes = net.saved_shapes(spec["channels"], spec["size"])
+    saved = {i: recon for i, _, _ in net.saved()}
+    saved.update({i: b.input(f"{io.SAVED_PREFIX}{i}", shapes[i], dtype) for i, _, dtype in _handed_over(net)})
+    net.use_saved(saved)
+    x, x0, lam = inp[io.X], inp[io.X0], inp[io.SETTINGS[3]]
+    _, g_x, g_r = _head(b, spec, x, recon)
+    diff0 = b.sub(x, x0, "diff0")
+    grad = _gradient(b, net, g_x, g_r, diff0, lam)
+    _adam_tail(b, inp, recon, grad, img)
+    return b.model("grad_x E from the forward graph's values and one masked-Adam step: the second half of the step")

@@ -161,8 +161,7 @@ class NetworkEmitter:
                 if L.slope < 0:
                     raise ValueError(f"LeakyReLU slope {L.slope} < 0: the backward mask needs a non-negative slope")
                 h = b.op("LeakyRelu", [h], tag, alpha=L.slope)
-                pos = b.op("Greater", [h, b.const(0.0, "zero")], f"{tag}_pos")
-                saved = b.op("Where", [pos, b.const(1.0, "one"), b.const(L.slope, "slope")], f"{tag}_mask")
+                saved = b.op("Greater", [h, b.const(0.0, "zero")], f"{tag}_pos")  # bool: 4x less to hand over
             elif L.kind == "sigmoid":
                 h = b.op("Sigmoid", [h], tag)
                 saved = h
@@ -176,6 +175,40 @@ class NetworkEmitter:
                 raise ValueError(f"unknown layer kind {L.kind}")
             self._saved.append(saved)
         return h
+
+    def saved(self) -> list[tuple[int, str, str]]:
+        """What the last `forward` keeps for the backward: (layer index, value name, dtype) per layer that
+        keeps something (LeakyReLU: the bool sign of its output; sigmoid: its output)."""
+        kinds = {"lrelu": "bool", "sigmoid": "float"}
+        return [(i, v, kinds[self.layers[i].kind]) for i, v in enumerate(self._saved) if v is not None]
+
+    def use_saved(self, values: dict[int, str]) -> None:
+        """Take the saved values from elsewhere (the update graph's inputs) instead of a `forward` here."""
+        kept = {"lrelu", "sigmoid"}
+        missing = [i for i, L in enumerate(self.layers) if L.kind in kept and i not in values]
+        if missing:
+            raise ValueError(f"no saved value for layers {missing}")
+        self._saved = [values.get(i) for i in range(len(self.layers))]
+
+    def saved_shapes(self, channels: int, size: int) -> dict[int, list]:
+        """The per-sample shape of each layer's output (what `saved` holds), from an input C x size x size."""
+        shape: tuple = (channels, size, size)
+        shapes = {}
+        for i, L in enumerate(self.layers):
+            if L.kind == "conv":
+                k = L.weight.shape[2]
+                hw = (shape[1] + 2 * L.pad - k) // L.stride + 1
+                shape = (L.weight.shape[0], hw, hw)
+            elif L.kind == "convT":
+                k = L.weight.shape[2]
+                hw = (shape[1] - 1) * L.stride - 2 * L.pad + k
+                shape = (L.weight.shape[1], hw, hw)
+            elif L.kind == "dense_in":
+                shape = (L.weight.shape[1],)
+            elif L.kind == "dense_out":
+                shape = tuple(L.shape)
+            shapes[i] = ["N", *shape]
+        return shapes
 
     def backward(self, b: GraphBuilder, g: str) -> str:
         """Vector-Jacobian product of the last `forward`: returns J^T g with the input's shape."""
@@ -194,7 +227,8 @@ class NetworkEmitter:
                     "Conv", [g, b.const(L.weight, f"{tag}_w")], tag, kernel_shape=[k, k], strides=[L.stride] * 2, pads=[L.pad] * 4
                 )
             elif L.kind == "lrelu":
-                g = b.mul(g, saved, tag)
+                mask = b.op("Where", [saved, b.const(1.0, "one"), b.const(L.slope, "slope")], f"{tag}_mask")
+                g = b.mul(g, mask, tag)
             elif L.kind == "sigmoid":
                 g = b.mul(g, b.mul(saved, b.sub(b.const(1.0, "one"), saved)), tag)
             elif L.kind == "dense_in":

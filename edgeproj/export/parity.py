@@ -52,6 +52,10 @@ AUROC_DIFF_BOUND = 0.01
 # correction or a misplaced tuned weight give 1e-4 or more.
 OPTIMIZER_X_BOUND = 1e-6
 OPTIMIZER_MOMENT_BOUND = 1e-6
+# The forward graph then the update graph vs the step graph, from the same state: the same nodes in two
+# runs, so only kernel choices may differ. Largest error over x_next (absolute), m_next, v_next, energy,
+# L_r and f(x) (relative to their maximum).
+SPLIT_BOUND = 1e-6
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -388,6 +392,24 @@ def optimizer_parity(
     return err
 
 
+def split_parity(step_session, forward_session, update_session, grad_session, x0: np.ndarray, alpha: float, lam: float) -> dict:
+    """The forward graph then the update graph against the step graph, from a mid-projection state (tuned
+    on the step, the last sample inactive): the largest difference over every output (see SPLIT_BOUND)."""
+    state = nonzero_state(x0, grad_session, lam, True, True)
+    if len(x0) > 1:
+        state[contract.ACTIVE] = np.r_[np.ones(len(x0) - 1), 0.0].astype(np.float32)
+    feed = {**state, **settings_feed(Projection(alpha=alpha, lam=lam, tuned=True, tuned_on_step=True))}
+    whole = dict(zip(contract.STEP_OUTPUTS, step_session.run(list(contract.STEP_OUTPUTS), feed)))
+    names = [o.name for o in forward_session.get_outputs()]
+    first = dict(zip(names, forward_session.run(names, {k: feed[k] for k in contract.FORWARD_INPUTS})))
+    handed = {k: v for k, v in first.items() if k == contract.RECON or k.startswith(contract.SAVED_PREFIX)}
+    second = dict(zip(contract.UPDATE_OUTPUTS, update_session.run(list(contract.UPDATE_OUTPUTS), {**feed, **handed})))
+    parts = {**first, **second}
+    err = {name: _rel(parts[name], whole[name]) for name in contract.STEP_OUTPUTS if name != contract.NEXT[contract.X]}
+    err[contract.NEXT[contract.X]] = float(np.abs(parts[contract.NEXT[contract.X]] - whole[contract.NEXT[contract.X]]).max())
+    return {"max_err": max(err.values()), "per_output": err}
+
+
 def _exceeds(value, bound: float, above: bool = True) -> bool:
     """True when `value` is past `bound` (or not a number: NaN never passes)."""
     try:
@@ -437,6 +459,8 @@ def check_parity(parity: dict) -> list[str]:
             d = float("nan")
         if not d < AUROC_DIFF_BOUND:
             fails.append(f"step parity {label} pixel AUROC difference: {d:.4f} >= bound {AUROC_DIFF_BOUND}")
+    if "split" in parity and _exceeds(parity["split"].get("max_err"), SPLIT_BOUND):
+        fails.append(f"forward + update vs step graph: {parity['split'].get('max_err'):.1e} > bound {SPLIT_BOUND:.0e}")
     for label, f in parity.get("optimizer", {}).items():
         for key, bound, what in (
             ("x_max_abs_err", OPTIMIZER_X_BOUND, "x"),
@@ -461,4 +485,5 @@ def parity_bounds() -> dict:
         "pixel_auroc_diff": AUROC_DIFF_BOUND,
         "optimizer_x_abs": OPTIMIZER_X_BOUND,
         "optimizer_moments_rel": OPTIMIZER_MOMENT_BOUND,
+        "split_step": SPLIT_BOUND,
     }

@@ -70,10 +70,11 @@ def torch_project_stopping(model, x0: torch.Tensor, projection) -> tuple[torch.T
     """The deployed loop in eager PyTorch, for the benchmark's line figure: per-sample stop rules and
     masked Adam written out, so finished samples stop changing. Returns (projection, iterations per sample).
 
-    It mirrors edgeproj.runtime.loop.run_projection on a host runner: a sample below the L_r threshold at
-    x0 takes no step; otherwise each step computes E, L_r and f at x, updates x, and then checks the
-    stop rules on those values (L_r threshold, energy convergence over `window`, non-finite = diverged,
-    reset to x0).
+    It mirrors edgeproj.runtime.loop.run_projection on a host runner: each round computes E, L_r and f at
+    x, checks the stop rules on them (non-finite = diverged and reset to x0, L_r threshold, and after x0
+    energy convergence over `window`), and only the samples that go on are differentiated and moved, so
+    a sample that meets the rule at x returns x. The backward pass is skipped when no sample goes on
+    (autograd cannot drop rows of a batch without running its forward again).
     """
     stop = projection.stop
     n = x0.shape[0]
@@ -91,20 +92,28 @@ def torch_project_stopping(model, x0: torch.Tensor, projection) -> tuple[torch.T
         xa = x[idx].requires_grad_(True)
         with torch.enable_grad():
             e, rec, recon = energy(model, xa, x0[idx], projection.lam)
-            (g,) = torch.autograd.grad(e.sum(), xa)
-        e, rec = e.tolist(), rec.tolist()
-        if it == 0:  # the check at x0, before any step
-            for j, i in enumerate(idx):
-                if not (math.isfinite(e[j]) and math.isfinite(rec[j])):
-                    active[i], diverged[i] = False, True
-                elif thr is not None and rec[j] < thr:
+        el, rl = e.tolist(), rec.tolist()
+        for j, i in enumerate(idx):
+            if not (math.isfinite(el[j]) and math.isfinite(rl[j])):
+                active[i], diverged[i] = False, True
+                continue
+            if thr is not None and rl[j] < thr and it == 0:  # below the threshold at x0: no step, no trace
+                active[i] = False
+                continue
+            traces[i].append(el[j])
+            if thr is not None and rl[j] < thr:
+                active[i] = False
+            elif stop.energy_rtol > 0 and len(traces[i]) > stop.window:
+                ref = traces[i][-1 - stop.window]
+                if abs(el[j] - ref) <= stop.energy_rtol * abs(ref):
                     active[i] = False
-            sel = [j for j, i in enumerate(idx) if active[i]]
-            if not sel:
-                break
-            idx, xa, g, recon = [idx[j] for j in sel], xa[sel], g[sel], recon[sel]
-            e, rec = [e[j] for j in sel], [rec[j] for j in sel]
-        xa, recon = xa.detach(), recon.detach()
+        sel = [j for j, i in enumerate(idx) if active[i]]
+        if not sel:
+            break
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(e[sel].sum(), xa)
+        idx = [idx[j] for j in sel]
+        xa, recon, g = xa.detach()[sel], recon.detach()[sel], g[sel]
         e2 = (xa - recon).pow(2)
         if projection.tuned and not projection.tuned_on_step:
             g = g * e2
@@ -117,16 +126,6 @@ def torch_project_stopping(model, x0: torch.Tensor, projection) -> tuple[torch.T
         x[idx] = (xa - delta).clamp(0.0, 1.0)
         m[idx], v[idx], t[idx] = mi, vi, ti
         iterations[idx] += 1
-        for j, i in enumerate(idx):
-            traces[i].append(e[j])
-            if not (math.isfinite(e[j]) and math.isfinite(rec[j])):
-                active[i], diverged[i] = False, True
-            elif thr is not None and rec[j] < thr:
-                active[i] = False
-            elif stop.energy_rtol > 0 and len(traces[i]) > stop.window:
-                ref = traces[i][-1 - stop.window]
-                if abs(e[j] - ref) <= stop.energy_rtol * abs(ref):
-                    active[i] = False
     bad = torch.tensor(diverged) | ~torch.isfinite(x).flatten(1).all(1).cpu()
     x[bad.to(x.device)] = x0[bad.to(x.device)]
     return x, iterations

@@ -89,6 +89,15 @@ def readback_chunk(runner: Runner, stop: StopRule) -> int:
     return 1 if runner.chunk is None else max(1, min(stop.check_every, runner.chunk))
 
 
+def _start(x0, e0, r0, active, stop, reasons) -> None:
+    """The checks at x0: a non-finite sample is diverged, one already below the L_r threshold takes no step."""
+    for i in np.flatnonzero(active):
+        if not (np.isfinite(e0[i]) and np.isfinite(r0[i])):
+            reasons[i], active[i] = "diverged", 0.0
+        elif stop.rec_loss_threshold is not None and r0[i] < stop.rec_loss_threshold:
+            reasons[i], active[i] = "rec_loss_threshold", 0.0
+
+
 def run_projection(
     runner: Runner,
     x0: np.ndarray,
@@ -101,13 +110,15 @@ def run_projection(
 ) -> BatchResult:
     """Project a batch from x0; finished samples stop changing while the others go on.
 
-    The stop rule is checked on every step's energy and L_r, read back every chunk (a small readback;
-    a sample found finished inside a chunk has still taken the chunk's remaining steps, which
-    `iterations` counts). A sample already below the L_r threshold at x0 takes no step. A sample whose
-    energy or pixels turn NaN/Inf is marked diverged and its projection reset to x0. `active` = 0 marks
-    padding samples that never move. `on_checkpoint(t, x)` gets the projection after t steps for each
-    t in `checkpoints` (a chunk never crosses one). `final=False` skips evaluating x_T: `recon` is None
-    and `rec_loss` NaN (for maps that need only x0 and the projection).
+    On a probing runner (the host backends) the stop rule sees E and L_r at x before x moves: a sample
+    that meets it at x_t returns x_t and pays for that forward pass only, a sample below the L_r
+    threshold at x0 takes no step. On a device runner, the stop rule is read back every chunk (a small
+    readback): a sample found finished inside a chunk has still taken the step that found it and the
+    chunk's remaining steps, which `iterations` counts. `iterations` counts the steps that moved x.
+    A sample whose energy or pixels turn NaN/Inf is marked diverged and its projection reset to x0.
+    `active` = 0 marks padding samples that never move. `on_checkpoint(t, x)` gets the projection after
+    t steps for each t in `checkpoints` (a chunk never crosses one). `final=False` skips evaluating x_T:
+    `recon` is None and `rec_loss` NaN (for maps that need only x0 and the projection).
     """
     n = x0.shape[0]
     stop = settings.stop
@@ -120,42 +131,36 @@ def run_projection(
     pending = sorted(c for c in set(checkpoints) if 0 <= c <= settings.max_iterations)
     if pending and pending[0] == 0:
         on_checkpoint(pending.pop(0), runner.fetch())
-    fused = runner.evaluate_and_step if runner.fuses_first_step and settings.max_iterations > 0 and active.any() else None
-    # The step graph's energy, L_r and f(x) are those of its input: the first step also evaluates x0, so
-    # a runner that can undo a step saves the separate evaluation (one graph run per batch).
-    e0, r0, recon0 = fused(active) if fused else runner.evaluate()
+    probing = runner.probes
+    e0, r0, recon0 = runner.probe(np.ones(n, np.float32)) if probing else runner.evaluate()
     recon0 = np.array(recon0, copy=True)
-    undo = []
-    for i in np.flatnonzero(active):
-        if not (np.isfinite(e0[i]) and np.isfinite(r0[i])):
-            reasons[i], active[i] = "diverged", 0.0
-        elif stop.rec_loss_threshold is not None and r0[i] < stop.rec_loss_threshold:
-            reasons[i], active[i] = "rec_loss_threshold", 0.0
-        elif fused:  # took its first step: the checks a separate first step would make after it
-            iterations[i] = 1
+    _start(x0, e0, r0, active, stop, reasons)
+    if probing:
+        for i in np.flatnonzero(active):
             traces[i].append(float(e0[i]))
-            if reason := _check(traces[i], float(r0[i]), stop):
-                reasons[i], active[i] = reason, 0.0
-            continue
-        undo.append(i)
+    chunk = 1 if probing else readback_chunk(runner, stop)
     done = 0
-    if fused:
-        done = 1
-        if undo:
-            runner.revert(np.asarray(undo))
-    chunk = readback_chunk(runner, stop)
     while True:
         # Once every sample has stopped, x no longer changes: the remaining checkpoints all see it.
         while pending and (pending[0] == done or not active.any()):
             on_checkpoint(pending.pop(0), runner.fetch())
         if done >= settings.max_iterations or not active.any():
             break
-        k = min(chunk, settings.max_iterations - done, (pending[0] - done) if pending else chunk)
-        energies, recs = runner.steps(k, active)
-        done += k
+        if probing:
+            runner.advance(active)
+            done += 1
+            iterations[active > 0] += 1
+            if done >= settings.max_iterations:
+                continue  # x_T is evaluated below (or not at all): no probe; the checkpoints above see it
+            energies, recs, _ = runner.probe(active)
+            energies, recs = energies[None], recs[None]
+        else:
+            k = min(chunk, settings.max_iterations - done, (pending[0] - done) if pending else chunk)
+            energies, recs = runner.steps(k, active)
+            done += k
+            iterations[active > 0] += k
         for i in np.flatnonzero(active):
-            iterations[i] += k
-            for j in range(k):
+            for j in range(energies.shape[0]):
                 traces[i].append(float(energies[j, i]))
                 reason = _check(traces[i], float(recs[j, i]), stop)
                 if reason:

@@ -1,6 +1,7 @@
 """The bundle manifest: the only thing the runtime reads besides the graphs (torch-free, onnx-free).
 
-A bundle directory holds `manifest.json`, `gradient.onnx` and `step.onnx`. One typed schema serves both
+A bundle directory holds `manifest.json`, `gradient.onnx`, `step.onnx`, and (since the split step)
+`forward.onnx` and `update.onnx`. One typed schema serves both
 sides: export builds a `Manifest` and writes it, the runtime loads the same dataclasses. Loading checks
 the schema version, that graph files are plain names inside the bundle, every graph's sha256, the graph
 names recorded against the contract, and every projection setting and threshold against its bounds.
@@ -307,7 +308,21 @@ class Manifest:
             raise BundleError(f"manifest of '{root}' is malformed ({type(exc).__name__}: {exc}); re-export the bundle") from None
         for name, g in manifest.graphs.items():
             contract.check_graph(name, g.inputs, g.outputs, f"manifest of '{root}'")
+        split = [name for name in contract.OPTIONAL_GRAPHS if name in manifest.graphs]
+        if split and (
+            len(split) != len(contract.OPTIONAL_GRAPHS)
+            or contract.saved_names(manifest.graphs["forward"].outputs) != contract.saved_names(manifest.graphs["update"].inputs)
+        ):
+            raise BundleError(
+                f"manifest of '{root}': the forward and update graphs do not belong together (one is missing, or "
+                "their saved values differ); re-export the bundle"
+            )
         return manifest
+
+    @property
+    def has_split_step(self) -> bool:
+        """The bundle carries the step split into forward and update graphs (bundles exported before lack them)."""
+        return all(name in self.graphs for name in contract.OPTIONAL_GRAPHS)
 
     def with_calibration(self, calibration: Calibration) -> Manifest:
         """This manifest with a new calibration section and its L_r stop threshold in the projection."""

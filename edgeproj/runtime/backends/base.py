@@ -30,15 +30,15 @@ class Runner(ABC):
         fixed_batch: the runner keeps one batch size (device buffers, CUDA graphs): short batches
             are padded with samples that never move.
         device_ms: accumulated device time of `steps` where the backend measures it, else None.
-        fuses_first_step: the runner implements `evaluate_and_step` and `revert`, so the loop evaluates
-            x0 inside the first step instead of running the graph once more.
+        probes: the runner implements `probe` and `advance` (host runners): the loop then sees E and L_r
+            at x before it decides to move x, so a sample stops exactly where the stop rule says.
     """
 
     name = "base"
     chunk: int | None = None
     fixed_batch: bool = False
     device_ms: float | None = None
-    fuses_first_step: bool = False
+    probes: bool = False
 
     def __init__(self, manifest: Manifest, options=None):
         self.manifest = manifest
@@ -74,13 +74,14 @@ class Runner(ABC):
     def steps(self, k: int, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Advance `k` masked-Adam steps for the active samples; energy and L_r before each step (k x N)."""
 
-    def evaluate_and_step(self, active: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One step of the active samples from x0; energy, L_r and f(x) at x0 for every sample."""
-        raise NotImplementedError(f"{self.name} does not fuse the first step; the loop evaluates x0 separately")
+    def probe(self, active: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Energy, L_r and f(x) at the current x of the active samples (NaN / zeros elsewhere), keeping
+        what `advance` needs; x does not move."""
+        raise NotImplementedError(f"{self.name} does not probe; the loop steps it")
 
-    def revert(self, samples: np.ndarray) -> None:
-        """Put these samples back at x0 with Adam state zero (undo `evaluate_and_step` for them)."""
-        raise NotImplementedError(f"{self.name} cannot revert samples")
+    def advance(self, moving: np.ndarray) -> None:
+        """One masked-Adam step of the samples in `moving` (a subset of the last probe's active samples)."""
+        raise NotImplementedError(f"{self.name} does not probe; the loop steps it")
 
     def lane_runners(self) -> list[Runner]:
         """Independent runners over this runner's sessions, one per lane, for `LanePool` (none: one lane).

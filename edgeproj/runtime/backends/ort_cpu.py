@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -17,11 +17,13 @@ MAX_THREADS = 256
 @dataclass(frozen=True)
 class OrtCpuOptions:
     """threads > 0: one session with that many intra-op threads. threads = 0: one single-threaded
-    session per core ("lanes"), each projecting its share of the batch in its own Python thread."""
+    session per core ("lanes"), each projecting its share of the batch in its own Python thread.
+    whole_step: run the step graph even where the bundle has its forward/update split (A/B measurements)."""
 
     threads: int = 0
     lanes: int | None = None
     allow_fallback: bool = False
+    whole_step: bool = False
 
 
 def probe() -> str | None:
@@ -33,35 +35,68 @@ def probe() -> str | None:
     return None
 
 
+class _Lane:
+    """One lane's sessions and its share of the batch: the state arrays and the last probe's values."""
+
+    def __init__(self, sessions: dict, feed: dict, sl: slice):
+        self.sessions, self.feed, self.sl = sessions, feed, sl
+        self.pending: tuple | None = None  # (rows probed, their inputs, the graph's outputs by name)
+
+    @property
+    def size(self) -> int:
+        return self.sl.stop - self.sl.start
+
+
+def _rows(arrays: dict, idx: np.ndarray | None) -> dict:
+    """The per-sample arrays of `arrays` at rows idx (None: all, no copy); settings pass through."""
+    if idx is None:
+        return dict(arrays)
+    return {k: (v[idx] if k in contract.PER_SAMPLE else v) for k, v in arrays.items()}
+
+
+def _writable(a: np.ndarray) -> np.ndarray:
+    # Graph outputs may be read-only views: replace them before writing rows into them.
+    return a if a.flags.writeable else np.array(a, copy=True)
+
+
 class OrtCpuRunner(Runner):
     """ONNX Runtime on the CPU.
 
     With lanes, samples are independent, so lanes never wait on each other within a step; on two cores
     this beats one two-threaded session (edge-facts.md: batch 1 is faster on one thread, and small
     convolutions parallelize poorly inside one image). ONNX Runtime releases the GIL while it runs.
+
+    The runner probes and advances (`Runner.probes`): a probe runs the bundle's forward graph on the
+    active samples, an advance runs its update graph on those the stop rule let go on, so a sample that
+    stops at x pays for the forward pass only. Bundles exported before the split run the step graph in
+    the probe and keep its result for the advance.
     """
 
     name = "ort-cpu"
-    fuses_first_step = True
+    probes = True
 
     def __init__(self, manifest, options: OrtCpuOptions | None = None):
         options = options or OrtCpuOptions()
         super().__init__(manifest, options)
         self.threads = options.threads
         self.max_lanes = 1 if options.threads > 0 else max(1, options.lanes or os.cpu_count() or 1)
-        self._steps: list = []
+        self.split = manifest.has_split_step and not options.whole_step
+        self._sessions: list[dict] = []
         self._gradient = None
-        self._lanes: list = []
+        self._lanes: list[_Lane] = []
         self._pool = None
 
     def activate(self) -> None:
         threads = self.threads if self.threads > 0 else (1 if self.max_lanes > 1 else 0)
-        cpu = ["CPUExecutionProvider"]
-        fallback = self.options.allow_fallback
-        # No memory patterns: with the stop rules a lane meets every batch size from 1 up, and ONNX Runtime
-        # keeps a plan per shape (same speed without, 18 MB less peak memory on the demo line).
-        path = self.manifest.graph_path("step")
-        self._steps = [make_session(path, "step", cpu, threads, fallback, memory_pattern=False) for _ in range(self.max_lanes)]
+        graphs = ("forward", "update") if self.split else ("step",)
+
+        def session(graph: str):
+            # No memory patterns: with the stop rules a lane meets every batch size from 1 up, and ONNX Runtime
+            # keeps a plan per shape (same speed without, 18 MB less peak memory on the demo line).
+            path = self.manifest.graph_path(graph)
+            return make_session(path, graph, ["CPUExecutionProvider"], threads, self.options.allow_fallback, memory_pattern=False)
+
+        self._sessions = [{g: session(g) for g in graphs} for _ in range(self.max_lanes)]
         if self.max_lanes > 1:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -71,11 +106,11 @@ class OrtCpuRunner(Runner):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        self._steps, self._gradient, self._lanes = [], None, []
+        self._sessions, self._gradient, self._lanes = [], None, []
 
     @property
     def providers(self) -> list[str]:
-        return self._steps[0].get_providers() if self._steps else ["CPUExecutionProvider"]
+        return next(iter(self._sessions[0].values())).get_providers() if self._sessions else ["CPUExecutionProvider"]
 
     def load(self, x0, weight, settings) -> None:
         x0 = np.ascontiguousarray(x0, np.float32)
@@ -93,88 +128,88 @@ class OrtCpuRunner(Runner):
                 contract.V: np.zeros_like(xs),
                 contract.STEP: np.zeros(b - a, np.float32),
                 contract.WEIGHT: np.ascontiguousarray(weight[a:b]),
-                contract.ACTIVE: np.ones(b - a, np.float32),
                 **scalars,
             }
-            self._lanes.append((self._steps[i], feed, slice(a, b)))
+            self._lanes.append(_Lane(self._sessions[i], feed, slice(a, b)))
 
-    def _run(self, sess, feed) -> dict:
-        return dict(zip(contract.STEP_OUTPUTS, sess.run(list(contract.STEP_OUTPUTS), feed)))
-
-    def _lane_steps(self, lane, k: int, active: np.ndarray | None):
-        sess, feed, sl = lane
-        n = feed[contract.X].shape[0]
-        if active is None:  # evaluate: every sample, nothing moves
-            out = self._run(sess, feed | {contract.ACTIVE: np.zeros(n, np.float32)})
-            return out[contract.ENERGY][None], out[contract.REC_LOSS][None], out[contract.RECON]
-        # Finished samples cost nothing on the CPU: run the step graph on the active ones only (N is dynamic).
-        idx = np.flatnonzero(active[sl] > 0)
-        es = np.full((k, n), np.nan, np.float32)
-        rs = np.full((k, n), np.nan, np.float32)
+    def _lane_probe(self, lane: _Lane, active: np.ndarray):
+        n = lane.size
+        idx = np.flatnonzero(active[lane.sl] > 0)
+        energy, rec = np.full(n, np.nan, np.float32), np.full(n, np.nan, np.float32)
+        recon = np.zeros_like(lane.feed[contract.X])
+        lane.pending = None
         if idx.size == 0:
-            return es, rs, None
-        full = idx.size == n
-        sub = feed if full else {key: (val[idx] if key in contract.PER_SAMPLE else val) for key, val in feed.items()}
+            return energy, rec, recon
+        sub = _rows(lane.feed, None if idx.size == n else idx)
         sub[contract.ACTIVE] = np.ones(idx.size, np.float32)
-        for j in range(k):
-            out = self._run(sess, sub)
-            for s in contract.STATE:
-                sub[s] = out[contract.NEXT[s]]
-            es[j, idx] = out[contract.ENERGY]
-            rs[j, idx] = out[contract.REC_LOSS]
-        if not full:
-            for s in contract.STATE:
-                feed[s][idx] = sub[s]
-        return es, rs, None
-
-    def _map(self, k: int, active: np.ndarray | None):
-        if self._pool is None or len(self._lanes) == 1:
-            parts = [self._lane_steps(lane, k, active) for lane in self._lanes]
+        if self.split:
+            sess = lane.sessions["forward"]
+            names = [o.name for o in sess.get_outputs()]
+            out = dict(zip(names, sess.run(names, {k: sub[k] for k in contract.FORWARD_INPUTS})))
         else:
-            parts = list(self._pool.map(lambda lane: self._lane_steps(lane, k, active), self._lanes))
-        recon = None if parts[0][2] is None else np.concatenate([p[2] for p in parts])
-        return np.concatenate([p[0] for p in parts], axis=1), np.concatenate([p[1] for p in parts], axis=1), recon
+            out = dict(zip(contract.STEP_OUTPUTS, lane.sessions["step"].run(list(contract.STEP_OUTPUTS), sub)))
+        lane.pending = (idx, sub, out)
+        energy[idx], rec[idx], recon[idx] = out[contract.ENERGY], out[contract.REC_LOSS], out[contract.RECON]
+        return energy, rec, recon
 
-    def evaluate(self):
-        e, r, recon = self._map(1, None)
-        return e[0], r[0], recon
-
-    def steps(self, k, active):
-        e, r, _ = self._map(k, np.asarray(active, np.float32))
-        return e, r
-
-    def _lane_first_step(self, lane, active: np.ndarray):
-        sess, feed, sl = lane
-        out = self._run(sess, feed | {contract.ACTIVE: np.ascontiguousarray(active[sl])})
+    def _lane_advance(self, lane: _Lane, moving: np.ndarray) -> None:
+        if lane.pending is None:
+            return
+        idx, sub, out = lane.pending
+        lane.pending = None
+        go = moving[lane.sl][idx] > 0
+        if not go.any():
+            return
+        rows = None if go.all() else np.flatnonzero(go)
+        if self.split:
+            feed = _rows(sub, rows)
+            take = (lambda a: a) if rows is None else (lambda a: a[rows])
+            feed.update({k: take(v) for k, v in out.items() if k == contract.RECON or k.startswith(contract.SAVED_PREFIX)})
+            nxt = dict(zip(contract.UPDATE_OUTPUTS, lane.sessions["update"].run(list(contract.UPDATE_OUTPUTS), feed)))
+        else:  # the step graph already computed the update in the probe
+            nxt = {contract.NEXT[s]: (out[contract.NEXT[s]] if rows is None else out[contract.NEXT[s]][rows]) for s in contract.STATE}
+        target = idx if rows is None else idx[rows]
         for s in contract.STATE:
-            feed[s] = out[contract.NEXT[s]]
-        return out[contract.ENERGY], out[contract.REC_LOSS], out[contract.RECON]
+            if target.size == lane.size:
+                lane.feed[s] = nxt[contract.NEXT[s]]
+            else:
+                lane.feed[s] = _writable(lane.feed[s])
+                lane.feed[s][target] = nxt[contract.NEXT[s]]
 
-    def evaluate_and_step(self, active):
-        active = np.asarray(active, np.float32)
+    def _each_lane(self, fn):
         if self._pool is None or len(self._lanes) == 1:
-            parts = [self._lane_first_step(lane, active) for lane in self._lanes]
-        else:
-            parts = list(self._pool.map(lambda lane: self._lane_first_step(lane, active), self._lanes))
+            return [fn(lane) for lane in self._lanes]
+        return list(self._pool.map(fn, self._lanes))
+
+    def probe(self, active):
+        active = np.asarray(active, np.float32)
+        parts = self._each_lane(lambda lane: self._lane_probe(lane, active))
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
-    def revert(self, samples):
-        for _, feed, sl in self._lanes:
-            local = [i - sl.start for i in samples if sl.start <= i < sl.stop]
-            if local:
-                # Graph outputs may be read-only views: replace the state arrays before writing.
-                for s in (contract.X, contract.M, contract.V, contract.STEP):
-                    feed[s] = np.array(feed[s], copy=True)
-                feed[contract.X][local] = feed[contract.X0][local]
-                feed[contract.M][local] = 0.0
-                feed[contract.V][local] = 0.0
-                feed[contract.STEP][local] = 0.0
+    def advance(self, moving) -> None:
+        moving = np.asarray(moving, np.float32)
+        self._each_lane(lambda lane: self._lane_advance(lane, moving))
+
+    def evaluate(self):
+        energy, rec, recon = self.probe(np.ones(sum(lane.size for lane in self._lanes), np.float32))
+        for lane in self._lanes:
+            lane.pending = None
+        return energy, rec, recon
+
+    def steps(self, k, active):
+        energies, recs = [], []
+        for _ in range(k):
+            e, r, _ = self.probe(active)
+            self.advance(active)
+            energies.append(e)
+            recs.append(r)
+        return np.stack(energies), np.stack(recs)
 
     def fetch(self):
-        return np.concatenate([lane[1][contract.X] for lane in self._lanes])
+        return np.concatenate([lane.feed[contract.X] for lane in self._lanes])
 
     def lane_runners(self) -> list[Runner]:
-        return [_SessionLane(self, sess) for sess in self._steps] if self.max_lanes > 1 else []
+        return [_SessionLane(self, sessions) for sessions in self._sessions] if self.max_lanes > 1 else []
 
     def gradient(self, x, x0, lam):
         # Made on first use: the gradient graph serves one-off scores, never the line (saves its memory).
@@ -186,16 +221,13 @@ class OrtCpuRunner(Runner):
 
 
 class _SessionLane(OrtCpuRunner):
-    """One single-threaded step session of a parent OrtCpuRunner, as a runner of its own (a lane)."""
+    """One lane's single-threaded sessions of a parent OrtCpuRunner, as a runner of its own."""
 
-    def __init__(self, parent: OrtCpuRunner, session):
-        super().__init__(parent.manifest, OrtCpuOptions(threads=1, allow_fallback=parent.options.allow_fallback))
+    def __init__(self, parent: OrtCpuRunner, sessions: dict):
+        super().__init__(parent.manifest, replace(parent.options, threads=1))
         self._parent = parent
-        self._steps = [session]
-
-    @property
-    def fuses_first_step(self) -> bool:  # follows the parent (benchmarks switch it there)
-        return self._parent.fuses_first_step
+        self.split = parent.split
+        self._sessions = [sessions]
 
     def activate(self) -> None:  # the parent owns the sessions
         pass

@@ -16,8 +16,9 @@ MAX_THREADS = 256
 
 @dataclass(frozen=True)
 class OrtCpuOptions:
-    """threads > 0: one session with that many intra-op threads. threads = 0: one single-threaded
-    session per core ("lanes"), each projecting its share of the batch in its own Python thread.
+    """threads > 0: one session with that many intra-op threads (more than one: of the step graph).
+    threads = 0: one single-threaded session per core ("lanes"), each projecting its share of the batch
+    in its own Python thread.
     whole_step: run the step graph even where the bundle has its forward/update split (A/B measurements)."""
 
     threads: int = 0
@@ -80,7 +81,11 @@ class OrtCpuRunner(Runner):
         super().__init__(manifest, options)
         self.threads = options.threads
         self.max_lanes = 1 if options.threads > 0 else max(1, options.lanes or os.cpu_count() or 1)
-        self.split = manifest.has_split_step and not options.whole_step
+        # Two multi-threaded sessions take turns badly: the intra-op threads of one still spin while the
+        # other runs (measured at batch 1 on 2 cores: 11.9 ms per tile-step as a pair, 4.7 as one step
+        # session; 5.6 with spinning off). So a multi-threaded session runs the step graph alone.
+        one_thread = self.threads == 1 or (self.threads == 0 and (self.max_lanes > 1 or os.cpu_count() == 1))
+        self.split = manifest.has_split_step and not options.whole_step and one_thread
         self._sessions: list[dict] = []
         self._gradient = None
         self._lanes: list[_Lane] = []

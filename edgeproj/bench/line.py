@@ -59,6 +59,8 @@ def bench_line_runtime(
     tiles = len(to_patches(frames[0], manifest.preprocess)[0])
     with Projector(manifest, backend=backend, options=options, batch=tiles) as proj:
         in_flight = in_flight if proj.pipelined else 1  # as inspect: only lanes gain from frames in flight
+        # Which graphs step the tiles: the forward/update pair (a tile the stop rule ends skips the backward).
+        graphs = "forward+update" if getattr(proj.runner, "split", False) else "step"
         for f in frames[:warmup]:
             proj.project([f], lean=True)
         lat, iters = [], []
@@ -77,7 +79,7 @@ def bench_line_runtime(
         while pending:
             finish()
         wall = time.perf_counter() - start
-    return _row(lat, iters, tiles, wall) | {"in_flight": in_flight}
+    return _row(lat, iters, tiles, wall) | {"in_flight": in_flight, "graphs": graphs}
 
 
 def _row(lat: list[float], iters: list[int], tiles: int, wall_s: float | None = None) -> dict:
@@ -88,7 +90,7 @@ def _row(lat: list[float], iters: list[int], tiles: int, wall_s: float | None = 
         "fps": len(lat) / wall_s if wall_s else 1000.0 / s["mean"],
         "latency_ms": s,
         "tiles_per_frame": tiles,
-        "iterations_per_tile": float(np.mean(iters)),
+        "iterations_per_tile": float(np.mean(iters)),  # steps that moved x (the forward of the last check is extra)
         "tiles_stopped_at_x0": float(np.mean(np.asarray(iters) == 0)),
     }
 

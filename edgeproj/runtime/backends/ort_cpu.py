@@ -166,13 +166,13 @@ class OrtCpuRunner(Runner):
         if not go.any():
             return
         rows = None if go.all() else np.flatnonzero(go)
+        take = (lambda a: a) if rows is None else (lambda a: a[rows])  # noqa: E731
         if self.split:
             feed = _rows(sub, rows)
-            take = (lambda a: a) if rows is None else (lambda a: a[rows])
             feed.update({k: take(v) for k, v in out.items() if k == contract.RECON or k.startswith(contract.SAVED_PREFIX)})
             nxt = dict(zip(contract.UPDATE_OUTPUTS, lane.sessions["update"].run(list(contract.UPDATE_OUTPUTS), feed)))
         else:  # the step graph already computed the update in the probe
-            nxt = {contract.NEXT[s]: (out[contract.NEXT[s]] if rows is None else out[contract.NEXT[s]][rows]) for s in contract.STATE}
+            nxt = {contract.NEXT[s]: take(out[contract.NEXT[s]]) for s in contract.STATE}
         target = idx if rows is None else idx[rows]
         for s in contract.STATE:
             if target.size == lane.size:

@@ -46,6 +46,10 @@ GRAPHS = {
     "update": (UPDATE_INPUTS, UPDATE_OUTPUTS),
 }
 GRAPH_FILES = {"gradient": "gradient.onnx", "step": "step.onnx", "forward": "forward.onnx", "update": "update.onnx"}
+# How the host loop applies the stop rule, recorded by calibration: the rule is checked on E and L_r at x
+# before x moves, and a sample that meets it returns that x. Calibrations without it were made by an
+# edgeproj whose projection took one more step after the rule fired, so their thresholds fit that.
+STOP_CHECK = "before the step"
 # Graphs a bundle may lack (bundles exported before the split): host runners then run the step graph.
 OPTIONAL_GRAPHS = ("forward", "update")
 # The side of each split graph that carries the saved values.

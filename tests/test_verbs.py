@@ -193,3 +193,19 @@ def test_project_missing_graph_and_bundle(bundle_copy, grid_images, tmp_path):
     (bundle_copy / "step.onnx").unlink()
     one_line_error(run_cli("project", bundle_copy, grid_images, "--out", tmp_path / "o"), "missing")
     one_line_error(run_cli("project", tmp_path / "nobundle", grid_images, "--out", tmp_path / "o"), "manifest.json")
+
+
+def test_a_bundle_calibrated_before_the_stop_check_moved_is_flagged(calibrated_bundle, grid_images, tmp_path):
+    """Thresholds calibrated by an edgeproj whose projection took one more step after the stop rule fired
+    may not fit: `project` says so on stderr (stdout stays JSON) and still runs."""
+    assert load_manifest(calibrated_bundle).calibration_advisory is None
+    dst = tmp_path / "bundle"
+    shutil.copytree(calibrated_bundle, dst)
+    doc = json.loads((dst / "manifest.json").read_text())
+    del doc["calibration"]["method"]["stop_check"]
+    (dst / "manifest.json").write_text(json.dumps(doc))
+    assert "edgeproj calibrate" in load_manifest(dst).calibration_advisory
+    res = run_cli("project", dst, grid_images, "--out", tmp_path / "o", "--json", "--max-iterations", "2")
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    assert "warning:" in res.stderr and "edgeproj calibrate" in res.stderr
+    assert len(json.loads(res.stdout)["images"]) == 3

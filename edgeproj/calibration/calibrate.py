@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeproj import __version__
+from edgeproj import __version__, contract
 from edgeproj.calibration.thresholds import (
     best_f1,
     exceed_rate,
@@ -208,6 +208,7 @@ def calibrate_bundle(
             "pixel": "quantile of normal-pixel map values",
             "image": image_method,
             "backend": opts.backend,
+            "stop_check": contract.STOP_CHECK,
         },
         targets={"pixel_fpr": opts.pixel_fpr, "image_frr": opts.image_frr}
         | ({"synthetic_miss_rate": opts.synthetic_miss_rate} if defects else {}),

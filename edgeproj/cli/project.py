@@ -77,6 +77,8 @@ def command(
     vmax = 2 * thr if thr else None
     summaries, failed = [], []
     with choice.projector(manifest) as proj:
+        if advisory := manifest.calibration_advisory:  # said once the setup holds (a setup error stays one line)
+            console().print(f"warning: {advisory}", soft_wrap=True)
         with progress(enabled=not (quiet or json_out)) as prog:
             task = prog.add_task("project", total=len(paths), info="")
             for path, stem in zip(paths, stems):

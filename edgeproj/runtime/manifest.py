@@ -320,6 +320,17 @@ class Manifest:
         return manifest
 
     @property
+    def calibration_advisory(self) -> str | None:
+        """Why this bundle's thresholds may not fit this edgeproj's projection (None when they do)."""
+        cal = self.calibration
+        if not cal.calibrated or cal.method.get("stop_check") == contract.STOP_CHECK:
+            return None
+        return (
+            f"bundle '{self.root}' was calibrated by an edgeproj whose projection took one more step after the stop "
+            "rule fired; its thresholds may sit slightly off this projection: run `edgeproj calibrate` on it again"
+        )
+
+    @property
     def has_split_step(self) -> bool:
         """The bundle carries the step split into forward and update graphs (bundles exported before lack them)."""
         return all(name in self.graphs for name in contract.OPTIONAL_GRAPHS)

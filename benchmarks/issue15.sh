@@ -47,5 +47,14 @@ python benchmarks/train_speed.py --steps 20 > $out/train-speed.json
 python benchmarks/step_size_sweep.py 0.05,0.07,0.1,0.15 \
   $S/{grid-l2ae:$DEMO/data:grid,grid-dsae:$DEMO/data:grid,stone-l2ae:$DEMO/data:stone,stone-dsae:$DEMO/data:stone} \
   "$S/slab:$PHOTOS:slab" "$S/weave:$PHOTOS:weave" --out $out/step-size-sweep.json
+# Pixel AUROC of every bundle through the tree before the split and this one (the stop rule checked before
+# the step: a tile that meets it returns the x it was checked at, not one more step).
+for spec in grid-l2ae:$DEMO/data:grid grid-dsae:$DEMO/data:grid stone-l2ae:$DEMO/data:stone stone-dsae:$DEMO/data:stone \
+            slab:$PHOTOS:slab weave:$PHOTOS:weave; do
+  IFS=: read -r name data category <<< "$spec"
+  case $name in slab) old=$(dirname "$RGB")/slab-after_rule ;; weave) old=$RGB ;; *) old=$DEMO/work/bundles/$name ;; esac
+  PYTHONPATH=$PREV python -P benchmarks/pixel_auroc.py "$old" "$data" "$category"
+  python -P benchmarks/pixel_auroc.py "$S/$name" "$data" "$category"
+done > $out/pixel-auroc-bundles.jsonl
 # The largest lane batch (--batch) against peak memory and frames per second.
 python benchmarks/lane_batch.py "$B" > $out/lane-batch.json

@@ -46,10 +46,19 @@ GRAPHS = {
     "update": (UPDATE_INPUTS, UPDATE_OUTPUTS),
 }
 GRAPH_FILES = {"gradient": "gradient.onnx", "step": "step.onnx", "forward": "forward.onnx", "update": "update.onnx"}
-# How the host loop applies the stop rule, recorded by calibration: the rule is checked on E and L_r at x
-# before x moves, and a sample that meets it returns that x. Calibrations without it were made by an
-# edgeproj whose projection took one more step after the rule fired, so their thresholds fit that.
-STOP_CHECK = "before the step"
+# Where the loop checks the stop rule, recorded by calibration (thresholds fit the projection they were
+# measured on). Probing runners (the CPU) check E and L_r at x before x moves: a sample that meets the rule
+# returns that x. Device runners check after the step, read back every chunk: the step that found it (and
+# the chunk's rest) is taken. Calibrations that record nothing were all made the second way.
+STOP_CHECK_BEFORE = "before the step"
+STOP_CHECK_AFTER = "after the step"
+
+
+def stop_check(probes: bool) -> str:
+    """Where a runner (`Runner.probes`) checks the stop rule."""
+    return STOP_CHECK_BEFORE if probes else STOP_CHECK_AFTER
+
+
 # Graphs a bundle may lack (bundles exported before the split): host runners then run the step graph.
 OPTIONAL_GRAPHS = ("forward", "update")
 # The side of each split graph that carries the saved values.

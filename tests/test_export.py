@@ -276,15 +276,15 @@ def _split_graphs(run, mode="native"):
 def test_forward_then_update_is_the_step_graph(runs, variant, mode):
     """From a mid-projection state with one sample inactive, forward then update gives every output of
     the step graph (measured: 0 difference, the same kernels run in two sessions)."""
-    from edgeproj.export.parity import SPLIT_BOUND, split_parity
+    from edgeproj.export.parity import SPLIT_BOUND, split_failure, split_parity
 
     _, grad, step = _graphs(runs[variant], mode)
     fwd, upd = _split_graphs(runs[variant], mode)
     x0, _, _ = probe_inputs(None, 3, 1, seed=5)
     fig = split_parity(_session(step), _session(fwd), _session(upd), _session(grad), x0, 0.05, 0.05)
     assert fig["max_err"] <= SPLIT_BOUND, fig
-    assert check_parity({"split": fig}) == []
-    assert check_parity({"split": {"max_err": 10 * SPLIT_BOUND}}) != []  # the check can trip
+    assert split_failure(fig) is None
+    assert split_failure({"max_err": 10 * SPLIT_BOUND}) is not None  # the check can trip
 
 
 def test_graphs_use_only_whitelisted_ops(runs):
@@ -368,6 +368,7 @@ def test_split_graphs_come_in_pairs_and_older_bundles_run_the_step_graph(bundle_
     tiles = np.concatenate([to_patches(read_image(p, 1), m.preprocess)[0] for p in normal_images(demo_root / "grid")[:2]])
     settings = m.projection.with_overrides(max_iterations=6)
     with Projector(m) as proj:
+        assert proj.runner.split  # the split bundle runs forward/update
         split = proj.project_patches(tiles, settings=settings)
     doc = json.loads((bundle_copy / "manifest.json").read_text())
     pair = {k: doc["graphs"].pop(k) for k in ("forward", "update")}
@@ -387,6 +388,44 @@ def test_split_graphs_come_in_pairs_and_older_bundles_run_the_step_graph(bundle_
     (bundle_copy / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(BundleError, match="do not belong together"):
         load_manifest(bundle_copy)
+
+
+def test_a_split_that_differs_from_the_step_graph_is_left_out(runs, tmp_path, monkeypatch):
+    """Measured even without parity: a forward/update pair past its bound is not written, and the bundle
+    (which still has the step graph) says why and runs the step graph on the CPU."""
+    import edgeproj.export.parity as parity
+
+    monkeypatch.setattr(parity, "SPLIT_BOUND", -1.0)  # every figure is past it
+    out = tmp_path / "b"
+    export_bundle(runs["l2ae"], out, ExportOptions(parity=False))
+    m = load_manifest(out)
+    assert set(m.graphs) == {"gradient", "step"} and not m.has_split_step
+    assert "left out" in m.parity["split"]["dropped"] and not (out / "forward.onnx").exists()
+    from edgeproj.runtime import Projector
+
+    with Projector(m) as proj:
+        assert not proj.runner.split
+
+
+def test_a_forward_graph_that_hands_over_other_values_is_refused_at_setup(bundle_copy):
+    """The manifest's names agree, but the real update graph takes a saved value the forward graph does not
+    hand over (a raw onnxruntime error at the first step otherwise)."""
+    from edgeproj.runtime import Projector
+    from edgeproj.runtime.manifest import sha256_file
+
+    path = bundle_copy / "update.onnx"
+    model = onnx.load(str(path))
+    saved = next(i for i in model.graph.input if i.name.startswith("saved_"))
+    old, saved.name = saved.name, "saved_99"
+    for node in model.graph.node:
+        node.input[:] = ["saved_99" if i == old else i for i in node.input]
+    onnx.save(model, str(path))
+    doc = json.loads((bundle_copy / "manifest.json").read_text())
+    doc["graphs"]["update"].update(sha256=sha256_file(path), bytes=path.stat().st_size)
+    (bundle_copy / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="hands over"):
+        with Projector.from_bundle(bundle_copy):
+            pass
 
 
 def test_missing_corrupt_checkpoint_and_unknown_variant(runs, tmp_path):
@@ -473,10 +512,14 @@ def test_export_states_its_parity_probe_and_records_no_parity(runs, tmp_path):
     res = CliRunner().invoke(app, ["export", str(moved), "--out", str(tmp_path / "c"), "--no-parity", "--quiet"])
     assert res.exit_code == 0, res.output
     assert "parity: not measured" in res.stderr
-    assert load_manifest(tmp_path / "c").parity == {
+    no_parity = load_manifest(tmp_path / "c").parity
+    assert {k: no_parity[k] for k in ("measured", "note")} == {
         "measured": False,
         "note": "parity with PyTorch was not measured (export --no-parity)",
     }
+    # forward + update against the step graph needs no PyTorch: measured and kept all the same.
+    assert no_parity["split"]["max_err"] <= 1e-6 and "dropped" not in no_parity["split"]
+    assert load_manifest(tmp_path / "c").has_split_step
     bad = CliRunner().invoke(app, ["export", str(moved), "--out", str(tmp_path / "d"), "--no-parity", "--accept-parity-failure"])
     assert bad.exit_code == 2 and "needs parity to be measured" in bad.output
 

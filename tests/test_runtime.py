@@ -167,6 +167,36 @@ def test_stop_rules_each_fire_and_finished_samples_stay_put():
     assert len(res.traces[2]) == 20 and len(res.traces[0]) == 5
 
 
+class ProbingFake(FakeRunner):
+    """The scripted runner as a host runner: probe reads the values at x, advance moves the samples given."""
+
+    probes = True
+
+    def probe(self, active):
+        return self.evaluate()
+
+    def advance(self, moving):
+        self.t += (moving > 0).astype(int)
+        self.x[moving > 0] += 0.01
+
+
+def test_a_probing_runner_stops_at_the_x_where_the_rule_fires():
+    """The same script as above on a probing runner: each sample returns the x the rule fired at, one step
+    fewer than a runner that checks after the step."""
+    x0 = np.zeros((4, 1, 8, 8), np.float32)
+    energy = lambda t, i: {0: 100 - t, 1: 100 - min(t, 4), 2: 100 - 2 * t, 3: np.nan if t >= 2 else 50}[i]  # noqa: E731
+    rec = lambda t, i: {0: 8 - t, 1: 50, 2: 50 - 0.1 * t, 3: 20}[i]  # noqa: E731
+    stop = StopRule(rec_loss_threshold=5.0, energy_rtol=1e-3, window=3)
+    res = run_projection(ProbingFake(energy, rec), x0, settings(20, stop))
+    assert res.stop_reasons == ["rec_loss_threshold", "converged", "max_iterations", "diverged"]
+    # L_r < 5 first at x_4; E flat from x_4, so E(x_7) = E(x_4) over the window of 3; NaN first at x_2.
+    assert res.iterations.tolist() == [4, 7, 20, 2]
+    assert np.allclose(res.projection[0], 0.04) and np.allclose(res.projection[1], 0.07)
+    assert np.allclose(res.projection[2], 0.2) and np.allclose(res.projection[3], 0.0)
+    # E at every x checked: x_0..x_4 for sample 0, x_0..x_19 for sample 2 (x_20 is not checked).
+    assert len(res.traces[0]) == 5 and len(res.traces[1]) == 8 and len(res.traces[2]) == 20
+
+
 def test_stop_rule_checked_every_k_steps():
     x0 = np.zeros((1, 1, 8, 8), np.float32)
     stop = StopRule(rec_loss_threshold=5.0, energy_rtol=0.0)
@@ -323,6 +353,7 @@ def test_gpu_style_runner_gets_padded_batches(bundle_copy, monkeypatch):
     class FixedBatch(OrtCpuRunner):
         chunk = 2
         fixed_batch = True
+        probes = False  # a device runner steps chunks (OrtCpuRunner.steps = probe + advance per step)
 
         def load(self, x0, weight, params):
             seen.append(len(x0))

@@ -198,13 +198,16 @@ def test_project_missing_graph_and_bundle(bundle_copy, grid_images, tmp_path):
 def test_a_bundle_calibrated_before_the_stop_check_moved_is_flagged(calibrated_bundle, grid_images, tmp_path):
     """Thresholds calibrated by an edgeproj whose projection took one more step after the stop rule fired
     may not fit: `project` says so on stderr (stdout stays JSON) and still runs."""
-    assert load_manifest(calibrated_bundle).calibration_advisory is None
+    m = load_manifest(calibrated_bundle)
+    assert m.calibration.method["stop_check"] == "before the step"  # calibrated on the CPU, which probes
+    assert m.calibration_advisory(probes=True) is None and "edgeproj calibrate" in m.calibration_advisory(probes=False)
     dst = tmp_path / "bundle"
     shutil.copytree(calibrated_bundle, dst)
     doc = json.loads((dst / "manifest.json").read_text())
-    del doc["calibration"]["method"]["stop_check"]
+    del doc["calibration"]["method"]["stop_check"]  # as calibrations made before the record
     (dst / "manifest.json").write_text(json.dumps(doc))
-    assert "edgeproj calibrate" in load_manifest(dst).calibration_advisory
+    old = load_manifest(dst)
+    assert "edgeproj calibrate" in old.calibration_advisory(probes=True) and old.calibration_advisory(probes=False) is None
     res = run_cli("project", dst, grid_images, "--out", tmp_path / "o", "--json", "--max-iterations", "2")
     assert res.exit_code == 0, (res.stderr, res.exception)
     assert "warning:" in res.stderr and "edgeproj calibrate" in res.stderr

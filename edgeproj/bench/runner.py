@@ -4,7 +4,8 @@ One "iteration" is one masked-Adam step of one 128x128 sample (forward + input g
 iterations per millisecond = batch / step time. The PyTorch eager autograd loop does the same work
 (edgeproj.models.torch_reference) in the same run, so `ratio_vs_torch` compares like with like. A timed
 runtime projection is the deployed one (`Projector.project_patches`, stop rules off): it includes the
-evaluation at x0 and at x_T, two forward passes that the torch loop does not make (under 1% at 100 steps).
+evaluation at x_T, a forward pass that the torch loop does not make (under 1% at 100 steps). On the CPU a
+step of a bundle with the forward/update split is two graph runs (forward, then update), as on the line.
 
 GPU backends are also compared with the same torch loop on the same GPU (`torch-cuda` rows,
 `ratio_vs_torch_same_device`) when torch has CUDA. Configurations that cannot run here (a backend not

@@ -140,6 +140,7 @@ def calibrate_bundle(
     defects = _synthetic_defects(images, opts) if opts.synthetic_miss_rate is not None else []
     task = progress.add_task("calibrate", total=2 * len(cal) + len(hold) + n_lab + len(defects), info="L_r at x0")
     with Projector(manifest, backend=opts.backend, batch=opts.batch) as proj:
+        stop_check = contract.stop_check(proj.runner.probes)
         rec = proj.rec_losses(np.concatenate([to_patches(img, manifest.preprocess)[0] for img in cal]))
         progress.update(task, advance=len(cal), info="maps of the calibration images")
         _require_finite(rec, "L_r at x0", [paths[i] for i in cal_idx])
@@ -208,7 +209,7 @@ def calibrate_bundle(
             "pixel": "quantile of normal-pixel map values",
             "image": image_method,
             "backend": opts.backend,
-            "stop_check": contract.STOP_CHECK,
+            "stop_check": stop_check,
         },
         targets={"pixel_fpr": opts.pixel_fpr, "image_frr": opts.image_frr}
         | ({"synthetic_miss_rate": opts.synthetic_miss_rate} if defects else {}),

@@ -81,6 +81,9 @@ def command(
         c.print(
             f"parity failure accepted (--accept-parity-failure, recorded in the manifest): {'; '.join(p['accepted_failure'])}"
         )
+    split = p.get("split", {})
+    if split.get("dropped"):
+        c.print(f"warning: {split['dropped']}")
     if json_out:
         emit_json(manifest.to_dict())
         return
@@ -105,7 +108,7 @@ def command(
                 f"optimizer {label} ({f['steps']} steps from a non-zero state vs numpy Adam): x {f['x_max_abs_err']:.1e} abs, "
                 f"m {f['m_rel_max_err']:.1e}, v {f['v_rel_max_err']:.1e} rel"
             )
-        if "split" in p:
-            c.print(f"forward + update graphs vs step graph: largest difference {p['split']['max_err']:.1e}")
+        if "max_err" in split:
+            c.print(f"forward + update graphs vs step graph: largest difference {split['max_err']:.1e}")
         c.print("parity: every figure within its bound" if p.get("passed") else "parity: FAILED (accepted)")
     c.print(f"bundle written to {out}")

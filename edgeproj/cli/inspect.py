@@ -143,7 +143,8 @@ def command(
         f"{s['fps']:.2f} frames/s, p99 {s['latency_ms_p99']:.0f} ms"))  # fmt: skip
     try:
         with choice.projector(manifest) as proj:
-            if advisory := manifest.calibration_advisory:  # said once the setup holds (a setup error stays one line)
+            # Said once the setup holds, so a setup error stays one line.
+            if advisory := manifest.calibration_advisory(proj.runner.probes):
                 c.print(f"warning: {advisory}", soft_wrap=True)
             summary = inspect(
                 proj, src, store, out, opts, on_result=on_result, stop=stop, capture=capture, sinks=sinks, every=every

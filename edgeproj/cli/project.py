@@ -77,7 +77,8 @@ def command(
     vmax = 2 * thr if thr else None
     summaries, failed = [], []
     with choice.projector(manifest) as proj:
-        if advisory := manifest.calibration_advisory:  # said once the setup holds (a setup error stays one line)
+        # Said once the setup holds, so a setup error stays one line.
+        if advisory := manifest.calibration_advisory(proj.runner.probes):
             console().print(f"warning: {advisory}", soft_wrap=True)
         with progress(enabled=not (quiet or json_out)) as prog:
             task = prog.add_task("project", total=len(paths), info="")

@@ -130,7 +130,6 @@ def measure_parity(sessions: dict, model, spec: dict, cfg: dict, p: Projection, 
         optimizer_parity,
         parity_bounds,
         probe_inputs,
-        split_parity,
         synthetic_patches,
         trajectory_parity,
     )
@@ -140,7 +139,7 @@ def measure_parity(sessions: dict, model, spec: dict, cfg: dict, p: Projection, 
     if patches is None:
         probe = f"synthetic fallback: {why}"
         patches = synthetic_patches(16, spec["channels"], spec["size"], seed=0)
-    task = progress.add_task("parity against PyTorch autograd", total=9, info="")
+    task = progress.add_task("parity against PyTorch autograd", total=8, info="")
     grad_fig = {}
     for n in (1, 7):
         x0, x, _ = probe_inputs(patches, n, spec["channels"], seed=n)
@@ -157,12 +156,8 @@ def measure_parity(sessions: dict, model, spec: dict, cfg: dict, p: Projection, 
     for label, tuned, on_step in rules:
         traj[label] = trajectory_parity(sessions["step"], model, defect, mask, steps, p.alpha, p.lam, tuned, on_step)
         progress.update(task, advance=1, info=f"{steps}-step {label}")
-    x0, _, _ = probe_inputs(patches, 3, spec["channels"], seed=13)
-    split = split_parity(sessions["step"], sessions["forward"], sessions["update"], sessions["gradient"], x0, p.alpha, p.lam)
-    progress.update(task, advance=1, info="forward + update vs step")
     parity = {
         "measured": True,
-        "split": split,
         "probe": probe,
         "gradient": grad_fig,
         "optimizer": opt,
@@ -173,6 +168,18 @@ def measure_parity(sessions: dict, model, spec: dict, cfg: dict, p: Projection, 
     parity["failures"] = check_parity(parity)
     parity["passed"] = not parity["failures"]
     return parity
+
+
+def _split_figure(sessions: dict, spec: dict, p: Projection) -> dict:
+    """forward + update against the step graph on smooth synthetic patches (ONNX Runtime only, so measured
+    even under --no-parity); `dropped` says why a pair that differs is left out of the bundle."""
+    from edgeproj.export.parity import probe_inputs, split_failure, split_parity
+
+    x0, _, _ = probe_inputs(None, 3, spec["channels"], seed=13)
+    fig = split_parity(sessions["step"], sessions["forward"], sessions["update"], sessions["gradient"], x0, p.alpha, p.lam)
+    if problem := split_failure(fig):
+        fig["dropped"] = f"{problem}: forward.onnx and update.onnx left out, the CPU runs the step graph"
+    return fig
 
 
 def _graph_info(path: Path, proto) -> GraphInfo:
@@ -242,13 +249,14 @@ def export_bundle(run: Path, out: Path, opts: ExportOptions, progress=None) -> M
             progress.update(task, advance=1, info=name)
         cost = {name: count_flops(proto, 1) for name, proto in protos.items()}
         p = opts.projection
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        sessions = {
+            k: ort.InferenceSession(str(staging / f), so, providers=["CPUExecutionProvider"])
+            for k, f in contract.GRAPH_FILES.items()
+        }
+        split = _split_figure(sessions, spec, p)
         if opts.parity:
-            so = ort.SessionOptions()
-            so.log_severity_level = 3
-            sessions = {
-                k: ort.InferenceSession(str(staging / f), so, providers=["CPUExecutionProvider"])
-                for k, f in contract.GRAPH_FILES.items()
-            }
             parity = measure_parity(sessions, model, spec, cfg, p, opts.parity_steps, progress)
             del sessions
             if parity["failures"]:
@@ -260,7 +268,12 @@ def export_bundle(run: Path, out: Path, opts: ExportOptions, progress=None) -> M
                     )
                 parity["accepted_failure"] = list(parity["failures"])
         else:
+            del sessions
             parity = {"measured": False, "note": "parity with PyTorch was not measured (export --no-parity)"}
+        parity["split"] = split
+        if "dropped" in split:  # the pair is optional: without it the CPU runs the step graph, as checked
+            for name in contract.OPTIONAL_GRAPHS:
+                graphs.pop(name)
 
         # The L_r stop threshold starts at the paper's rule (minimum over the training set); calibrate resets it.
         threshold = stats["min"] if stats else None

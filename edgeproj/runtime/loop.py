@@ -89,7 +89,7 @@ def readback_chunk(runner: Runner, stop: StopRule) -> int:
     return 1 if runner.chunk is None else max(1, min(stop.check_every, runner.chunk))
 
 
-def _start(x0, e0, r0, active, stop, reasons) -> None:
+def _start(e0, r0, active, stop, reasons) -> None:
     """The checks at x0: a non-finite sample is diverged, one already below the L_r threshold takes no step."""
     for i in np.flatnonzero(active):
         if not (np.isfinite(e0[i]) and np.isfinite(r0[i])):
@@ -134,7 +134,7 @@ def run_projection(
     probing = runner.probes
     e0, r0, recon0 = runner.probe(np.ones(n, np.float32)) if probing else runner.evaluate()
     recon0 = np.array(recon0, copy=True)
-    _start(x0, e0, r0, active, stop, reasons)
+    _start(e0, r0, active, stop, reasons)
     if probing:
         for i in np.flatnonzero(active):
             traces[i].append(float(e0[i]))
@@ -168,6 +168,7 @@ def run_projection(
                     traces[i].extend(float(v) for v in energies[j + 1 :, i])
                     break
     x = np.array(runner.fetch(), copy=True)
+    runner.end_batch()
     if final:
         energy, rec, recon = runner.evaluate()
         recon = np.array(recon, copy=True)

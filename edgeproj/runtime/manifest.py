@@ -319,15 +319,16 @@ class Manifest:
             )
         return manifest
 
-    @property
-    def calibration_advisory(self) -> str | None:
-        """Why this bundle's thresholds may not fit this edgeproj's projection (None when they do)."""
+    def calibration_advisory(self, probes: bool) -> str | None:
+        """Why this bundle's thresholds may not fit the projection of a runner (`Runner.probes`), or None."""
         cal = self.calibration
-        if not cal.calibrated or cal.method.get("stop_check") == contract.STOP_CHECK:
+        recorded = cal.method.get("stop_check", contract.STOP_CHECK_AFTER)
+        here = contract.stop_check(probes)
+        if not cal.calibrated or recorded == here:
             return None
         return (
-            f"bundle '{self.root}' was calibrated by an edgeproj whose projection took one more step after the stop "
-            "rule fired; its thresholds may sit slightly off this projection: run `edgeproj calibrate` on it again"
+            f"bundle '{self.root}' was calibrated on a projection that checks the stop rule {recorded}, this backend "
+            f"checks it {here} (one step apart); its thresholds may sit slightly off: run `edgeproj calibrate` with this backend"
         )
 
     @property

@@ -68,7 +68,7 @@ class Runner(ABC):
 
     @abstractmethod
     def evaluate(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Energy, L_r and f(x) at the current x, without moving (the step graph with active = 0)."""
+        """Energy, L_r and f(x) at the current x, without moving x."""
 
     @abstractmethod
     def steps(self, k: int, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -82,6 +82,9 @@ class Runner(ABC):
     def advance(self, moving: np.ndarray) -> None:
         """One masked-Adam step of the samples in `moving` (a subset of the last probe's active samples)."""
         raise NotImplementedError(f"{self.name} does not probe; the loop steps it")
+
+    def end_batch(self) -> None:
+        """Drop what the last probe kept (the loop calls it when a batch is done)."""
 
     def lane_runners(self) -> list[Runner]:
         """Independent runners over this runner's sessions, one per lane, for `LanePool` (none: one lane).

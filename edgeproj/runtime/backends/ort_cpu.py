@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edgeproj import contract
+from edgeproj.errors import BundleError
 from edgeproj.runtime.backends.base import Runner, settings_feed
 from edgeproj.runtime.backends.ort_session import available_providers, make_session, run_gradient
 
@@ -16,9 +17,9 @@ MAX_THREADS = 256
 
 @dataclass(frozen=True)
 class OrtCpuOptions:
-    """threads > 0: one session with that many intra-op threads (more than one: of the step graph).
-    threads = 0: one single-threaded session per core ("lanes"), each projecting its share of the batch
-    in its own Python thread.
+    """threads > 0: one session (a pair with the split) with that many intra-op threads (more than one:
+    the step graph alone). threads = 0: single-threaded sessions per core ("lanes"), each lane projecting
+    its share of the batch in its own Python thread.
     whole_step: run the step graph even where the bundle has its forward/update split (A/B measurements)."""
 
     threads: int = 0
@@ -58,6 +59,18 @@ def _rows(arrays: dict, idx: np.ndarray | None) -> dict:
 def _writable(a: np.ndarray) -> np.ndarray:
     # Graph outputs may be read-only views: replace them before writing rows into them.
     return a if a.flags.writeable else np.array(a, copy=True)
+
+
+def _check_pair(sessions: dict, root) -> None:
+    """The forward graph's saved values are the update graph's, by name and type (else BundleError now,
+    not an onnxruntime error at the first step)."""
+    handed = {o.name: o.type for o in sessions["forward"].get_outputs() if o.name.startswith(contract.SAVED_PREFIX)}
+    taken = {i.name: i.type for i in sessions["update"].get_inputs() if i.name.startswith(contract.SAVED_PREFIX)}
+    if handed != taken:
+        raise BundleError(
+            f"bundle '{root}': forward.onnx hands over {sorted(handed.items())} but update.onnx takes "
+            f"{sorted(taken.items())}; re-export the bundle"
+        )
 
 
 class OrtCpuRunner(Runner):
@@ -102,6 +115,8 @@ class OrtCpuRunner(Runner):
             return make_session(path, graph, ["CPUExecutionProvider"], threads, self.options.allow_fallback, memory_pattern=False)
 
         self._sessions = [{g: session(g) for g in graphs} for _ in range(self.max_lanes)]
+        if self.split:
+            _check_pair(self._sessions[0], self.manifest.root)
         if self.max_lanes > 1:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -195,10 +210,13 @@ class OrtCpuRunner(Runner):
         moving = np.asarray(moving, np.float32)
         self._each_lane(lambda lane: self._lane_advance(lane, moving))
 
-    def evaluate(self):
-        energy, rec, recon = self.probe(np.ones(sum(lane.size for lane in self._lanes), np.float32))
+    def end_batch(self) -> None:
         for lane in self._lanes:
             lane.pending = None
+
+    def evaluate(self):
+        energy, rec, recon = self.probe(np.ones(sum(lane.size for lane in self._lanes), np.float32))
+        self.end_batch()
         return energy, rec, recon
 
     def steps(self, k, active):

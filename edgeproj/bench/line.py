@@ -7,7 +7,8 @@ on CPU lanes the next frame's tiles start while this frame's last tiles finish).
 frames over wall time; latency runs from a frame's submission to its result. The PyTorch row projects
 the same tiles with the same stop rules in eager autograd (`torch_project_stopping`, one frame at a
 time on all cores) and shares the numpy pre- and post-processing, so the ratio compares the projection
-engines on identical work.
+engines on identical work. Both check the stop rule before the step, as the CPU runtime does; device
+backends check it after the step, every chunk, so their rows take one step more per tile than the torch row.
 
 Frames are the bundle's own normal training images resized to each frame size (the stop rules then
 fire as they do on good parts); without them, smooth noise frames are used and said so.

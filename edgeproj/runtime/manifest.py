@@ -1,8 +1,8 @@
 """The bundle manifest: the only thing the runtime reads besides the graphs (torch-free, onnx-free).
 
-A bundle directory holds `manifest.json`, `gradient.onnx`, `step.onnx`, and (since the split step)
-`forward.onnx` and `update.onnx`. One typed schema serves both
-sides: export builds a `Manifest` and writes it, the runtime loads the same dataclasses. Loading checks
+A bundle directory holds `manifest.json`, `gradient.onnx`, `step.onnx`, and (bundles exported since the
+split step) `forward.onnx` and `update.onnx`. One typed schema serves both sides: export builds a
+`Manifest` and writes it, the runtime loads the same dataclasses. Loading checks
 the schema version, that graph files are plain names inside the bundle, every graph's sha256, the graph
 names recorded against the contract, and every projection setting and threshold against its bounds.
 """

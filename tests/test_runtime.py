@@ -151,13 +151,18 @@ def settings(max_iterations, stop):
     return Projection(max_iterations=max_iterations, stop=stop)
 
 
-def test_stop_rules_each_fire_and_finished_samples_stay_put():
-    x0 = np.zeros((4, 1, 8, 8), np.float32)
-    # Step j reports the values at x_{j-1}. sample 0: L_r < 5 from x_4 on (5th step); 1: energy flat from t=4; 2: keeps decreasing; 3: NaN at t=2
+def _scripted_projection(runner_type):
+    """Four samples, values at x_t: 0 has L_r < 5 from x_4 on, 1 has E flat from x_4, 2 keeps decreasing,
+    3 turns NaN at x_2; 20 steps at most, the rule's window 3."""
     energy = lambda t, i: {0: 100 - t, 1: 100 - min(t, 4), 2: 100 - 2 * t, 3: np.nan if t >= 2 else 50}[i]  # noqa: E731
     rec = lambda t, i: {0: 8 - t, 1: 50, 2: 50 - 0.1 * t, 3: 20}[i]  # noqa: E731
     stop = StopRule(rec_loss_threshold=5.0, energy_rtol=1e-3, window=3)
-    res = run_projection(FakeRunner(energy, rec), x0, settings(20, stop))
+    return run_projection(runner_type(energy, rec), np.zeros((4, 1, 8, 8), np.float32), settings(20, stop))
+
+
+def test_stop_rules_each_fire_and_finished_samples_stay_put():
+    # Step j reports the values at x_{j-1}, so each rule is seen one step after the x it fires at.
+    res = _scripted_projection(FakeRunner)
     assert res.stop_reasons == ["rec_loss_threshold", "converged", "max_iterations", "diverged"]
     assert res.iterations[0] == 5 and res.iterations[2] == 20
     assert res.iterations[1] == 8
@@ -183,11 +188,7 @@ class ProbingFake(FakeRunner):
 def test_a_probing_runner_stops_at_the_x_where_the_rule_fires():
     """The same script as above on a probing runner: each sample returns the x the rule fired at, one step
     fewer than a runner that checks after the step."""
-    x0 = np.zeros((4, 1, 8, 8), np.float32)
-    energy = lambda t, i: {0: 100 - t, 1: 100 - min(t, 4), 2: 100 - 2 * t, 3: np.nan if t >= 2 else 50}[i]  # noqa: E731
-    rec = lambda t, i: {0: 8 - t, 1: 50, 2: 50 - 0.1 * t, 3: 20}[i]  # noqa: E731
-    stop = StopRule(rec_loss_threshold=5.0, energy_rtol=1e-3, window=3)
-    res = run_projection(ProbingFake(energy, rec), x0, settings(20, stop))
+    res = _scripted_projection(ProbingFake)
     assert res.stop_reasons == ["rec_loss_threshold", "converged", "max_iterations", "diverged"]
     # L_r < 5 first at x_4; E flat from x_4, so E(x_7) = E(x_4) over the window of 3; NaN first at x_2.
     assert res.iterations.tolist() == [4, 7, 20, 2]

@@ -43,6 +43,10 @@ PYTHONPATH=$OLD python -P -m edgeproj bench "$B_OLD" --out $out/bench-before.jso
 (cd /tmp && PYTHONPATH=$PREV python -c "import json, sys; from pathlib import Path; from edgeproj.bench.memory import compare_peak_memory; \
 print(json.dumps(compare_peak_memory(Path(sys.argv[1]), 256)))" "$B_OLD") > $out/memory-prev.json
 python benchmarks/train_speed.py --steps 20 > $out/train-speed.json
+# The trainer itself at the issue's setting (a 256x256 texture set resized to 512), its log as the report.
+rm -rf /tmp/issue15-train512
+python -m edgeproj train "$DEMO/data" -c grid --variant l2ae --resize 512 --steps 400 --batch 16 --out /tmp/issue15-train512 --json -q
+cp /tmp/issue15-train512/train_log.jsonl $out/train-512-log.jsonl
 # Step size against iterations and pixel AUROC, the stop rules as calibrated.
 python benchmarks/step_size_sweep.py 0.05,0.07,0.1,0.15 \
   $S/{grid-l2ae:$DEMO/data:grid,grid-dsae:$DEMO/data:grid,stone-l2ae:$DEMO/data:stone,stone-dsae:$DEMO/data:stone} \

@@ -130,11 +130,11 @@ def emit_energy(b: GraphBuilder, net: NetworkEmitter, spec: dict, x: str, x0: st
     return {io.RECON: recon, io.REC_LOSS: rec, io.ENERGY: energy, io.GRAD: grad}
 
 
-def _handed_over(net: NetworkEmitter) -> list[tuple[int, str, str]]:
-    """The saved values the forward graph hands to the update graph: all but a final sigmoid's output,
-    which is f(x) itself (the update graph reads it from `recon`)."""
+def _handed_over(net: NetworkEmitter) -> list[tuple[int, str]]:
+    """The kept values the forward graph hands to the update graph, (layer, dtype): all but a final
+    sigmoid's output, which is f(x) itself (the update graph reads it from `recon`)."""
     last = len(net.layers) - 1
-    return [(i, v, dt) for i, v, dt in net.saved() if not (i == last and net.layers[i].kind == "sigmoid")]
+    return [(i, dt) for i, dt in net.kept() if not (i == last and net.layers[i].kind == "sigmoid")]
 
 
 def _image_shape(spec: dict) -> list:
@@ -230,8 +230,8 @@ def build_forward_graph(net: NetworkEmitter, spec: dict):
     b.output(rec, io.REC_LOSS, ["N"])
     b.output(recon, io.RECON, img)
     shapes = net.saved_shapes(spec["channels"], spec["size"])
-    for i, value, dtype in _handed_over(net):
-        b.output(value, f"{io.SAVED_PREFIX}{i}", shapes[i], dtype)
+    for i, dtype in _handed_over(net):
+        b.output(net.saved(i), f"{io.SAVED_PREFIX}{i}", shapes[i], dtype)
     return b.model("E(x), L_r(x), f(x) and what the backward needs: the first half of the projection step")
 
 
@@ -245,10 +245,9 @@ def build_update_graph(net: NetworkEmitter, spec: dict):
     img = _image_shape(spec)
     inp = _step_inputs(b, img)
     recon = b.input(io.RECON, img)
-    net.forward(b, inp[io.X])  # only to know which layers keep what; no node of it reaches an output
     shapes = net.saved_shapes(spec["channels"], spec["size"])
-    saved = {i: recon for i, _, _ in net.saved()}
-    saved.update({i: b.input(f"{io.SAVED_PREFIX}{i}", shapes[i], dtype) for i, _, dtype in _handed_over(net)})
+    saved = {i: recon for i, _ in net.kept()}
+    saved.update({i: b.input(f"{io.SAVED_PREFIX}{i}", shapes[i], dtype) for i, dtype in _handed_over(net)})
     net.use_saved(saved)
     x, x0, lam = inp[io.X], inp[io.X0], inp[io.SETTINGS[3]]
     _, g_x, g_r = _head(b, spec, x, recon)

@@ -18,6 +18,8 @@ import numpy as np
 from edgeproj.export.builder import GraphBuilder
 
 CONVTRANSPOSE_MODES = ("native", "phase", "phase3")
+# What the backward of a layer kind needs from its forward, and its dtype.
+_KEEPS = {"lrelu": "bool", "sigmoid": "float"}
 
 
 @dataclass(frozen=True)
@@ -176,16 +178,18 @@ class NetworkEmitter:
             self._saved.append(saved)
         return h
 
-    def saved(self) -> list[tuple[int, str, str]]:
-        """What the last `forward` keeps for the backward: (layer index, value name, dtype) per layer that
-        keeps something (LeakyReLU: the bool sign of its output; sigmoid: its output)."""
-        kinds = {"lrelu": "bool", "sigmoid": "float"}
-        return [(i, v, kinds[self.layers[i].kind]) for i, v in enumerate(self._saved) if v is not None]
+    def kept(self) -> list[tuple[int, str]]:
+        """The layers whose forward value the backward needs, with its dtype: (layer index, "bool" for a
+        LeakyReLU's output sign, "float" for a sigmoid's output)."""
+        return [(i, _KEEPS[L.kind]) for i, L in enumerate(self.layers) if L.kind in _KEEPS]
+
+    def saved(self, layer: int) -> str:
+        """The value the last `forward` kept for the backward at `layer` (one of `kept`)."""
+        return self._saved[layer]
 
     def use_saved(self, values: dict[int, str]) -> None:
-        """Take the saved values from elsewhere (the update graph's inputs) instead of a `forward` here."""
-        kept = {"lrelu", "sigmoid"}
-        missing = [i for i, L in enumerate(self.layers) if L.kind in kept and i not in values]
+        """Take the kept values from elsewhere (the update graph's inputs) instead of a `forward` here."""
+        missing = [i for i, _ in self.kept() if i not in values]
         if missing:
             raise ValueError(f"no saved value for layers {missing}")
         self._saved = [values.get(i) for i in range(len(self.layers))]

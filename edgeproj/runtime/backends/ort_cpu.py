@@ -67,9 +67,11 @@ def _check_pair(sessions: dict, root) -> None:
     handed = {o.name: o.type for o in sessions["forward"].get_outputs() if o.name.startswith(contract.SAVED_PREFIX)}
     taken = {i.name: i.type for i in sessions["update"].get_inputs() if i.name.startswith(contract.SAVED_PREFIX)}
     if handed != taken:
+        only_taken = sorted(set(taken.items()) - set(handed.items()))
+        only_handed = sorted(set(handed.items()) - set(taken.items()))
         raise BundleError(
-            f"bundle '{root}': forward.onnx hands over {sorted(handed.items())} but update.onnx takes "
-            f"{sorted(taken.items())}; re-export the bundle"
+            f"bundle '{root}': update.onnx takes {only_taken} that forward.onnx does not hand over, and forward.onnx "
+            f"hands over {only_handed} that update.onnx does not take; re-export the bundle"
         )
 
 

@@ -60,5 +60,7 @@ for spec in grid-l2ae:$DEMO/data:grid grid-dsae:$DEMO/data:grid stone-l2ae:$DEMO
   PYTHONPATH=$PREV python -P benchmarks/pixel_auroc.py "$old" "$data" "$category"
   python -P benchmarks/pixel_auroc.py "$S/$name" "$data" "$category"
 done > $out/pixel-auroc-bundles.jsonl
+# Where the step graph's time goes (ONNX Runtime's profile, one thread, batch 4).
+python benchmarks/profile_step.py "$B" > $out/step-profile.txt
 # The largest lane batch (--batch) against peak memory and frames per second.
 python benchmarks/lane_batch.py "$B" > $out/lane-batch.json

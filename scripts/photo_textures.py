@@ -10,11 +10,18 @@ Provenance
     with neither, runs ``pip download --no-deps vpython==7.6.5`` into a temporary folder and reads them
     out of the wheel with zipfile. The SHA-256 of every photograph used is written to dataset.json.
 
-Categories (named as a user would name a product)
+    Two more photographs come from scikit-image's bundled data (``skimage/data``, installed with the
+    ``dev`` extra, no download): ``brick.png`` (a brick wall, CC0 from CC0Textures, perspective-corrected
+    by scikit-image) and ``ihc.png`` (immunohistochemistry of colonic glands, CMMI, no known copyright
+    restrictions); ``gravel.png`` and ``grass.png`` serve as donors only.
+
+Categories (named as a user would name a product; --categories picks some)
     slab   gray (1 channel): rough_texture.jpg, a stochastic plaster/sand relief, evenly lit.
     weave  RGB: rug_texture.jpg, a woven rug, periodic (about 125 px across, 220 px down), evenly lit.
-    They are the two most stationary photographs of the set; gravel looks as uniform but is lit with a
-    gradient (the top-left quarter is 20 % brighter than the bottom-right), stucco too.
+    They are the two most stationary photographs of the vpython set; gravel looks as uniform but is lit
+    with a gradient (the top-left quarter is 20 % brighter than the bottom-right), stucco too.
+    brick  gray: scikit-image's brick wall (mortar lines, grainy bricks).
+    tissue RGB: scikit-image's stained tissue (glands in brown/blue stain), irregular but stationary.
 
 Layout (ROOT = --out)
     ROOT/<cat>/train/good/000.png ...                  --train crops (default 80)
@@ -80,7 +87,15 @@ except ModuleNotFoundError:  # run from a checkout without `pip install -e .`: u
 VPYTHON = "vpython==7.6.5"
 DEFECT = "contamination"
 # category name -> (photo, channels)
-CATEGORIES = {"slab": ("rough_texture.jpg", 1), "weave": ("rug_texture.jpg", 3)}
+CATEGORIES = {
+    "slab": ("rough_texture.jpg", 1),
+    "weave": ("rug_texture.jpg", 3),
+    "brick": ("skimage/brick.png", 1),
+    "tissue": ("skimage/ihc.png", 3),
+}
+# Seeds per category, fixed so that adding a category never changes the images of another.
+SEED_INDEX = {"slab": 0, "weave": 1, "brick": 2, "tissue": 3}
+SKIMAGE_PHOTOS = ("brick.png", "ihc.png", "gravel.png", "grass.png")
 NOT_DONORS = {"earth_texture.jpg"}  # a world map, not a photograph
 PATCH, STRIDE, BANK, CHUNK = 16, 4, 20000, 1024
 
@@ -107,6 +122,17 @@ def load_photos(photos: Path | None, wheel: Path | None) -> dict[str, tuple[np.n
         return _from_wheel(wheel)
     if not blobs:
         sys.exit(f"no *_texture.jpg in {photos}; pass the vpython_data folder of the vpython package")
+    return _decode_all(blobs)
+
+
+def skimage_photos() -> dict[str, tuple[np.ndarray, str]]:
+    """The photographs scikit-image ships in its package (no download), named skimage/<file>; {} without it."""
+    try:
+        import skimage.data
+    except ImportError:
+        return {}
+    folder = Path(skimage.data.__file__).parent
+    blobs = {f"skimage/{n}": (folder / n).read_bytes() for n in SKIMAGE_PHOTOS if (folder / n).is_file()}
     return _decode_all(blobs)
 
 
@@ -264,10 +290,15 @@ def _bbox(m: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def build_category(cat: str, photo_name: str, channels: int, photos: dict, args: argparse.Namespace) -> dict:
-    rng = np.random.default_rng(np.random.SeedSequence([args.seed, sorted(CATEGORIES).index(cat)]))
+    rng = np.random.default_rng(np.random.SeedSequence([args.seed, SEED_INDEX[cat]]))
     photo = to_channels(photos[photo_name][0], channels)
+    # The vpython categories take donors from the vpython set only, so their images stay what they were
+    # before the scikit-image photographs were added.
+    own_set_only = not photo_name.startswith("skimage/")
     donors = [
-        (n, to_channels(img, channels)) for n, (img, _) in sorted(photos.items()) if n != photo_name and n not in NOT_DONORS
+        (n, to_channels(img, channels))
+        for n, (img, _) in sorted(photos.items())
+        if n != photo_name and n not in NOT_DONORS and not (own_set_only and n.startswith("skimage/"))
     ]
     donors = [(n, d) for n, d in donors if min(d.shape[:2]) >= 64]
     train_x, test_x = crop_ranges(photo.shape[1], args.size)
@@ -278,9 +309,11 @@ def build_category(cat: str, photo_name: str, channels: int, photos: dict, args:
         "category": cat,
         "channels": channels,
         "source": {
-            "package": VPYTHON,
-            "licence": "MIT (vpython); GlowScript texture library",
-            "photo": f"vpython/vpython_data/{photo_name}",
+            "package": "scikit-image" if photo_name.startswith("skimage/") else VPYTHON,
+            "licence": "see the module docstring"
+            if photo_name.startswith("skimage/")
+            else "MIT (vpython); GlowScript texture library",
+            "photo": photo_name if photo_name.startswith("skimage/") else f"vpython/vpython_data/{photo_name}",
             "photo_sha256": photos[photo_name][1],
             "photo_hw": list(photo.shape[:2]),
             "donors": {n: photos[n][1] for n, _ in donors},
@@ -366,7 +399,7 @@ def patches(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def knn_category(cat: str, channels: int, args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     root = Path(args.out) / cat
-    rng = np.random.default_rng(np.random.SeedSequence([args.seed, 1000 + sorted(CATEGORIES).index(cat)]))
+    rng = np.random.default_rng(np.random.SeedSequence([args.seed, 1000 + SEED_INDEX[cat]]))
     train = [read_png(p, channels) for p in sorted((root / "train" / "good").glob("*.png"))]
     per_image = patches(train[0])[0].shape[0]
     pick = rng.choice(len(train) * per_image, size=min(BANK, len(train) * per_image), replace=False)
@@ -432,16 +465,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-defect", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--knn", action="store_true", help="compute and write the patch-kNN reference figures")
+    ap.add_argument("--categories", default="slab,weave", help=f"comma-separated, of {', '.join(CATEGORIES)}")
     args = ap.parse_args(argv)
+    cats = {c: CATEGORIES[c] for c in args.categories.split(",") if c in CATEGORIES}
+    if len(cats) != len(args.categories.split(",")):
+        ap.error(f"--categories: choose from {', '.join(CATEGORIES)}")
     if args.size < 64 or args.train < 1 or args.test_defect < 1 or args.test_good < 0:
         ap.error("--size must be >= 64, --train and --test-defect >= 1, --test-good >= 0")
 
     t0 = time.perf_counter()
-    photos = load_photos(args.photos, args.wheel)
-    for name, _ in CATEGORIES.values():
+    photos = load_photos(args.photos, args.wheel) | skimage_photos()
+    for name, _ in cats.values():
         if name not in photos:
             sys.exit(f"{name} is missing from the photos ({', '.join(sorted(photos))})")
-    for cat, (name, channels) in CATEGORIES.items():
+    for cat, (name, channels) in cats.items():
         t = time.perf_counter()
         info = build_category(cat, name, channels, photos, args)
         sheet = contact_sheet(cat, channels, args)
@@ -455,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     if args.knn:
-        for cat, (_, channels) in CATEGORIES.items():
+        for cat, (_, channels) in cats.items():
             r = knn_category(cat, channels, args)
             print(
                 f"kNN {cat}: pixel AUROC {r['pixel_auroc']:.4f}, image AUROC {r['image_auroc']:.4f} "

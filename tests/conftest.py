@@ -136,3 +136,31 @@ def calibrated_bundle(bundles, demo_root, tmp_path_factory) -> Path:
     good = sorted((demo_root / "grid" / "train" / "good").glob("*.png"))
     calibrate_bundle(dst, good, CalibrationOptions(holdout=0.0, image_frr=0.0))
     return dst
+
+
+@pytest.fixture(scope="session")
+def gate_demo_root(tmp_path_factory) -> Path:
+    """A demo data set with enough normal images for a model that generalizes: 40 to train on, 10 good
+    test images (the frame gate's trials)."""
+    from edgeproj.data.demo import make_demo
+
+    root = tmp_path_factory.mktemp("gate_demo")
+    make_demo(root, seed=0, size=128, n_train=40, n_test_good=10, n_test_per_defect=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(gate_demo_root, tmp_path_factory) -> Path:
+    """An l2ae trained long enough to tell the demo grid from other things (400 steps on 40 images, not the
+    40 steps on 8 of `runs`), exported and calibrated on the grid's normal images (a quarter held out):
+    the frame gate's trials run on it (read-only for tests)."""
+    from edgeproj.calibration.calibrate import CalibrationOptions, calibrate_bundle
+    from edgeproj.data.mvtec import normal_images
+    from edgeproj.export.bundle import ExportOptions, export_bundle
+    from edgeproj.runtime.manifest import Projection
+
+    base = tmp_path_factory.mktemp("trained")
+    run = _train(gate_demo_root / "grid", base / "run", "l2ae", steps=400)
+    export_bundle(run, base / "bundle", ExportOptions(projection=Projection(max_iterations=30), parity=False))
+    calibrate_bundle(base / "bundle", normal_images(gate_demo_root / "grid"), CalibrationOptions())
+    return base / "bundle"

@@ -218,7 +218,12 @@ def test_calibrate_list_hash_and_determinism(bundle_copy, demo_root):
     c = calibrate_bundle(bundle_copy, paths[:3], CalibrationOptions()).to_dict()
     assert c["images"]["list_sha256"] != a["images"]["list_sha256"]
     # Too few images for a hold-out: everything calibrates, no hold-out figures are claimed.
-    assert c["images"] == {"calibration": 3, "holdout": 0, "list_sha256": c["images"]["list_sha256"]}
+    assert c["images"] == {
+        "calibration": 3,
+        "holdout": 0,
+        "holdout_unseen_by_training": 0,
+        "list_sha256": c["images"]["list_sha256"],
+    }
     assert "holdout_pixel_fpr" not in c["measured"]
     assert load_manifest(bundle_copy).calibration.images["calibration"] == 3
 

@@ -41,7 +41,7 @@ ANY_NUMBER = st.one_of(
 @settings(max_examples=2000, deadline=None)
 @given(score=ANY_NUMBER, threshold=ANY_NUMBER, diverged=st.integers(0, 3), error=st.sampled_from(["", "boom"]))
 def test_verdict_is_ok_only_for_finite_numbers_at_or_below_the_threshold(score, threshold, diverged, error):
-    v = judge(score, threshold, diverged, error)
+    v = judge(score, threshold, diverged, error, gate=None)
     assert v.verdict in (OK, NG, FAULT)
     finite = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)  # noqa: E731
     if v.verdict == OK:
@@ -65,6 +65,15 @@ class ArraySource(FrameSource):
         if not self.frames:
             return None
         return self._frame(self.frames.pop(0), name=f"f{self.seq}")
+
+
+@pytest.fixture(scope="module")
+def good_frames(demo_root) -> list[np.ndarray]:
+    """Good parts as arrays: the demo grid's normal images the session bundle was calibrated on (they pass
+    the frame gate, unlike a flat frame)."""
+    from edgeproj.data.images import read_image
+
+    return [read_image(p, 1) for p in sorted((demo_root / "grid" / "train" / "good").glob("*.png"))]
 
 
 def _hostile_frames() -> list[np.ndarray]:
@@ -120,15 +129,17 @@ def test_a_manifest_with_a_nan_threshold_does_not_load(calibrated_bundle, tmp_pa
         load_manifest(dst)
 
 
-def test_a_processing_error_is_a_fault_and_the_line_goes_on(calibrated_bundle, tmp_path, monkeypatch):
+def test_a_processing_error_is_a_fault_and_the_line_goes_on(calibrated_bundle, good_frames, tmp_path, monkeypatch):
     """The second frame's projection fails inside a lane while the next frame is in flight."""
     from edgeproj.runtime.backends.ort_cpu import OrtCpuOptions, OrtCpuRunner
 
-    frames = [np.full((128, 128, 1), v, np.float32) for v in (0.5, 0.25, 0.5)]
+    marker = 0.123  # one pixel of the second frame marks it for the failing runner
+    frames = [good_frames[0], good_frames[1].copy(), good_frames[2]]
+    frames[1][0, 0, 0] = marker
     real = OrtCpuRunner.load
 
     def flaky(self, x0, weight, settings):
-        if np.all(x0 == 0.25):
+        if np.isclose(x0[:, 0, 0, 0], marker).any():
             raise RuntimeError("device lost")
         return real(self, x0, weight, settings)
 
@@ -142,13 +153,13 @@ def test_a_processing_error_is_a_fault_and_the_line_goes_on(calibrated_bundle, t
     assert "device lost" in rows[1]["fault"] and summary["fault"] == 1 and summary["processed"] == 3
 
 
-def test_a_locked_database_does_not_stop_the_line_and_loses_no_row(calibrated_bundle, tmp_path):
+def test_a_locked_database_does_not_stop_the_line_and_loses_no_row(calibrated_bundle, good_frames, tmp_path):
     """Another process holds the database: verdicts go on, rows wait in the buffer, then land in order."""
     db = tmp_path / "r.sqlite"
     ResultStore(db).close()
     locker = sqlite3.connect(str(db), isolation_level=None, check_same_thread=False)
     locker.execute("BEGIN EXCLUSIVE")
-    frames = [np.full((128, 128, 1), 0.5, np.float32) for _ in range(5)]
+    frames = good_frames[:5]
     rows: list[dict] = []
     released = threading.Event()
 
@@ -166,7 +177,7 @@ def test_a_locked_database_does_not_stop_the_line_and_loses_no_row(calibrated_bu
     assert [r["seq"] for r in read_rows(db)] == [0, 1, 2, 3, 4]
 
 
-def test_a_full_disk_raises_an_alarm_and_keeps_rows_until_it_clears(calibrated_bundle, tmp_path, monkeypatch):
+def test_a_full_disk_raises_an_alarm_and_keeps_rows_until_it_clears(calibrated_bundle, good_frames, tmp_path, monkeypatch):
     store = ResultStore(tmp_path / "r.sqlite")
     real_add = store.add
     state = {"full": True}
@@ -177,7 +188,7 @@ def test_a_full_disk_raises_an_alarm_and_keeps_rows_until_it_clears(calibrated_b
         real_add(row)
 
     monkeypatch.setattr(store, "add", add)
-    frames = [np.full((128, 128, 1), 0.5, np.float32) for _ in range(4)]
+    frames = good_frames[:4]
     rows: list[dict] = []
 
     def on_result(row):
@@ -192,8 +203,8 @@ def test_a_full_disk_raises_an_alarm_and_keeps_rows_until_it_clears(calibrated_b
     assert [r["seq"] for r in read_rows(tmp_path / "r.sqlite")] == [1, 2, 3]
 
 
-def test_saved_frames_are_bounded(calibrated_bundle, tmp_path):
-    frames = [np.full((128, 128, 1), 0.5, np.float32) for _ in range(5)]
+def test_saved_frames_are_bounded(calibrated_bundle, good_frames, tmp_path):
+    frames = good_frames[:5]
     with Projector.from_bundle(calibrated_bundle) as proj:
         inspect(proj, ArraySource(frames), tmp_path / "r.sqlite", tmp_path, InspectOptions(save_all=True, keep_frames=2))
     assert len(list((tmp_path / "frames").glob("*_overlay.png"))) == 2
@@ -208,8 +219,9 @@ def test_database_durability_setting(tmp_path):
         store.close()
 
 
-def test_roi_outside_a_later_frame_is_a_fault(calibrated_bundle, tmp_path):
-    frames = [np.full((256, 256, 1), 0.5, np.float32), np.full((100, 100, 1), 0.5, np.float32)]
+def test_roi_outside_a_later_frame_is_a_fault(calibrated_bundle, good_frames, tmp_path):
+    # A 256x256 frame whose top-left 128x128 ROI is a good part, then a frame the ROI does not fit.
+    frames = [np.tile(good_frames[0], (2, 2, 1)), good_frames[1][:100, :100]]
     rows: list[dict] = []
     with Projector.from_bundle(calibrated_bundle) as proj:
         inspect(

@@ -263,8 +263,9 @@ CASES = [
     ),
     Case(
         "inspect all frames corrupt",
-        lambda c: [INS, c["bundle"], "-s", c["tmp"] / "corrupt", "-o", c["tmp"] / "o2"],
-        ("no frame could be judged", "3 corrupt"),
+        # --json: each unreadable frame is a FAULT row on stdout (human output prints them too), the error one line.
+        lambda c: [INS, c["bundle"], "-s", c["tmp"] / "corrupt", "-o", c["tmp"] / "o2", "--json"],
+        ("no frame could be judged", "3 corrupt", "recorded as FAULT"),
         setup=_corrupt_folder,
         absent=lambda c: [],
     ),
@@ -274,6 +275,33 @@ CASES = [
         ("not calibrated",),
         absent=lambda c: [],
     ),
+    Case(
+        "inspect with a malformed frame gate",
+        lambda c: [INS, c["bundle"], "-s", c["folder"], "-o", c["tmp"] / "o2"],
+        ("frame gate", "malformed", "recalibrate"),
+        setup=_manifest_edit(lambda d: (d["calibration"]["gate"]["ranges"]["sharpness"].update(lo=1e30), d)[1]),
+        unchanged=lambda c: [],
+        absent=lambda c: [c["tmp"] / "o2"],
+    ),
+    Case(
+        "project with a malformed frame gate",
+        lambda c: [P, c["bundle"], c["img"], "-o", c["tmp"] / "out"],
+        ("frame gate", "malformed"),
+        setup=_manifest_edit(lambda d: (d["calibration"]["gate"].update(aspect_tolerance=-1), d)[1]),
+        unchanged=lambda c: [],
+    ),
+    Case(
+        "inspect --resize not WxH",
+        lambda c: [INS, c["bundle"], "-s", c["folder"], "--resize", "256"],
+        ("--resize", "WIDTHxHEIGHT"),
+    ),
+    Case(
+        "project --resize zero",
+        lambda c: [P, c["bundle"], c["img"], "-o", c["tmp"] / "out", "--resize", "0x10"],
+        ("--resize", "1.."),
+    ),
+    Case("project --roi negative", lambda c: [P, c["bundle"], c["img"], "-o", c["tmp"] / "out", "--roi", "-1,0,5,5"], ("--roi",)),
+    Case("calibrate --gate-margin 0", lambda c: ["calibrate", c["bundle"], c["folder"], "--gate-margin", "0"], ("gate-margin",)),
 ]
 
 

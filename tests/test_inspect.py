@@ -115,8 +115,12 @@ def test_folder_source_counts_a_corrupt_file_and_loses_nothing(calibrated, demo_
     (folder / "002.png").write_bytes(data[: len(data) // 2])  # truncated
     with Projector.from_bundle(calibrated) as proj:
         summary = inspect(proj, open_source(str(folder), 1), tmp_path / "r.sqlite", tmp_path, InspectOptions(queue_size=1))
-    assert summary["frames_read"] == 5 and summary["corrupt"] == 1 and summary["processed"] == 4 and summary["dropped"] == 0
-    assert [r["name"] for r in read_rows(tmp_path / "r.sqlite")] == ["000.png", "001.png", "003.png", "004.png"]
+    # The unreadable file is a part that could not be judged: a FAULT row, never skipped.
+    assert summary["frames_read"] == 5 and summary["corrupt"] == 1 and summary["processed"] == 5 and summary["dropped"] == 0
+    assert summary["fault"] >= 1 and summary["gate"]["by_check"].get("unreadable") == 1
+    rows = read_rows(tmp_path / "r.sqlite")
+    assert [r["name"] for r in rows] == ["000.png", "001.png", "002.png", "003.png", "004.png"]
+    assert rows[2]["verdict"] == "FAULT" and rows[2]["gate"] == "unreadable" and "truncated" in rows[2]["fault"]
 
 
 class FakeLive(FrameSource):

@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,20 @@ def synthetic(seq: int, rng) -> tuple[dict, np.ndarray, np.ndarray]:
            "latency_ms": 20.0 + (seq % 5), "score": score, "verdict": verdict, "iterations": 14.0, "stop_reason": "energy",
            "map_path": None, "overlay_path": None}  # fmt: skip
     return row, img, amap
+
+
+@contextmanager
+def open_tab(url: str):
+    """A headless Debian Chromium tab (1280x900) on `url`, closed afterwards."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            tab.goto(url, wait_until="domcontentloaded", timeout=15000)
+            yield tab
+        finally:
+            browser.close()
 
 
 class Feeder(threading.Thread):
@@ -141,36 +156,60 @@ def test_publish_never_waits_for_the_page():
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium; .ci/run does)")
 def test_page_in_headless_chromium(tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
     page_server = LivePage(port=0, title="edgeproj inspect: line 1", image_threshold=0.3, pixel_threshold=0.12).start()
     page_server.status(run_id="run-live", source="synthetic", bundle="demo-bundle")
     feeder = Feeder(page_server)
     feeder.start()
     shot = tmp_path / "live-page.png"
     try:
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            try:
-                tab = browser.new_page(viewport={"width": 1280, "height": 900})
-                tab.goto(page_server.url, wait_until="domcontentloaded", timeout=15000)
-                tab.wait_for_function("/^(OK|NG|FAULT)$/.test(document.getElementById('verdict').textContent)", timeout=10000)
-                # Live: the frame counter moves without a reload, the NG strip and the frame image fill in.
-                first = int(tab.text_content("#s-frames"))
-                tab.wait_for_function(f"Number(document.getElementById('s-frames').textContent) > {first + 20}", timeout=10000)
-                tab.wait_for_function("document.querySelectorAll('#ng figure.NG img').length >= 3", timeout=10000)
-                tab.wait_for_function(
-                    "document.querySelector('#frame').complete && document.querySelector('#frame').naturalWidth > 0",
-                    timeout=10000,
-                )
-                tab.wait_for_function("document.querySelectorAll('#chart path, #chart line').length >= 2", timeout=5000)
-                assert tab.text_content("#conn") == "live"
-                assert "synthetic" in tab.text_content("#source")
-                tab.screenshot(path=str(shot))
-            finally:
-                browser.close()
+        with open_tab(page_server.url) as tab:
+            tab.wait_for_function("/^(OK|NG|FAULT)$/.test(document.getElementById('verdict').textContent)", timeout=10000)
+            # Live: the frame counter moves without a reload, the NG strip and the frame image fill in.
+            first = int(tab.text_content("#s-frames"))
+            tab.wait_for_function(f"Number(document.getElementById('s-frames').textContent) > {first + 20}", timeout=10000)
+            tab.wait_for_function("document.querySelectorAll('#ng figure.NG img').length >= 3", timeout=10000)
+            tab.wait_for_function(
+                "document.querySelector('#frame').complete && document.querySelector('#frame').naturalWidth > 0",
+                timeout=10000,
+            )
+            tab.wait_for_function("document.querySelectorAll('#chart path, #chart line').length >= 2", timeout=5000)
+            assert tab.text_content("#conn") == "live"
+            assert "synthetic" in tab.text_content("#source")
+            tab.screenshot(path=str(shot))
     finally:
         feeder.stop.set()
         feeder.join(5)
         page_server.close()
     assert shot.stat().st_size > 10_000
     # The README's screenshot comes from the end-to-end run (tests/test_inspect_serve.py).
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium; .ci/run does)")
+def test_camera_alarm_banner_and_gate_counts_in_headless_chromium(tmp_path):
+    """The ALARM the line raises after frames fail the frame gate in a row shows as a banner, with the gate's
+    counts by check, and goes away when it clears."""
+    from edgeproj.line.alarm import GateMonitor
+    from edgeproj.line.sinks import Sinks
+
+    page_server = LivePage(port=0, title="edgeproj inspect: line 1", image_threshold=0.3).start()
+    monitor = GateMonitor(3, Sinks([page_server]))
+    rng = np.random.default_rng(0)
+    try:
+        with open_tab(page_server.url) as tab:
+            for seq in range(4):
+                row, img, _ = synthetic(seq, rng)
+                reason = "frame gate: brightness 12 below the calibrated 98-121: too dark"
+                row |= {"verdict": "FAULT", "score": None, "fault": reason, "gate": "brightness"}
+                page_server.publish(row, img, None)
+                monitor.update(seq, "brightness", reason)
+            monitor.flush()  # counts between alarms go out at most once a second
+            tab.wait_for_function("document.getElementById('alarm').className === 'on'", timeout=10000)
+            assert "frames in a row failed the frame gate" in tab.text_content("#alarm")
+            assert "too dark" in tab.text_content("#alarm")
+            tab.wait_for_function("document.getElementById('gate').textContent.includes('brightness: 4')", timeout=10000)
+            tab.screenshot(path=str(tmp_path / "alarm.png"))
+            monitor.update(4, "", "")
+            page_server.publish(synthetic(4, rng)[0], None, None)
+            tab.wait_for_function("document.getElementById('alarm').className === ''", timeout=10000)
+    finally:
+        page_server.close()

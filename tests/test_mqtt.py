@@ -235,3 +235,26 @@ def test_spool_overflow_is_counted_and_the_rest_survives_a_restart(broker, tmp_p
     finally:
         pub.close()
         sub.close()
+
+
+@needs_broker
+def test_the_camera_alarm_reaches_the_retained_status_and_clears(broker, tmp_path):
+    """Frames failing the frame gate in a row: the retained status carries the ALARM, then its clearing."""
+    from edgeproj.line.alarm import GateMonitor
+    from edgeproj.line.sinks import Sinks
+
+    sub = Subscriber(broker.port, "plant/line2")
+    cfg = parse_mqtt_url(f"mqtt://127.0.0.1:{broker.port}/plant/line2")
+    pub = MqttPublisher(cfg, tmp_path / "spool.sqlite", status_every_s=60).start()
+    monitor = GateMonitor(2, Sinks([pub]))
+    for seq in range(3):
+        monitor.update(seq, "sharpness", "frame gate: sharpness 3.1 below the calibrated 41-96: out of focus, or no part")
+    wait_for(lambda: any(s.get("alarm") for s in list(sub.status)), 10, "a status with the alarm")
+    raised = [s for s in sub.status if s.get("alarm")][0]
+    assert raised["state"] == "online" and raised["alarm"]["active"] and "sharpness 3.1" in raised["alarm"]["reason"]
+    monitor.update(3, "", "")
+    wait_for(lambda: sub.status and sub.status[-1].get("alarm") is None and sub.status[-1].get("gate", {}).get("passed") == 1,
+             10, "the cleared alarm")  # fmt: skip
+    assert sub.status[-1]["gate"]["by_check"]["sharpness"] == 3 and sub.status[-1]["gate"]["alarms"] == 1
+    pub.close()
+    sub.close()

@@ -53,10 +53,15 @@ def line_frames(manifest: Manifest, size: int, count: int) -> tuple[list[np.ndar
 def bench_line_runtime(
     manifest: Manifest, frames: list[np.ndarray], backend: str, options, warmup: int, in_flight: int = 2
 ) -> dict:
-    """Frames per second of a line through the runtime: `Projector.submit(frame, lean=True)` with up to
-    `in_flight` frames projecting at once, as `inspect` runs; latency from submit to result per frame."""
+    """Frames per second of a line through the runtime: the frame gate, then `Projector.submit(frame,
+    lean=True)` with up to `in_flight` frames projecting at once, as `inspect` runs; latency from the gate
+    to the result per frame. Every frame is projected whatever the gate says (the bench frames are resized
+    training images, which a gate calibrated at another size may stop), so the figure is the full cost."""
     from edgeproj.preprocess import to_patches
+    from edgeproj.runtime.gate import FrameGate
 
+    gate = FrameGate.of(manifest)
+    gate_ms: list[float] = []
     tiles = len(to_patches(frames[0], manifest.preprocess)[0])
     with Projector(manifest, backend=backend, options=options, batch=tiles) as proj:
         in_flight = in_flight if proj.pipelined else 1  # as inspect: only lanes gain from frames in flight
@@ -69,18 +74,25 @@ def bench_line_runtime(
 
         def finish() -> None:
             t, wait = pending.popleft()
-            iters.extend(wait().iterations)
+            res = wait()
+            g = time.perf_counter()
+            gate.check_model(res.rec_loss0)
+            gate_ms[-1] += (time.perf_counter() - g) * 1000
+            iters.extend(res.iterations)
             lat.append((time.perf_counter() - t) * 1000)
 
         start = time.perf_counter()
         for f in frames:
-            pending.append((time.perf_counter(), proj.submit(f, lean=True)))
+            t = time.perf_counter()
+            gate.check_frame(f)
+            gate_ms.append((time.perf_counter() - t) * 1000)
+            pending.append((t, proj.submit(f, lean=True)))
             if len(pending) >= in_flight:
                 finish()
         while pending:
             finish()
         wall = time.perf_counter() - start
-    return _row(lat, iters, tiles, wall) | {"in_flight": in_flight, "graphs": graphs}
+    return _row(lat, iters, tiles, wall) | {"in_flight": in_flight, "graphs": graphs, "gate_ms": float(np.mean(gate_ms))}
 
 
 def _row(lat: list[float], iters: list[int], tiles: int, wall_s: float | None = None) -> dict:

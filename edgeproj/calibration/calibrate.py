@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from edgeproj import __version__, contract
+from edgeproj.calibration.gate import check_gate_options, fit_gate, frame_statistics, gate_results, rejection_summary
 from edgeproj.calibration.thresholds import (
     best_f1,
+    binomial_upper_bound,
     exceed_rate,
     miss_rate_threshold,
     quantile_threshold,
@@ -27,8 +29,9 @@ from edgeproj.data.images import read_image
 from edgeproj.errors import DataError
 from edgeproj.metrics import roc_auc
 from edgeproj.preprocess import to_patches
+from edgeproj.runtime.gate import ASPECT_TOLERANCE, MARGIN, FrameGate
 from edgeproj.runtime.manifest import Calibration, check_writable, load_manifest, write_manifest
-from edgeproj.runtime.projector import Projector
+from edgeproj.runtime.projector import ImageResult, Projector
 
 FP16_MAX_AUROC_DROP = 0.005
 # Fewer normal images than this cannot set an image threshold worth trusting (nor hold any out).
@@ -52,10 +55,13 @@ class CalibrationOptions:
     backend: str = "ort-cpu"
     batch: int = 8
     seed: int = 0
+    gate_margin: float = MARGIN  # robust SDs beyond the calibrated min and max of each gate statistic
+    aspect_tolerance: float = ASPECT_TOLERANCE
 
     def __post_init__(self):
         from edgeproj.errors import ConfigError
 
+        check_gate_options(self.gate_margin, self.aspect_tolerance)
         if self.stop_rule not in STOP_RULES:
             raise ConfigError(f"unknown stop rule '{self.stop_rule}'; use one of {', '.join(STOP_RULES)}")
         for name, v, lo, hi in (
@@ -111,9 +117,33 @@ def _require_finite(values: np.ndarray, what: str, paths: list[Path]) -> None:
         )
 
 
-def _maps(proj: Projector, images: list[np.ndarray], threshold: float) -> tuple[list[np.ndarray], np.ndarray]:
+def _maps(proj: Projector, images: list[np.ndarray], threshold: float) -> tuple[list[np.ndarray], np.ndarray, list[ImageResult]]:
     res = proj.project(images, settings=proj.settings(rec_loss_threshold=threshold))
-    return [r.map for r in res], np.array([r.score for r in res])
+    return [r.map for r in res], np.array([r.score for r in res]), res
+
+
+def _holdout_order(paths: list[Path], unseen: set[str], rng: np.random.Generator) -> list[int]:
+    """A seeded order of the images with those training never saw first: the hold-out then measures the
+    false-reject rate on new parts, not on parts the model learned (which score optimistically low)."""
+    order = [int(i) for i in rng.permutation(len(paths))]
+    return [i for i in order if paths[i].name in unseen] + [i for i in order if paths[i].name not in unseen]
+
+
+def promise(rejected: np.ndarray, unseen: np.ndarray) -> dict:
+    """What a calibration can honestly promise about new good parts: the false-reject rate seen on the
+    held-out images and its one-sided 95% upper bound (Clopper-Pearson), over all of them and over those
+    training never saw (the fairest stand-in for new parts)."""
+    rejected, unseen = np.asarray(rejected, bool), np.asarray(unseen, bool)
+    k, n, ku, nu = int(rejected.sum()), rejected.size, int(rejected[unseen].sum()), int(unseen.sum())
+    return {
+        "rejected": k,
+        "images": n,
+        "rate": k / n if n else float("nan"),
+        "upper_95": binomial_upper_bound(k, n),
+        "unseen_by_training": nu,
+        "unseen_rejected": ku,
+        "unseen_upper_95": binomial_upper_bound(ku, nu) if nu else None,  # None, not NaN: the manifest is strict JSON
+    }
 
 
 def calibrate_bundle(
@@ -130,9 +160,11 @@ def calibrate_bundle(
     paths = sorted(Path(p) for p in normal_paths)
     images = load_normal(paths, manifest.channels)
     rng = np.random.default_rng(opts.seed)
-    order = rng.permutation(len(images))
+    unseen = set((manifest.training.get("data") or {}).get("held_out") or [])
+    order = _holdout_order(paths, unseen, rng)
     n_hold = int(round(opts.holdout * len(images))) if len(images) >= 4 else 0
     hold_idx, cal_idx = sorted(order[:n_hold]), sorted(order[n_hold:])
+    hold_unseen = sum(paths[i].name in unseen for i in hold_idx)
     cal = [images[i] for i in cal_idx]
     hold = [images[i] for i in hold_idx]
     check_writable(Path(bundle), "bundle")
@@ -141,12 +173,19 @@ def calibrate_bundle(
     task = progress.add_task("calibrate", total=2 * len(cal) + len(hold) + n_lab + len(defects), info="L_r at x0")
     with Projector(manifest, backend=opts.backend, batch=opts.batch) as proj:
         stop_check = contract.stop_check(proj.runner.probes)
-        rec = proj.rec_losses(np.concatenate([to_patches(img, manifest.preprocess)[0] for img in cal]))
+        cal_tiles = [to_patches(img, manifest.preprocess)[0] for img in cal]
+        rec = proj.rec_losses(np.concatenate(cal_tiles))
         progress.update(task, advance=len(cal), info="maps of the calibration images")
         _require_finite(rec, "L_r at x0", [paths[i] for i in cal_idx])
         stop = stop_threshold(rec, opts.stop_rule, opts.stop_quantile)
-        cal_maps, cal_scores = _maps(proj, cal, stop)
+        cal_maps, cal_scores, _ = _maps(proj, cal, stop)
         _require_finite(cal_scores, "anomaly map", [paths[i] for i in cal_idx])
+        cal_rec = np.split(rec, np.cumsum([len(t) for t in cal_tiles])[:-1])
+        spec = fit_gate(
+            frame_statistics(cal, cal_rec, manifest.preprocess), cal[0].shape[:2], manifest.channels,
+            opts.gate_margin, opts.aspect_tolerance, ((manifest.training.get("heldout") or {}).get("stop") or {}).get("max"),
+        )  # fmt: skip
+        gate = FrameGate(manifest.preprocess, spec)
         progress.update(task, advance=len(cal), info="held-out images")
         pixel_thr = quantile_threshold(np.concatenate([m.ravel() for m in cal_maps]), opts.pixel_fpr)
         image_thr = quantile_threshold(cal_scores, opts.image_frr)
@@ -172,12 +211,19 @@ def calibrate_bundle(
             "calibration_image_frr": exceed_rate(cal_scores, image_thr),
         }
         if hold:
-            hold_maps, hold_scores = _maps(proj, hold, stop)
+            hold_maps, hold_scores, hold_res = _maps(proj, hold, stop)
             _require_finite(hold_scores, "anomaly map", [paths[i] for i in hold_idx])
             progress.update(task, advance=len(hold), info="labelled set")
+            gated = gate_results(gate, frame_statistics(hold, [r.rec_loss0 for r in hold_res], manifest.preprocess))
+            over = hold_scores > image_thr
+            blocked = np.array([not g.passed for g in gated])
             measured |= {
                 "holdout_pixel_fpr": exceed_rate(np.concatenate([m.ravel() for m in hold_maps]), pixel_thr),
                 "holdout_image_frr": exceed_rate(hold_scores, image_thr),
+                "holdout_gate": rejection_summary(gated),
+                "holdout_frr_with_gate": float(np.mean(over | blocked)),
+                # The figure to quote to the line: held-out good parts rejected (threshold or gate), with its bound.
+                "promise": promise(over | blocked, np.array([paths[i].name in unseen for i in hold_idx])),
             }
         if synthetic is not None:
             measured["synthetic"] = synthetic
@@ -213,13 +259,19 @@ def calibrate_bundle(
         },
         targets={"pixel_fpr": opts.pixel_fpr, "image_frr": opts.image_frr}
         | ({"synthetic_miss_rate": opts.synthetic_miss_rate} if defects else {}),
-        images={"calibration": len(cal), "holdout": len(hold), "list_sha256": _hash_list(paths)},
+        images={
+            "calibration": len(cal),
+            "holdout": len(hold),
+            "holdout_unseen_by_training": hold_unseen,
+            "list_sha256": _hash_list(paths),
+        },  # fmt: skip
         date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         edgeproj_version=__version__,
         rec_loss_at_x0={"min": float(rec.min()), "median": float(np.median(rec)), "max": float(rec.max())},
         measured=measured,
         labelled=lab,
         precision=prec,
+        gate=spec.to_dict(),
     )
     write_manifest(manifest.with_calibration(calibration))
     return calibration

@@ -175,6 +175,13 @@ def print_line(line: dict | None, c) -> None:
                       str(row["tiles_per_frame"]), f"{row['iterations_per_tile']:.2f}", f"{100 * row['tiles_stopped_at_x0']:.0f}%",
                       f"{ratio:.2f}" if ratio else "")  # fmt: skip
     c.print(t)
+    gate = [
+        f"{frame} {r['runtime']['gate_ms']:.1f} ms"
+        for frame, r in line["frames"].items()
+        if "gate_ms" in (r.get("runtime") or {})
+    ]
+    if gate:
+        c.print(f"frame gate per frame (statistics and L_r checks, inside the runtime's latency): {', '.join(gate)}")
     mem = line.get("memory") or {}
     if mem.get("runtime_over_torch"):
         c.print(

@@ -32,6 +32,12 @@ def command(
         "(instead of --image-frr; the normal false-reject rate reached is recorded beside it).",
     ),
     synthetic_per_image: int = typer.Option(2, min=1, max=50, help="Synthetic defects per normal image."),
+    gate_margin: float = float_option(
+        3.0, 0.5, 50.0, "Frame gate: robust SDs beyond the normal images' min and max that a frame statistic may reach."
+    ),
+    aspect_tolerance: float = float_option(
+        0.05, 0.0, 1.0, "Frame gate: accepted relative difference between a frame's aspect ratio and the normal images'."
+    ),
     backend: BackendName = BackendOpt,
     batch: int = typer.Option(8, min=1, max=MAX_BATCH, help=BatchHelp),
     precision_check: bool = typer.Option(
@@ -42,10 +48,13 @@ def command(
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the calibration section as JSON on stdout."),
 ):
-    """Calibrate stop, pixel and image thresholds on normal images; no re-export needed.
+    """Calibrate stop, pixel and image thresholds and the frame gate on normal images; no re-export needed.
 
-    Refuses images with NaN or infinite pixels and never writes a non-finite threshold; the bundle must
-    be writable (checked before any work).
+    The frame gate records what a good frame looks like (brightness, contrast, sharpness, detail,
+    clipped pixels, the flattest tile, the model's L_r at x0): a frame outside it is FAULT, never OK.
+    Held-out images (those training never saw first) measure the false-reject rate of good parts, with
+    its 95% upper bound. Refuses images with NaN or infinite pixels and never writes a non-finite
+    threshold; the bundle must be writable (checked before any work).
     """
     from edgeproj.calibration.calibrate import CalibrationOptions, calibrate_bundle, load_normal
     from edgeproj.cli.output import console, emit_json, progress
@@ -56,7 +65,8 @@ def command(
 
     opts = CalibrationOptions(stop_rule=stop, stop_quantile=stop_quantile, pixel_fpr=pixel_fpr, image_frr=image_frr,
                               holdout=holdout, backend=backend, batch=batch, synthetic_miss_rate=synthetic_miss_rate,
-                              synthetic_per_image=synthetic_per_image)  # fmt: skip
+                              synthetic_per_image=synthetic_per_image, gate_margin=gate_margin,
+                              aspect_tolerance=aspect_tolerance)  # fmt: skip
     if labelled is not None and not category:
         raise ConfigError("--labelled needs --category")
     manifest = load_manifest(bundle)
@@ -97,11 +107,26 @@ def command(
             f"{syn['defects']} defects; normal false-reject at this threshold {m['calibration_image_frr']:.3f} "
             f"(the --image-frr target would give {syn['threshold_at_normal_frr_target']:.4g})"
         )
+    _print_gate(c, section, manifest.channels)
     if "holdout_pixel_fpr" in m:
         c.print(
             f"held-out normal images ({section['images']['holdout']}): pixel FPR {m['holdout_pixel_fpr']:.4f}, "
-            f"image false-reject {m['holdout_image_frr']:.3f}"
+            f"image false-reject {m['holdout_image_frr']:.3f}, with the frame gate {m['holdout_frr_with_gate']:.3f} "
+            f"(the gate rejected {m['holdout_gate']['rejected']})"
         )
+        pr = m["promise"]
+        seen = (
+            f"{pr['unseen_by_training']} of them never seen by training: {pr['unseen_rejected']} rejected, at most "
+            f"{100 * pr['unseen_upper_95']:.1f}%"
+            if pr["unseen_by_training"]
+            else "all of them training images: expect more rejects on new parts"
+        )
+        c.print(
+            f"good parts rejected: {pr['rejected']} of {pr['images']} held-out ({100 * pr['rate']:.1f}%), at most "
+            f"{100 * pr['upper_95']:.1f}% at 95% confidence ({seen}); more held-out images narrow the bound"
+        )
+    else:
+        c.print("no held-out images (fewer than 4 normal images, or --holdout 0): no false-reject rate can be promised")
     if "labelled" in section:
         lab = section["labelled"]
         c.print(
@@ -109,3 +134,24 @@ def command(
             f"{lab['best_f1_pixel']['threshold']:.4g}; best image F1 {lab['best_f1_image']['f1']:.3f}"
         )
     c.print(f"manifest updated: {bundle / 'manifest.json'}")
+
+
+def _print_gate(c, section: dict, channels: int) -> None:
+    """The frame gate's accepted ranges, one line per statistic."""
+    from edgeproj.runtime.gate import GateSpec
+
+    spec = GateSpec.from_dict(section["gate"], "this calibration", channels)
+    h, w = spec.reference_hw
+    c.print(
+        f"frame gate ({spec.images} images {w}x{h}, aspect within {100 * spec.aspect_tolerance:g}%, margin {spec.margin:g} "
+        "robust SDs): a frame outside these ranges is FAULT"
+    )
+    from edgeproj.calibration.gate import describe_ranges
+
+    for r in describe_ranges(spec):
+        lo = "-" if r["lo"] is None else f"{r['lo']:.4g}"
+        hi = "-" if r["hi"] is None else f"{r['hi']:.4g}"
+        c.print(
+            f"  {r['statistic']:<14} accepted {lo:>9} .. {hi:<9} (normal images {r['seen_min']:.4g}..{r['seen_max']:.4g}; {r['unit']})",
+            soft_wrap=True,
+        )

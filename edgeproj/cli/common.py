@@ -106,3 +106,36 @@ FallbackOpt = typer.Option(False, "--allow-fallback", help="Allow ONNX Runtime t
 AlphaOverride = float_option(None, *ALPHA_RANGE, "Override the manifest's Adam step size.")
 LamOverride = float_option(None, *LAM_RANGE, "Override the manifest's lambda (weight of ||x - x0||_1).")
 MaxIterationsOverride = int_option(None, *MAX_ITERATIONS_RANGE, "Override the iteration limit.")
+
+
+def parse_resize(text: str | None) -> tuple[int, int] | None:
+    """`--resize WxH` (or W,H) -> (width, height); ConfigError for anything else."""
+    from edgeproj.runtime.framing import check_resize
+
+    if not text:
+        return None
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        size = tuple(int(v) for v in parts)
+    except ValueError:
+        size = ()
+    if len(size) != 2:
+        raise ConfigError(f"--resize must be WIDTHxHEIGHT (two integers, e.g. 256x256), got '{text}'")
+    check_resize(size)
+    return size
+
+
+def parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
+    """`--roi x,y,w,h` -> a box (x, y >= 0; w, h >= 1); ConfigError for anything else."""
+    if not text:
+        return None
+    try:
+        box = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4:
+        raise ConfigError(f"--roi must be x,y,w,h (four integers), got '{text}'")
+    x, y, w, h = box
+    if x < 0 or y < 0 or w < 1 or h < 1:
+        raise ConfigError(f"--roi {x},{y},{w},{h}: x and y must be >= 0, width and height >= 1")
+    return box

@@ -130,6 +130,21 @@ def command(
             f"{r['grad']['pixel_auroc']:.3f}, AU-PRO {r['baseline']['au_pro']:.3f} -> {r['grad']['au_pro']:.3f}, "
             f"image AUROC {r['baseline']['image_auroc']:.3f} -> {r['grad']['image_auroc']:.3f}"
         )
+        g = r.get("gate")
+        if g and g["calibrated"]:
+            line = (
+                f"  frame gate: flagged {g['flagged_good']} of {g['good']} good and {g['flagged_defect']} of {g['defect']} "
+                f"defective test images; image AUROC with the gate {g['image_auroc_with_gate']:.3f}"
+            )
+            if at := g.get("at_image_threshold"):
+                line += (
+                    f"; at the calibrated threshold good parts rejected {100 * at['good_rejected']:.1f}% "
+                    f"({100 * at['good_rejected_with_gate']:.1f}% with the gate), defects found "
+                    f"{100 * at['defects_found']:.1f}% ({100 * at['defects_found_with_gate']:.1f}%)"
+                )
+            c.print(line)
+        elif g:
+            c.print("  frame gate: none (the bundle was calibrated before it existed; recalibrate to add it)")
     if synthetic_info is not None:
         c.print(
             f"synthetic defects: {synthetic_info['defects']} on {synthetic_info['normal_images']} "

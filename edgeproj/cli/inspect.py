@@ -36,6 +36,13 @@ def command(
     image_threshold: Optional[float] = float_option(None, 0.0, 1e6, "NG above this image score (default: calibration)."),
     pixel_threshold: Optional[float] = float_option(None, 0.0, 1e6, "Defect contour threshold (default: calibration)."),
     roi: Optional[str] = typer.Option(None, help="Region of interest x,y,w,h in frame pixels (must lie inside the frame)."),
+    resize: Optional[str] = typer.Option(
+        None,
+        help="Resize every frame (after --roi) to WxH before the frame gate: states a camera geometry that differs from calibration's.",
+    ),
+    alarm_after: int = typer.Option(
+        5, min=1, max=1_000_000, help="Frames in a row failing the frame gate (camera, lighting, no part) before one ALARM."
+    ),
     queue_size: int = typer.Option(4, min=1, max=1024, help="Capture queue length (live sources drop the oldest beyond it)."),
     max_reconnects: int = typer.Option(
         10, min=0, max=1_000_000, help="A live source that cannot be (re)opened after this many attempts in a row ends the run."
@@ -81,23 +88,28 @@ def command(
 ):
     """Inspect frames: projection, anomaly map, verdict OK / NG / FAULT; one SQLite row per frame.
 
-    FAULT means the judgement failed (a non-finite score, a diverged projection, a processing error):
-    the line must reject the part like an NG. Exit codes: 0 when the run ended normally, 2 for a setup
-    error (bad option, unopenable source, ROI outside the frame) or a run that judged no frame.
+    FAULT means the part could not be judged: the frame failed the frame gate (it does not look like the
+    good parts calibration saw: blank, blurred, badly exposed, another product, wrong size) or could not
+    be read, or the judgement failed (a non-finite score, a diverged projection, a processing error). The
+    line must reject it like an NG; frames failing the gate in a row raise one camera ALARM. Exit codes:
+    0 when the run ended normally, 2 for a setup error (bad option, unopenable source, ROI outside the
+    frame) or a run in which no frame could be read.
     """
     import logging
 
-    from edgeproj.cli.common import output_dir, output_file, runtime_choice
+    from edgeproj.cli.common import output_dir, output_file, parse_resize, parse_roi, runtime_choice
     from edgeproj.cli.output import console, dumps
     from edgeproj.errors import ConfigError, EdgeprojError
     from edgeproj.line.capture import Capture
-    from edgeproj.line.pipeline import InspectOptions, StopFlag, inspect
+    from edgeproj.line.pipeline import InspectOptions, StopFlag, inspect, resolve_thresholds
     from edgeproj.line.sources import open_source
     from edgeproj.line.store import ResultStore
     from edgeproj.runtime import load_manifest
+    from edgeproj.runtime.gate import FrameGate
 
     logging.basicConfig(level=logging.WARNING, format="edgeproj: %(message)s")
-    roi_box = _parse_roi(roi)
+    roi_box = parse_roi(roi)
+    resize_wh = parse_resize(resize)
     if show:
         import cv2
 
@@ -105,10 +117,13 @@ def command(
             raise ConfigError("--show needs an OpenCV build with GUI support; this one is headless (opencv-python-headless)")
     choice = runtime_choice(backend, batch, threads, cuda_graph, fp16, force_fp16, allow_fallback)
     opts = InspectOptions(
-        image_threshold=image_threshold, pixel_threshold=pixel_threshold, roi=roi_box, queue_size=queue_size,
+        image_threshold=image_threshold, pixel_threshold=pixel_threshold, roi=roi_box, resize=resize_wh, queue_size=queue_size,
         save_all=save_all, video=video, show=show, max_frames=max_frames, keep_frames=keep_frames, in_flight=in_flight,
+        alarm_after=alarm_after,
     )  # fmt: skip
     manifest = load_manifest(bundle)
+    resolve_thresholds(manifest.calibration, opts)  # an uncalibrated bundle is refused before anything opens
+    gate = FrameGate.of(manifest)  # so is a malformed gate
     src = open_source(source, manifest.channels, csi, max_pixels=max_pixels)  # a bad source: nothing written yet
     out = output_dir(out)
     if video is not None:
@@ -146,6 +161,8 @@ def command(
             # Said once the setup holds, so a setup error stays one line.
             if advisory := manifest.calibration_advisory(proj.runner.probes):
                 c.print(f"warning: {advisory}", soft_wrap=True)
+            if gate.advisory:
+                c.print(f"warning: {gate.advisory}", soft_wrap=True)
             summary = inspect(
                 proj, src, store, out, opts, on_result=on_result, stop=stop, capture=capture, sinks=sinks, every=every
             )
@@ -153,11 +170,12 @@ def command(
         store.close()
         if sinks:
             sinks.close()
-    if summary["processed"] == 0:
-        if summary["source_error"]:
-            raise EdgeprojError(f"source {src.name} failed before any frame was judged: {summary['source_error']}")
-        if summary["corrupt"]:
-            raise EdgeprojError(f"no frame could be judged: {summary['frames_read']} read, {summary['corrupt']} corrupt")
+    if summary["processed"] == 0 and summary["source_error"]:
+        raise EdgeprojError(f"source {src.name} failed before any frame was judged: {summary['source_error']}")
+    if summary["unreadable"] and summary["processed"] == summary["unreadable"]:
+        raise EdgeprojError(
+            f"no frame could be judged: {summary['frames_read']} read, {summary['corrupt']} corrupt (each recorded as FAULT)"
+        )
     if json_out:
         print(dumps(summary | {"summary": True}, indent=None), flush=True)
     else:
@@ -167,6 +185,12 @@ def command(
             f"{summary['fps']:.2f} frames/s, latency p50 {summary['latency_ms_p50']:.0f} ms, "
             f"p99 {summary['latency_ms_p99']:.0f} ms ({summary['stopped_by']})"
         )
+        g = summary["gate"]
+        if g["failed"]:
+            checks = ", ".join(f"{k} {n}" for k, n in g["by_check"].items())
+            c.print(f"frame gate: {g['failed']} frame(s) stopped, FAULT ({checks}); camera alarms {g['alarms']}")
+        if g["alarm_active"]:
+            c.print("[red]ALARM still active at the end of the run: the last frames failed the frame gate in a row")
         if summary["storage_alarms"] or summary["rows_unstored"]:
             c.print(
                 f"[red]storage alarms {summary['storage_alarms']}: {summary['rows_unstored']} row(s) not in the database, "
@@ -177,20 +201,6 @@ def command(
         raise EdgeprojError(
             f"the run ended because the source failed: {summary['source_error']} ({summary['processed']} frames judged)"
         )
-
-
-def _parse_roi(roi: str | None):
-    from edgeproj.errors import ConfigError
-
-    if not roi:
-        return None
-    try:
-        box = tuple(int(v) for v in roi.split(","))
-    except ValueError:
-        box = ()
-    if len(box) != 4:
-        raise ConfigError(f"--roi must be x,y,w,h (four integers), got '{roi}'")
-    return box
 
 
 def _sinks(out, manifest, opts, serve, serve_token, mqtt, user, password_env, ca, cert, key, insecure, spool):

@@ -38,6 +38,11 @@ def command(
     max_pixels: int = typer.Option(
         64_000_000, min=1, max=1_000_000_000, help="Refuse images with more pixels than this (memory bound)."
     ),
+    roi: Optional[str] = typer.Option(None, help="Region of interest x,y,w,h in image pixels (must lie inside every image)."),
+    resize: Optional[str] = typer.Option(
+        None,
+        help="Resize every image (after --roi) to WxH before the frame gate: states a geometry that differs from calibration's.",
+    ),
     threads: int = ThreadsOpt,
     cuda_graph: bool = CudaGraphOpt,
     fp16: bool = Fp16Opt,
@@ -50,20 +55,26 @@ def command(
 ):
     """Project images onto the normal manifold; write anomaly maps (PNG), verdicts and summary.json.
 
-    Verdicts are OK, NG or FAULT (a failed judgement: a non-finite score, a diverged projection, no
-    threshold, an unreadable image); only OK passes. A failing image does not stop the others; the
-    summary records it, and the verb then exits 2.
+    Verdicts are OK, NG or FAULT (the image failed the frame gate: it does not look like the good parts
+    calibration saw; or the judgement failed: a non-finite score, a diverged projection, no threshold);
+    only OK passes. An image that cannot be read (missing, corrupt, NaN or infinite samples, a float image
+    outside [0, 1]) is FAULT too and does not stop the others; the summary records it, and the verb then
+    exits 2.
     """
     from edgeproj import overlays
-    from edgeproj.cli.common import output_dir, runtime_choice
+    from edgeproj.cli.common import output_dir, parse_resize, parse_roi, runtime_choice
     from edgeproj.cli.output import console, dumps, emit_json, progress
     from edgeproj.data.images import list_images, unique_stems
     from edgeproj.errors import DataError, EdgeprojError
     from edgeproj.runtime import load_manifest
+    from edgeproj.runtime.framing import frame_as_stated
+    from edgeproj.runtime.gate import FrameGate
     from edgeproj.runtime.verdict import FAULT, judge
 
+    roi_box, resize_wh = parse_roi(roi), parse_resize(resize)
     choice = runtime_choice(backend, batch, threads, cuda_graph, fp16, force_fp16, allow_fallback)
     manifest = load_manifest(bundle)
+    gate = FrameGate.of(manifest)
     settings = manifest.projection.with_overrides(
         map_kind=map_kind, alpha=alpha, lam=lam, max_iterations=max_iterations, tuned=False if standard else None
     )
@@ -80,23 +91,33 @@ def command(
         # Said once the setup holds, so a setup error stays one line.
         if advisory := manifest.calibration_advisory(proj.runner.probes):
             console().print(f"warning: {advisory}", soft_wrap=True)
+        if gate.advisory:
+            console().print(f"warning: {gate.advisory}", soft_wrap=True)
         with progress(enabled=not (quiet or json_out)) as prog:
             task = prog.add_task("project", total=len(paths), info="")
             for path, stem in zip(paths, stems):
                 try:
                     from edgeproj.data.images import read_image
 
-                    image = read_image(path, manifest.channels, max_pixels=max_pixels)
+                    image = frame_as_stated(read_image(path, manifest.channels, max_pixels=max_pixels), roi_box, resize_wh)
+                    checked = gate.check_frame(image)
+                    if not checked.passed:  # judged FAULT without a projection: the frame shows no judgeable part
+                        v = judge(None, cal.image_threshold, gate=checked)
+                        summaries.append({"source": str(path), "verdict": v.verdict, "fault": v.reason, "gate": v.gate})
+                        prog.update(task, advance=1, info=f"{stem}: FAULT ({v.gate})")
+                        continue
                     (res,) = proj.project([image], settings=settings)
+                    checked = checked.merged(gate.check_model(res.rec_loss0))
                     res.source = str(path)
                     overlays.write(out / f"{stem}_map.png", overlays.heatmap(res.map, vmax=vmax))
                     overlays.write(out / f"{stem}_overlay.png", overlays.overlay(image, res.map, thr, vmax=vmax))
                 except (DataError, EdgeprojError) as exc:
                     failed.append(f"{path}: {exc}")
-                    summaries.append({"source": str(path), "verdict": FAULT, "fault": str(exc), "error": str(exc)})
+                    summaries.append({"source": str(path), "verdict": FAULT, "fault": str(exc), "error": str(exc)}
+                                     | ({"gate": "unreadable"} if isinstance(exc, DataError) else {}))  # fmt: skip
                     prog.update(task, advance=1, info=f"{stem}: FAULT")
                     continue
-                v = judge(res.score, cal.image_threshold, res.diverged)
+                v = judge(res.score, cal.image_threshold, res.diverged, gate=checked)
                 s = res.summary() | {
                     "map_png": str(out / f"{stem}_map.png"),
                     "overlay_png": str(out / f"{stem}_overlay.png"),
@@ -104,6 +125,8 @@ def command(
                 }
                 if v.reason:
                     s["fault"] = v.reason
+                if v.gate:
+                    s["gate"] = v.gate
                 summaries.append(s)
                 prog.update(task, advance=1, info=f"{stem}: {v.verdict}")
         doc = {
@@ -112,6 +135,12 @@ def command(
             "providers": proj.providers,
             "image_threshold": cal.image_threshold,
             "counts": {k: sum(s["verdict"] == k for s in summaries) for k in ("OK", "NG", "FAULT")},
+            "gate": {
+                "calibrated": gate.calibrated,
+                "by_check": {
+                    c: sum(s.get("gate") == c for s in summaries) for c in sorted({s["gate"] for s in summaries if s.get("gate")})
+                },
+            },
             "images": summaries,
             "failed": failed,
         }

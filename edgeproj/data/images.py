@@ -25,6 +25,9 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # grayscale content saved as RGB, or as a colour JPEG, is off by a rounding step at most.
 GRAY_TOLERANCE = 2.0 / 255.0
 
+# Float samples within this of [0, 1] are rounding, not an unnormalized image.
+FLOAT_SLACK = 1e-6
+
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -110,12 +113,27 @@ def _decode(path: Path, what: str = "image", max_pixels: int = MAX_PIXELS) -> np
 
 
 def _to_float(img: np.ndarray, path: Path) -> np.ndarray:
+    """Samples as float32 in [0, 1]. A float image is taken as it is, never repaired: a non-finite value
+    or one outside [0, 1] (beyond rounding, FLOAT_SLACK) is a DataError naming the file."""
     if img.dtype == np.uint8:
         return img.astype(np.float32) / 255.0
     if img.dtype == np.uint16:
         return img.astype(np.float32) / 65535.0
     if img.dtype in (np.float32, np.float64):
-        return np.clip(img, 0.0, 1.0).astype(np.float32)
+        finite = np.isfinite(img)
+        if not finite.all():
+            bad = int(img.size - np.count_nonzero(finite))
+            raise DataError(
+                f"image {path} holds {bad} NaN or infinite sample(s); a broken camera or export: fix or remove the file "
+                "(edgeproj never repairs pixels)"
+            )
+        lo, hi = float(img.min()), float(img.max())
+        if lo < -FLOAT_SLACK or hi > 1.0 + FLOAT_SLACK:
+            raise DataError(
+                f"float image {path} holds values {lo:.4g}..{hi:.4g}, outside [0, 1]: save it scaled to [0, 1], or as "
+                "8- or 16-bit (edgeproj never clips pixels)"
+            )
+        return np.clip(img, 0.0, 1.0).astype(np.float32)  # only rounding-level excess is left to clip
     raise DataError(f"image {path} has unsupported sample type {img.dtype}; save it as 8- or 16-bit")
 
 

@@ -15,6 +15,7 @@ from edgeproj.evaluation import studies
 from edgeproj.evaluation.studies import RULES, image_score_candidates, improvement_rates, rule_study
 from edgeproj.evaluation.testset import TestSet
 from edgeproj.metrics import au_pro, roc_auc
+from edgeproj.runtime.gate import FrameGate
 from edgeproj.runtime.projector import Projector
 from edgeproj.runtime.scoring import dssim_maps, image_score
 
@@ -42,6 +43,57 @@ def method_metrics(ts: TestSet, maps: list[np.ndarray], fpr_limit: float = 0.3, 
         "au_pro": au_pro(ts.masks, maps, fpr_limit),
         "image_auroc": roc_auc(ts.labels, img_scores),
     }
+
+
+def gate_figures(proj: Projector, ts: TestSet, rec_loss0: np.ndarray, diverged: np.ndarray, maps: list[np.ndarray]) -> dict:
+    """What the frame gate does on a test set: images it flags (good and defective, by check), the AUROCs
+    with it applied, and the good-part false-reject and defect recall at the calibrated image threshold
+    with and without it (how far calibration's promise carries to new parts)."""
+    m = proj.manifest
+    gate = FrameGate.of(m)
+    per_image = np.split(np.asarray(rec_loss0), np.cumsum(ts.counts)[:-1])
+    checks = [gate.check_frame(img).merged(gate.check_model(r)) for img, r in zip(ts.images, per_image)]
+    flagged = np.array([not c.passed for c in checks])
+    labels = ts.labels
+    scores = np.array([image_score(a, m.projection.image_score) for a in maps], np.float64)
+    finite = scores[np.isfinite(scores)]
+    top = (finite.max() if finite.size else 0.0) + 1.0
+    gated = np.where(flagged | ~np.isfinite(scores), top, scores)  # a flagged image is rejected outright
+    by: dict[str, int] = {}
+    for c in checks:
+        if not c.passed:
+            by[c.check] = by.get(c.check, 0) + 1
+    out = {
+        "calibrated": gate.calibrated,
+        "flagged_good": int(np.sum(flagged & ~labels)),
+        "flagged_defect": int(np.sum(flagged & labels)),
+        "good": int(np.sum(~labels)),
+        "defect": int(np.sum(labels)),
+        "by_check": dict(sorted(by.items(), key=lambda kv: -kv[1])),
+        "image_auroc": roc_auc(labels, scores),
+        "image_auroc_with_gate": roc_auc(labels, gated),
+    }
+    keep = ~flagged
+    if keep.any() and labels[keep].any():
+        pix = np.concatenate([a.ravel() for a, k in zip(maps, keep) if k])
+        lab = np.concatenate([msk.ravel() for msk, k in zip(ts.masks, keep) if k])
+        out["pixel_auroc_on_passed_images"] = roc_auc(lab, pix)
+    thr = m.calibration.image_threshold
+    if thr is not None:
+        # Rejected as the line's verdict rule rejects: not a finite score at or below the threshold, or a
+        # diverged tile (FAULT; its map here holds the baseline's instead).
+        div = np.array([d.any() for d in np.split(np.asarray(diverged, bool), np.cumsum(ts.counts)[:-1])])
+        over = ~(scores <= thr) | div
+        good, bad = ~labels, labels
+        out["at_image_threshold"] = {
+            "threshold": thr,
+            "good_rejected": float(np.mean(over[good])) if good.any() else float("nan"),
+            "good_rejected_with_gate": float(np.mean((over | flagged)[good])) if good.any() else float("nan"),
+            "defects_found": float(np.mean(over[bad])) if bad.any() else float("nan"),
+            "defects_found_with_gate": float(np.mean((over | flagged)[bad])) if bad.any() else float("nan"),
+            "calibration_promise": (m.calibration.measured or {}).get("promise"),
+        }
+    return out
 
 
 def convergence_study(
@@ -106,6 +158,7 @@ def evaluate_bundle(proj: Projector, ts: TestSet, opts: EvalOptions, tick: Calla
         "image_scores": image_score_candidates(ts, res, maps["grad"], maps["baseline"]),
         "image_improvement_rates": improvement_rates(ts, maps["baseline"], maps["grad"]),
         "iterations": {"mean": float(res.iterations.mean()), "max": int(res.iterations.max()), "stop_reasons": reasons},
+        "gate": gate_figures(proj, ts, res.rec_loss0, res.diverged, maps["grad"]),
     }
     if opts.rule_study:
         out["rule_study"] = rule_study(proj, ts, opts.alphas, opts.pro_fpr, tick)

@@ -110,6 +110,9 @@ class Capture:
                 if not self._reopen():
                     self.stats.failed = f"cannot open {self.source.name} (after {self.stats.reconnects} attempts)"
                     return
+            # Undecodable frames of a video file wait for the next good frame: inside the video they are
+            # parts (FAULT), at its end they are the container's frame count running past its last frame.
+            held: list[Frame] = []
             while not self._stop.is_set():
                 try:
                     frame: Frame | None = self.source.read()
@@ -120,12 +123,23 @@ class Capture:
                         return
                     continue
                 if frame is None:
+                    if held:
+                        log.warning(
+                            "%d undecodable frame(s) at the end of %s not judged: past its last frame",
+                            len(held),
+                            self.source.name,
+                        )
                     return
                 self.stats.read += 1
-                if frame.image is None:
+                if frame.image is None:  # queued: an unread part is judged FAULT, never skipped
                     self.stats.corrupt += 1
-                    log.warning("corrupt frame %s skipped: %s", frame.name or frame.seq, frame.error)
-                    continue
+                    log.warning("corrupt frame %s (FAULT): %s", frame.name or frame.seq, frame.error)
+                    if self.source.errors_may_trail:
+                        held.append(frame)
+                        continue
+                for h in held:
+                    self._put(h)
+                held.clear()
                 self._put(frame)
         except Exception as exc:  # surface the reason in the summary instead of dying silently
             self.stats.failed = f"{type(exc).__name__}: {exc}"

@@ -1,4 +1,5 @@
-"""The live operator page (`inspect --serve`): latest frame and overlay, verdict, counts, rates, score history.
+"""The live operator page (`inspect --serve`): latest frame and overlay, verdict, counts, rates, score history,
+the camera ALARM banner and the frame gate's counts by check.
 
 Three threads, none of them the line's: the line calls `publish`, which only counts the row and puts the
 frame in a one-slot buffer (the newest wins: frames are dropped for the page, never for the line); a
@@ -429,9 +430,13 @@ h2 { font-size: 14px; color: var(--dim); font-weight: 600; margin: 14px 0 6px; t
 #ng figure.FAULT img { border-color: var(--fault); }
 #ng figcaption { font-size: 11px; color: var(--dim); }
 .empty { color: var(--dim); font-size: 13px; }
+#alarm { display: none; margin: 0; padding: 10px 18px; background: var(--fault); color: #111; font-weight: 700; font-size: 17px; }
+#alarm.on { display: block; }
+#gate { font-size: 13px; color: var(--dim); } #gate b { color: var(--fg); }
 </style></head>
 <body>
 <header><h1 id="title">__TITLE__</h1><span class="meta" id="source"></span><span class="meta" id="run"></span><span id="conn">connecting</span></header>
+<div id="alarm" role="alert"></div>
 <main>
  <section class="panel">
   <div id="verdict" class="none">&mdash;</div>
@@ -453,6 +458,8 @@ h2 { font-size: 14px; color: var(--dim); font-weight: 600; margin: 14px 0 6px; t
   <svg id="chart" viewBox="0 0 600 180" preserveAspectRatio="none"></svg>
   <h2>Last NG frames</h2>
   <div id="ng"><span class="empty">none yet</span></div>
+  <h2>Frame gate</h2>
+  <div id="gate"><span class="empty">no frame stopped</span></div>
  </section>
 </main>
 <script id="initial" type="application/json">__INITIAL_STATE__</script>
@@ -487,13 +494,24 @@ function render(s) {
   $("run").textContent = info.run_id ? "run " + info.run_id : "";
   if (row) {
     const v = $("verdict"); v.textContent = row.verdict; v.className = row.verdict;
-    $("score").textContent = "frame " + row.seq + (row.name ? " (" + row.name + ")" : "") + " \\u00b7 score " + fmt(row.score, 4) + (info.image_threshold ? " / threshold " + fmt(info.image_threshold, 4) : "");
+    $("score").textContent = "frame " + row.seq + (row.name ? " (" + row.name + ")" : "") + " \\u00b7 score " + fmt(row.score, 4) + (info.image_threshold ? " / threshold " + fmt(info.image_threshold, 4) : "") + (row.fault ? " \\u00b7 " + row.fault : "");
   }
   $("s-frames").textContent = st.frames; $("s-ok").textContent = c.OK || 0; $("s-ng").textContent = c.NG || 0; $("s-fault").textContent = c.FAULT || 0;
   $("s-fps").textContent = fmt(st.fps, 1); $("s-p50").textContent = fmt(st.latency_ms_p50, 1); $("s-p99").textContent = fmt(st.latency_ms_p99, 1);
   $("s-rate").textContent = st.frames ? (100 * (c.NG || 0) / st.frames).toFixed(1) + "%" : "\\u2013";
   $("thr-label").textContent = info.image_threshold ? "(threshold dashed)" : "";
   chart(s.history || [], info.image_threshold);
+  const al = info.alarm, ab = $("alarm");
+  ab.className = al && al.active ? "on" : "";
+  ab.textContent = al && al.active ? "ALARM: " + al.frames_in_row + " frames in a row failed the frame gate (camera, lighting or no part): " + al.reason : "";
+  const g = info.gate;
+  if (g && g.failed) {
+    $("gate").innerHTML = "";
+    const head = document.createElement("div");
+    head.innerHTML = "<b>" + g.failed + "</b> frame(s) FAULT before judging, <b>" + g.alarms + "</b> alarm(s)";
+    $("gate").append(head);
+    for (const [k, n] of Object.entries(g.by_check || {})) { const d = document.createElement("div"); d.textContent = k + ": " + n; $("gate").append(d); }
+  }
   if (s.frame_v && s.frame_v !== frameV) { frameV = s.frame_v; $("frame").src = withToken("/frame.jpg?v=" + frameV); }
   const keys = (s.ng || []).map((n) => n.key).join(",");
   if (keys !== ngKeys) {

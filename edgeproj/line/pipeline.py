@@ -1,4 +1,4 @@
-"""The inspection loop: capture -> preprocessing (ROI) -> projection -> map -> verdict -> database row."""
+"""The inspection loop: capture -> ROI/resize -> frame gate -> projection -> map -> verdict -> database row."""
 
 from __future__ import annotations
 
@@ -18,10 +18,13 @@ import numpy as np
 
 from edgeproj import overlays
 from edgeproj.errors import ConfigError, EdgeprojError
+from edgeproj.line.alarm import UNREADABLE, GateMonitor
 from edgeproj.line.capture import END, Capture
 from edgeproj.line.sinks import Sinks
 from edgeproj.line.sources import FrameSource
 from edgeproj.line.store import FrameRow, GuardedStore, ResultStore
+from edgeproj.runtime.framing import check_resize, crop_roi, frame_as_stated
+from edgeproj.runtime.gate import FrameGate, GateFailure, GateResult
 from edgeproj.runtime.manifest import Calibration
 from edgeproj.runtime.projector import Projector
 from edgeproj.runtime.verdict import FAULT, NG, OK, judge
@@ -36,6 +39,7 @@ class InspectOptions:
     image_threshold: float | None = None  # default: the bundle's calibration
     pixel_threshold: float | None = None
     roi: tuple[int, int, int, int] | None = None  # x, y, w, h in frame pixels
+    resize: tuple[int, int] | None = None  # width, height the frame (after the ROI) is resized to, as stated
     queue_size: int = 4
     save_all: bool = False  # PNG map and overlay for every frame, not only NG/FAULT
     video: Path | None = None  # annotated overlay video
@@ -45,8 +49,12 @@ class InspectOptions:
     store_buffer: int = 10_000  # rows held in memory while the database is unavailable
     # Frames projected at once: the next frame's tiles start while this one's last tiles finish (lanes).
     in_flight: int = 2
+    alarm_after: int = 5  # frames in a row that fail the frame gate before the camera ALARM
 
     def __post_init__(self):
+        check_resize(self.resize)
+        if not 1 <= self.alarm_after <= 1_000_000:
+            raise ConfigError(f"--alarm-after {self.alarm_after}: give 1..1000000 frames in a row")
         if not 1 <= self.in_flight <= 8:
             raise ConfigError(f"--in-flight {self.in_flight}: frames in flight must be 1..8 (2 keeps every CPU lane busy)")
         if self.queue_size < 1:
@@ -63,6 +71,7 @@ class Summary:
     source: str
     frames_read: int = 0
     processed: int = 0
+    unreadable: int = 0  # frames judged FAULT because they could not be read (never projected)
     dropped: int = 0
     corrupt: int = 0
     reconnects: int = 0
@@ -77,6 +86,7 @@ class Summary:
     latencies_ms: list = field(default_factory=list)
     stopped_by: str = "end of source"
     source_error: str = ""
+    gate: dict = field(default_factory=dict)  # frames the frame gate stopped, by check; camera alarms
 
     def to_dict(self) -> dict:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.array([np.nan])
@@ -102,17 +112,6 @@ def resolve_thresholds(calibration: Calibration, opts: InspectOptions) -> tuple[
         if v is not None and not math.isfinite(v):
             raise ConfigError(f"the {name} is {v}: a verdict needs a finite threshold; recalibrate the bundle")
     return float(image), (None if pixel is None else float(pixel))
-
-
-def crop_roi(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.ndarray:
-    """The ROI of a frame; ConfigError when it does not lie inside the frame (never clipped silently)."""
-    if roi is None:
-        return image
-    x, y, w, h = roi
-    fh, fw = image.shape[:2]
-    if x + w > fw or y + h > fh:
-        raise ConfigError(f"--roi {x},{y},{w},{h} does not fit the {fw}x{fh} frame (x + w <= {fw}, y + h <= {fh})")
-    return image[y : y + h, x : x + w]
 
 
 class StopFlag:
@@ -180,12 +179,15 @@ def inspect(
     """Run until the source ends, `max_frames`, or a stop signal; returns the summary dict.
 
     Every frame gets a verdict (OK, NG or FAULT, see edgeproj.runtime.verdict) that is reported through
-    `on_result` whether or not the database could take its row. `store` is a ResultStore, or a path
+    `on_result` whether or not the database could take its row; a frame that could not be read, or that
+    fails the frame gate (edgeproj.runtime.gate), is FAULT without being projected, and frames that fail
+    it in a row raise the camera ALARM (edgeproj.line.alarm). `store` is a ResultStore, or a path
     to open one at (then closed at the end). `sinks` (the live page, MQTT) get every row with its image
     and map without the line waiting on them; `every(summary)` is called every `every_s` seconds with
     the running summary (periodic progress in logs).
     """
     image_thr, pixel_thr = resolve_thresholds(projector.manifest.calibration, opts)
+    gate = FrameGate.of(projector.manifest)
     stop = stop or StopFlag()
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = Summary(run_id, source.name)
@@ -197,6 +199,7 @@ def inspect(
     writer = None
     vmax = 2 * pixel_thr if pixel_thr else None
     sinks = sinks or Sinks()
+    monitor = GateMonitor(opts.alarm_after, sinks)
     sinks.status(
         run_id=run_id, source=source.name, image_threshold=image_thr, pixel_threshold=pixel_thr,
         bundle=str(projector.manifest.root), bundle_sha256=projector.manifest.graphs["step"].sha256, variant=projector.manifest.variant,
@@ -206,23 +209,25 @@ def inspect(
     next_report = t0 + every_s
     cap.start()
     first = True
-    # Frames being projected, oldest first: (frame, image, wait for its result, error before projecting).
+    # Frames being projected, oldest first: (frame, image, wait for its result, error before projecting,
+    # the gate's findings before projecting).
     # Only lanes project while the loop reads on; elsewhere a second frame in flight would only wait.
     in_flight: deque = deque()
     depth = opts.in_flight if projector.pipelined else 1
 
     def finish() -> None:
         nonlocal next_report, writer
-        frame, img, wait, error = in_flight[0]  # popped once counted: a frame is processed or dropped, never lost
+        frame, img, wait, error, checked = in_flight[0]  # popped once counted: a frame is processed or dropped, never lost
         res = None
-        if not error:
+        if not error and wait is not None:
             try:
                 res = wait()
+                checked = checked.merged(gate.check_model(res.rec_loss0))
             except Exception as exc:  # noqa: BLE001 - any failure judging a part makes it a FAULT, the line goes on
                 error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, EdgeprojError) else str(exc)
         if error:
             log.error("frame %s: FAULT (%s)", frame.name or frame.seq, error)
-        v = judge(None if res is None else res.score, image_thr, 0 if res is None else res.diverged, error)
+        v = judge(None if res is None else res.score, image_thr, 0 if res is None else res.diverged, error, gate=checked)
         map_path = overlay_path = None
         over = None
         if res is not None and (v.rejected or opts.save_all or opts.video or opts.show):
@@ -240,15 +245,18 @@ def inspect(
                 stop.reason = "window closed"
                 stop.event.set()
         latency = (time.monotonic() - frame.mono_ts) * 1000
-        reasons = res.stop_reasons if res is not None else ["error"]
+        reasons = res.stop_reasons if res is not None else (["gate"] if v.gate else ["error"])
         score = None if res is None or not math.isfinite(res.score) else float(res.score)
         row = FrameRow(
             frame.seq, run_id, source.name, frame.name, frame.wall_ts, latency, score, v.verdict,
             None if res is None else float(np.mean(res.iterations)), max(set(reasons), key=reasons.count),
-            map_path, overlay_path, v.reason,
+            map_path, overlay_path, v.reason, v.gate,
         )  # fmt: skip
         rows.add(row)
+        if v.gate or not error:  # a processing error says nothing about the camera: it neither raises nor clears
+            monitor.update(frame.seq, v.gate, v.reason)
         summary.processed += 1
+        summary.unreadable += frame.image is None
         summary.ok += v.verdict == OK
         summary.ng += v.verdict == NG
         summary.fault += v.verdict == FAULT
@@ -261,6 +269,7 @@ def inspect(
         if every is not None and time.monotonic() >= next_report:
             next_report = time.monotonic() + every_s
             summary.seconds = time.monotonic() - t0
+            summary.gate = monitor.summary()
             every(summary.to_dict())
 
     try:
@@ -280,16 +289,21 @@ def inspect(
                 continue
             if frame is END:
                 break
-            if first:  # a ROI outside the camera's frame is a setup error: stop before judging anything
+            if first and frame.image is not None:  # a ROI outside the camera's frame is a setup error: stop now
                 crop_roi(frame.image, opts.roi)
                 first = False
-            img, wait, error = None, None, ""
-            try:
-                img = crop_roi(frame.image, opts.roi)
-                wait = projector.submit(img, lean=True)
-            except Exception as exc:  # noqa: BLE001 - as in finish()
-                error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, EdgeprojError) else str(exc)
-            in_flight.append((frame, img, wait, error))
+            img, wait, checked, error = None, None, GateResult(), ""
+            if frame.image is None:  # reading never repairs a pixel: an unreadable frame is the gate's FAULT
+                checked = GateResult((GateFailure(UNREADABLE, f"the frame could not be read: {frame.error or 'no image'}"),))
+            else:
+                try:
+                    img = frame_as_stated(frame.image, opts.roi, opts.resize)
+                    checked = gate.check_frame(img)
+                    if checked.passed:  # a frame that shows no judgeable part is not worth a projection
+                        wait = projector.submit(img, lean=True)
+                except Exception as exc:  # noqa: BLE001 - as in finish()
+                    error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, EdgeprojError) else str(exc)
+            in_flight.append((frame, img, wait, error, checked))
             if len(in_flight) >= depth:
                 finish()
         # Frames already being projected were read: they get their verdicts.
@@ -315,6 +329,8 @@ def inspect(
         rows.flush()
         summary.storage_alarms, summary.rows_unstored, summary.rows_lost_from_store = rows.alarms, len(rows.pending), rows.lost
         summary.image_write_errors = files.errors
+        summary.gate = monitor.summary()
+        monitor.flush()
         if own_store:
             store.close()
         if opts.show:

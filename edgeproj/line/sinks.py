@@ -54,7 +54,10 @@ class Sinks:
 
     def status(self, **info) -> None:
         for s in self.sinks:
-            s.status(**info)
+            try:
+                s.status(**info)
+            except Exception:  # as in publish: counted, never the line's problem
+                self.errors += 1
 
     def publish(self, row: dict, image: np.ndarray | None = None, anomaly_map: np.ndarray | None = None) -> None:
         for s in self.sinks:

@@ -80,6 +80,9 @@ class FrameSource:
 
     live = False
     name = "source"
+    # True where a source may report unreadable frames past its real end (a video container's frame count):
+    # those are held until a good frame shows they were parts (edgeproj.line.capture).
+    errors_may_trail = False
 
     def __init__(self, channels: int, max_pixels: int = MAX_PIXELS):
         self.channels = channels
@@ -116,7 +119,8 @@ class FrameSource:
 
 
 class FolderSource(FrameSource):
-    """Images from a folder or a glob, in name order; a corrupt file becomes a skipped, counted frame."""
+    """Images from a folder or a glob, in name order; a file that cannot be read (corrupt, NaN or infinite
+    samples, a float image outside [0, 1]) becomes a frame without an image: FAULT, counted as corrupt."""
 
     def __init__(self, spec: str, channels: int, max_pixels: int = MAX_PIXELS):
         super().__init__(channels, max_pixels)
@@ -151,6 +155,7 @@ class CaptureSource(FrameSource):
     ):
         super().__init__(channels, max_pixels)
         self.spec, self.api, self.live = spec, api, live
+        self.errors_may_trail = not live
         self.name = name or str(spec)
         self.cap = None
         self._bad_in_row = 0
@@ -177,7 +182,8 @@ class CaptureSource(FrameSource):
         if not ok or bgr is None:
             if self.live:
                 raise SourceLost(f"{self.name} stopped delivering frames")
-            # A file: end of stream, or an undecodable frame before the end (skip it, counted as corrupt).
+            # A file: end of stream, or an undecodable frame before the end (a frame without an image:
+            # FAULT once a good frame follows it, see errors_may_trail).
             pos = self.cap.get(cv2.CAP_PROP_POS_FRAMES)
             total = self.cap.get(cv2.CAP_PROP_FRAME_COUNT)
             if total > 0 and pos < total - 1 and self._bad_in_row < 8:

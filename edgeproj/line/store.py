@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS frames (
     map_path TEXT,
     overlay_path TEXT,
     fault TEXT,
+    gate TEXT,
     PRIMARY KEY (run_id, seq)
 );
 CREATE INDEX IF NOT EXISTS frames_verdict ON frames (verdict);
@@ -54,6 +55,7 @@ class FrameRow:
     map_path: str | None
     overlay_path: str | None
     fault: str = ""
+    gate: str = ""  # the frame-gate check that made it FAULT ('unreadable' when it could not be read)
 
 
 class ResultStore:
@@ -77,8 +79,9 @@ class ResultStore:
             self.db.execute(f"PRAGMA synchronous={DURABILITY[durability]}")
             self.db.executescript(SCHEMA)
             cols = {r[1] for r in self.db.execute("PRAGMA table_info(frames)")}
-            if "fault" not in cols:  # a database written by an earlier edgeproj
-                self.db.execute("ALTER TABLE frames ADD COLUMN fault TEXT")
+            for col in ("fault", "gate"):  # a database written by an earlier edgeproj
+                if col not in cols:
+                    self.db.execute(f"ALTER TABLE frames ADD COLUMN {col} TEXT")
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"--db '{path}' cannot be used as a results database ({exc}); give a new file name") from None
         except OSError as exc:

@@ -182,7 +182,8 @@ class Calibration:
     """Thresholds measured on normal images by `edgeproj calibrate`, and how they were obtained.
 
     The three thresholds are None until calibrated, and finite when present (a non-finite threshold
-    would make every comparison false, so every defect OK). `precision` holds the FP16 verdict.
+    would make every comparison false, so every defect OK). `precision` holds the FP16 verdict. `gate`
+    holds the frame gate's accepted ranges (edgeproj.runtime.gate; empty for calibrations made before it).
     """
 
     rec_loss_threshold: float | None = None
@@ -197,6 +198,7 @@ class Calibration:
     measured: dict = field(default_factory=dict)
     labelled: dict | None = None
     precision: dict = field(default_factory=dict)
+    gate: dict = field(default_factory=dict)
 
     def __post_init__(self):
         for name in ("rec_loss_threshold", "pixel_threshold", "image_threshold"):
@@ -224,6 +226,8 @@ class Calibration:
         d = asdict(self)
         if d["labelled"] is None:
             d.pop("labelled")
+        if not d["gate"]:
+            d.pop("gate")
         return d
 
 

@@ -42,6 +42,7 @@ class ImageResult:
     map_kind: str
     source: str = ""
     extra_maps: dict = field(default_factory=dict)
+    rec_loss0: np.ndarray | None = None  # L_r at x0 of every tile: the frame gate's model statistics
 
     @property
     def diverged(self) -> int:
@@ -375,6 +376,7 @@ class Projector:
                     energy_traces=res.traces[sl],
                     map_kind=settings.map_kind,
                     source=src,
+                    rec_loss0=np.array(res.rec_loss0[sl], np.float32),
                 )
             )
         return out

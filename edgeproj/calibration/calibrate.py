@@ -91,9 +91,7 @@ def load_normal(paths: list[Path], channels: int) -> list[np.ndarray]:
         raise DataError(f"calibration needs at least {MIN_NORMAL_IMAGES} normal images, got {len(paths)}; add good images")
     images, first = [], None
     for p in paths:
-        img = read_image(p, channels=channels)
-        if not np.isfinite(img).all():
-            raise DataError(f"normal image '{p}' holds NaN or infinite pixels; calibration refuses it (fix or remove the file)")
+        img = read_image(p, channels=channels)  # refuses NaN, infinite and out-of-range samples, naming the file
         if first is None:
             first = (img.shape[:2], p)
         elif img.shape[:2] != first[0]:
@@ -164,7 +162,7 @@ def calibrate_bundle(
     order = _holdout_order(paths, unseen, rng)
     n_hold = int(round(opts.holdout * len(images))) if len(images) >= 4 else 0
     hold_idx, cal_idx = sorted(order[:n_hold]), sorted(order[n_hold:])
-    hold_unseen = sum(paths[i].name in unseen for i in hold_idx)
+    hold_unseen = np.array([paths[i].name in unseen for i in hold_idx], bool)
     cal = [images[i] for i in cal_idx]
     hold = [images[i] for i in hold_idx]
     check_writable(Path(bundle), "bundle")
@@ -223,7 +221,7 @@ def calibrate_bundle(
                 "holdout_gate": rejection_summary(gated),
                 "holdout_frr_with_gate": float(np.mean(over | blocked)),
                 # The figure to quote to the line: held-out good parts rejected (threshold or gate), with its bound.
-                "promise": promise(over | blocked, np.array([paths[i].name in unseen for i in hold_idx])),
+                "promise": promise(over | blocked, hold_unseen),
             }
         if synthetic is not None:
             measured["synthetic"] = synthetic
@@ -262,7 +260,7 @@ def calibrate_bundle(
         images={
             "calibration": len(cal),
             "holdout": len(hold),
-            "holdout_unseen_by_training": hold_unseen,
+            "holdout_unseen_by_training": int(hold_unseen.sum()),
             "list_sha256": _hash_list(paths),
         },  # fmt: skip
         date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -9,6 +9,7 @@ judgeable part, not to judge parts, and it must not reject new good parts that t
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import replace
 
 import numpy as np
@@ -82,11 +83,8 @@ def gate_results(gate: FrameGate, stats: list[dict[str, float]]) -> list[GateRes
 
 def rejection_summary(results: list[GateResult]) -> dict:
     """How many images the gate rejected, and by which check (the most telling one per image)."""
-    by: dict[str, int] = {}
-    for r in results:
-        if not r.passed:
-            by[r.check] = by.get(r.check, 0) + 1
-    return {"images": len(results), "rejected": sum(not r.passed for r in results), "by_check": dict(sorted(by.items()))}
+    by = Counter(r.check for r in results if not r.passed)
+    return {"images": len(results), "rejected": by.total(), "by_check": dict(sorted(by.items()))}
 
 
 def describe_ranges(spec: GateSpec) -> list[dict]:

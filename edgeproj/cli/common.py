@@ -127,6 +127,8 @@ def parse_resize(text: str | None) -> tuple[int, int] | None:
 
 def parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
     """`--roi x,y,w,h` -> a box (x, y >= 0; w, h >= 1); ConfigError for anything else."""
+    from edgeproj.runtime.framing import check_roi
+
     if not text:
         return None
     try:
@@ -135,7 +137,5 @@ def parse_roi(text: str | None) -> tuple[int, int, int, int] | None:
         box = ()
     if len(box) != 4:
         raise ConfigError(f"--roi must be x,y,w,h (four integers), got '{text}'")
-    x, y, w, h = box
-    if x < 0 or y < 0 or w < 1 or h < 1:
-        raise ConfigError(f"--roi {x},{y},{w},{h}: x and y must be >= 0, width and height >= 1")
+    check_roi(box)
     return box

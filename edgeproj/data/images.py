@@ -112,6 +112,20 @@ def _decode(path: Path, what: str = "image", max_pixels: int = MAX_PIXELS) -> np
     return img
 
 
+def float_problem(a: np.ndarray) -> str:
+    """What makes float samples unusable ('' when nothing does, and for integer samples): NaN or infinite
+    values, or values outside [0, 1] beyond rounding (FLOAT_SLACK). Reading and the frame gate both ask."""
+    if not np.issubdtype(a.dtype, np.floating):
+        return ""
+    finite = np.isfinite(a)
+    if not finite.all():
+        return f"{int(a.size - np.count_nonzero(finite))} NaN or infinite value(s)"
+    lo, hi = float(a.min()), float(a.max())
+    if lo < -FLOAT_SLACK or hi > 1.0 + FLOAT_SLACK:
+        return f"values {lo:.4g}..{hi:.4g}, outside [0, 1]"
+    return ""
+
+
 def _to_float(img: np.ndarray, path: Path) -> np.ndarray:
     """Samples as float32 in [0, 1]. A float image is taken as it is, never repaired: a non-finite value
     or one outside [0, 1] (beyond rounding, FLOAT_SLACK) is a DataError naming the file."""
@@ -120,18 +134,10 @@ def _to_float(img: np.ndarray, path: Path) -> np.ndarray:
     if img.dtype == np.uint16:
         return img.astype(np.float32) / 65535.0
     if img.dtype in (np.float32, np.float64):
-        finite = np.isfinite(img)
-        if not finite.all():
-            bad = int(img.size - np.count_nonzero(finite))
+        if problem := float_problem(img):
             raise DataError(
-                f"image {path} holds {bad} NaN or infinite sample(s); a broken camera or export: fix or remove the file "
-                "(edgeproj never repairs pixels)"
-            )
-        lo, hi = float(img.min()), float(img.max())
-        if lo < -FLOAT_SLACK or hi > 1.0 + FLOAT_SLACK:
-            raise DataError(
-                f"float image {path} holds values {lo:.4g}..{hi:.4g}, outside [0, 1]: save it scaled to [0, 1], or as "
-                "8- or 16-bit (edgeproj never clips pixels)"
+                f"float image {path} holds {problem}: a broken camera or export, or samples in 0-255; fix the file, or "
+                "save it scaled to [0, 1] or as 8- or 16-bit (edgeproj never repairs pixels)"
             )
         return np.clip(img, 0.0, 1.0).astype(np.float32)  # only rounding-level excess is left to clip
     raise DataError(f"image {path} has unsupported sample type {img.dtype}; save it as 8- or 16-bit")

@@ -5,6 +5,7 @@ Everything runs through the runtime (`Projector` and its runner), the code that 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -59,17 +60,14 @@ def gate_figures(proj: Projector, ts: TestSet, rec_loss0: np.ndarray, diverged: 
     finite = scores[np.isfinite(scores)]
     top = (finite.max() if finite.size else 0.0) + 1.0
     gated = np.where(flagged | ~np.isfinite(scores), top, scores)  # a flagged image is rejected outright
-    by: dict[str, int] = {}
-    for c in checks:
-        if not c.passed:
-            by[c.check] = by.get(c.check, 0) + 1
+    by = Counter(c.check for c in checks if not c.passed)
     out = {
         "calibrated": gate.calibrated,
         "flagged_good": int(np.sum(flagged & ~labels)),
         "flagged_defect": int(np.sum(flagged & labels)),
         "good": int(np.sum(~labels)),
         "defect": int(np.sum(labels)),
-        "by_check": dict(sorted(by.items(), key=lambda kv: -kv[1])),
+        "by_check": dict(by.most_common()),
         "image_auroc": roc_auc(labels, scores),
         "image_auroc_with_gate": roc_auc(labels, gated),
     }

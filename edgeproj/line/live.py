@@ -508,7 +508,7 @@ function render(s) {
   if (g && g.failed) {
     $("gate").innerHTML = "";
     const head = document.createElement("div");
-    head.innerHTML = "<b>" + g.failed + "</b> frame(s) FAULT before judging, <b>" + g.alarms + "</b> alarm(s)";
+    head.innerHTML = "<b>" + g.failed + "</b> frame(s) stopped by the gate (FAULT), <b>" + g.alarms + "</b> alarm(s)";
     $("gate").append(head);
     for (const [k, n] of Object.entries(g.by_check || {})) { const d = document.createElement("div"); d.textContent = k + ": " + n; $("gate").append(d); }
   }

@@ -23,7 +23,7 @@ from edgeproj.line.capture import END, Capture
 from edgeproj.line.sinks import Sinks
 from edgeproj.line.sources import FrameSource
 from edgeproj.line.store import FrameRow, GuardedStore, ResultStore
-from edgeproj.runtime.framing import check_resize, crop_roi, frame_as_stated
+from edgeproj.runtime.framing import check_resize, check_roi, crop_roi, frame_as_stated
 from edgeproj.runtime.gate import FrameGate, GateFailure, GateResult
 from edgeproj.runtime.manifest import Calibration
 from edgeproj.runtime.projector import Projector
@@ -59,10 +59,7 @@ class InspectOptions:
             raise ConfigError(f"--in-flight {self.in_flight}: frames in flight must be 1..8 (2 keeps every CPU lane busy)")
         if self.queue_size < 1:
             raise ConfigError("the capture queue needs at least 1 slot (a live source drops the oldest frame beyond it)")
-        if self.roi is not None:
-            x, y, w, h = self.roi
-            if x < 0 or y < 0 or w < 1 or h < 1:
-                raise ConfigError(f"--roi {x},{y},{w},{h}: x and y must be >= 0, width and height >= 1")
+        check_roi(self.roi)
 
 
 @dataclass

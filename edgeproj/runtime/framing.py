@@ -25,6 +25,14 @@ def crop_roi(image: np.ndarray, roi: tuple[int, int, int, int] | None) -> np.nda
     return image[y : y + h, x : x + w]
 
 
+def check_roi(roi: tuple[int, int, int, int] | None) -> None:
+    """ConfigError unless `roi` is None or (x, y, w, h) with x, y >= 0 and w, h >= 1."""
+    if roi is not None:
+        x, y, w, h = roi
+        if x < 0 or y < 0 or w < 1 or h < 1:
+            raise ConfigError(f"--roi {x},{y},{w},{h}: x and y must be >= 0, width and height >= 1")
+
+
 def check_resize(size: tuple[int, int] | None) -> None:
     """ConfigError unless `size` is None or (width, height) with both in 1..MAX_SIDE."""
     if size is not None and not all(1 <= int(v) <= MAX_SIDE for v in size):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgeproj.data.images import FLOAT_SLACK
+from edgeproj.data.images import float_problem
 from edgeproj.errors import BundleError
 from edgeproj.preprocess import Preprocess, prepare, tile_origins, working_size
 
@@ -440,22 +440,12 @@ class FrameGate:
 
     # -- the checks ------------------------------------------------------------------------------
     def check_pixels(self, image: np.ndarray) -> GateFailure | None:
-        """Non-finite or out-of-range pixel values (never repaired)."""
-        a = np.asarray(image)
-        if not np.issubdtype(a.dtype, np.floating):
-            return None
-        finite = np.isfinite(a)
-        if not finite.all():
-            bad = int(a.size - np.count_nonzero(finite))
-            return GateFailure(
-                "pixels", f"{bad} pixel value(s) are NaN or infinite: a broken camera, driver or file; the frame cannot be judged"
-            )
-        lo, hi = float(a.min()), float(a.max())
-        if lo < -FLOAT_SLACK or hi > 1.0 + FLOAT_SLACK:
+        """Non-finite or out-of-range pixel values (never repaired): the check reading makes, on a frame."""
+        if problem := float_problem(np.asarray(image)):
             return GateFailure(
                 "pixels",
-                f"pixel values span {lo:.4g}..{hi:.4g}, outside [0, 1]: the frame is not normalized (a float image "
-                "stored in 0-255?); it cannot be judged",
+                f"the frame holds {problem}: a broken camera, driver or file, or a float frame stored in 0-255; "
+                "it cannot be judged",
             )
         return None
 

@@ -22,6 +22,10 @@ Categories (named as a user would name a product; --categories picks some)
     with a gradient (the top-left quarter is 20 % brighter than the bottom-right), stucco too.
     brick  gray: scikit-image's brick wall (mortar lines, grainy bricks).
     tissue RGB: scikit-image's stained tissue (glands in brown/blue stain), irregular but stationary.
+    granite gray: granite_texture.jpg, a polished granite slab (coarse crystals, 5-40 px), stochastic.
+    wood   RGB: wood_texture.jpg, a planed wood board, fine horizontal grain, evenly lit.
+    Keep brick and tissue (scikit-image's sample photographs) for independent judging: choose and check
+    defaults on the vpython sets.
 
 Layout (ROOT = --out)
     ROOT/<cat>/train/good/000.png ...                  --train crops (default 80)
@@ -92,9 +96,11 @@ CATEGORIES = {
     "weave": ("rug_texture.jpg", 3),
     "brick": ("skimage/brick.png", 1),
     "tissue": ("skimage/ihc.png", 3),
+    "granite": ("granite_texture.jpg", 1),
+    "wood": ("wood_texture.jpg", 3),
 }
 # Seeds per category, fixed so that adding a category never changes the images of another.
-SEED_INDEX = {"slab": 0, "weave": 1, "brick": 2, "tissue": 3}
+SEED_INDEX = {"slab": 0, "weave": 1, "brick": 2, "tissue": 3, "granite": 4, "wood": 5}
 SKIMAGE_PHOTOS = ("brick.png", "ihc.png", "gravel.png", "grass.png")
 NOT_DONORS = {"earth_texture.jpg"}  # a world map, not a photograph
 PATCH, STRIDE, BANK, CHUNK = 16, 4, 20000, 1024

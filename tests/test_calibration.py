@@ -397,6 +397,62 @@ def test_calibrate_cli_json_then_project_verdict(bundle_copy, demo_root, tmp_pat
         assert s["verdict"] == ("NG" if s["score"] > sec["image_threshold"] else "OK")
 
 
+# ------------------------------------------------------------------ the image score chosen for the line
+
+
+def test_calibration_chooses_the_image_score_on_synthetic_defects(trained_bundle):
+    """40 normal images, a quarter held out: each held-out image gets one synthetic defect, and the
+    candidate separating the two sets best (score_choice.RULE) becomes the bundle's image score."""
+    from edgeproj.calibration.score_choice import choose
+    from edgeproj.runtime.manifest import IMAGE_SCORES
+    from edgeproj.runtime.scoring import MapNorm
+
+    m = load_manifest(trained_bundle)
+    ch = m.calibration.image_score_choice
+    assert set(ch["candidates_auroc"]) == set(IMAGE_SCORES) and ch["normal_images"] == 10
+    assert sum(ch["synthetic_defects"].values()) == 10 and ch["before"] == "map_max_smoothed"
+    assert all(0.0 <= v <= 1.0 for v in ch["candidates_auroc"].values())
+    assert ch["chosen"] == choose(ch["candidates_auroc"]) == m.projection.image_score
+    assert f"({ch['chosen']})" in m.calibration.method["image"]
+    assert MapNorm.from_dict(m.calibration.map_norm) is not None
+
+
+def test_calibrate_cli_image_score_set_by_the_user(bundle_copy, demo_root, tmp_path):
+    """A normalized score needs the statistics calibration measures; project then decides with it."""
+    res = run_cli("calibrate", bundle_copy, demo_root / "grid", "--json", "--image-score", "norm_max_smoothed")
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    sec = json.loads(res.stdout)
+    assert sec["image_score_choice"]["rule"].startswith("set by the user")
+    m = load_manifest(bundle_copy)
+    assert m.projection.image_score == "norm_max_smoothed" and m.calibration.map_norm["edges"]
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    shutil.copy(demo_root / "grid" / "test" / "good" / "000.png", imgs / "good.png")
+    res = run_cli("project", bundle_copy, imgs, "--out", tmp_path / "out", "--json", "--max-iterations", "3")
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    (img,) = json.loads(res.stdout)["images"]
+    assert np.isfinite(img["score"]) and img["verdict"] == ("NG" if img["score"] > sec["image_threshold"] else "OK")
+    # Too few held-out images to choose (8 images, 2 held out): the bundle's score is kept, and it says why.
+    res = run_cli("calibrate", bundle_copy, demo_root / "grid", "--json")
+    assert json.loads(res.stdout)["image_score_choice"]["rule"].startswith("not chosen: 2 held-out images")
+
+
+def test_calibrate_cli_unknown_image_score_exit_2(bundle_copy, demo_root):
+    before = (bundle_copy / MANIFEST).read_bytes()
+    one_line_error(
+        run_cli("calibrate", bundle_copy, demo_root / "grid", "--image-score", "map_mean"), "unknown image score", "norm_max"
+    )
+    assert (bundle_copy / MANIFEST).read_bytes() == before
+
+
+def test_normalized_score_without_statistics_is_refused_before_any_work(bundle_copy):
+    raw = _raw(bundle_copy)
+    raw["projection"]["image_score"] = "norm_max"
+    (bundle_copy / MANIFEST).write_text(json.dumps(raw, indent=2))
+    with pytest.raises(ConfigError, match="lacks"):
+        Projector.from_bundle(bundle_copy)
+
+
 # ------------------------------------------------------------------ FP16 refusal
 
 

@@ -91,7 +91,9 @@ def test_cli_train_prints_and_records_the_choice(tmp_path):
     assert len(cfg["data"]["held_out"]) == 2 and cfg["data"]["train_images"] == 8
     held = json.loads((out / "heldout.json").read_text())
     assert held["stop"]["patches"] == 2 * 9 and 0 <= held["stop"]["stop_at_x0_fraction"] <= 1
-    assert held["convergence"]["verdict"] in ("converged", "still improving", "over-fitting")
+    # Four steps say nothing about a plateau: never "converged" on a window that short.
+    assert held["convergence"]["verdict"] == "unknown" and "needs at least 2000 steps" in held["convergence"]["reason"]
+    assert held["stopped"]["by"] == "step cap" and "budget used: 4 steps, 8 samples; cap 4 steps" in result.stderr
     assert held["convergence"]["verdict"] in result.stderr
     assert "samples/s" in result.stderr
 
@@ -114,11 +116,27 @@ def test_holdout_split_is_seeded_by_name():
         ([10, 8, 6, 5, 4.0, 4.3, 4.6, 5.0], "over-fitting"),
         ([10, 8], "unknown"),
         ([10, 8, float("nan"), 5, 4, 3], "still improving"),
+        # The brick photograph's first 2500 steps: a plateau after the mean image, then learning resumed.
+        ([287.5, 68.7, 61.8, 59.3, 57.9, 57.4], "still improving"),
+        ([287.5, 68.7, 61.8, 59.3, 57.9, 57.4, 53.5, 46.8, 33.2, 26.1, 22.7], "still improving"),
     ],
 )
 def test_convergence_verdict(values, verdict):
-    history = [{"step": 100 * i, "heldout_rec_mean": v} for i, v in enumerate(values)]
+    history = [{"step": 500 * i, "heldout_rec_mean": v} for i, v in enumerate(values)]
     assert convergence_verdict(history)["verdict"] == verdict
+
+
+def test_convergence_verdict_never_on_a_short_window_or_far_above_the_stop_threshold():
+    """The issue's case: 20 steps, +1.2% over the last 6, called converged. Under 2000 steps: unknown."""
+    flat = [{"step": 2 * i, "heldout_rec_mean": 100.0 + 0.01 * i} for i in range(11)]
+    assert convergence_verdict(flat)["verdict"] == "unknown"
+    long_flat = [{"step": 500 * i, "heldout_rec_mean": 100.0} for i in range(11)]
+    assert convergence_verdict(long_flat)["verdict"] == "converged"
+    assert convergence_verdict(long_flat, median_over_threshold=1.5)["verdict"] == "converged"
+    far = convergence_verdict(long_flat, median_over_threshold=2.4)
+    assert far["verdict"] == "plateau far above the stop threshold" and "2.40x the stop threshold" in far["reason"]
+    # NaN is not under any bound.
+    assert convergence_verdict(long_flat, median_over_threshold=float("nan"))["verdict"] != "converged"
 
 
 def test_stop_statistics():

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 from sklearn.metrics import roc_auc_score
 
+from edgeproj.errors import ConfigError
 from edgeproj.metrics import au_pro, roc_auc, roc_curve
-from edgeproj.runtime.scoring import anomaly_map, dssim_map, image_score, ssim_map
+from edgeproj.runtime.manifest import IMAGE_SCORES
+from edgeproj.runtime.scoring import (
+    MapNorm,
+    Scorer,
+    anomaly_map,
+    dssim_map,
+    image_score,
+    local_contrast,
+    raw_counterpart,
+    ssim_map,
+)
 
 
 def test_ssim_map_matches_scikit_image():
@@ -77,3 +90,76 @@ def test_au_pro_perfect_and_partial():
     half[5:10, 5:7] = 2.0
     half[5:10, 7:10] = -1.0
     assert au_pro([mask], [half]) == pytest.approx(10 / 25, abs=1e-6)
+
+
+# ------------------------------------------------------------------ image scores and the map normalization
+
+
+def _texture(seed: int, size: int = 64) -> np.ndarray:
+    """Half flat, half fine noise: two contrast regimes a normal map differs in."""
+    rng = np.random.default_rng(seed)
+    img = np.full((size, size, 1), 0.5, np.float32)
+    img[:, size // 2 :, 0] += rng.normal(0, 0.15, (size, size - size // 2)).astype(np.float32)
+    return np.clip(img, 0, 1)
+
+
+def _normal_map(img: np.ndarray, seed: int) -> np.ndarray:
+    """A map that is large where the image is busy, as DSSIM is on a good part."""
+    rng = np.random.default_rng(seed)
+    return (0.2 * local_contrast(img) + rng.uniform(0, 0.002, img.shape[:2])).astype(np.float32)
+
+
+def test_map_norm_puts_busy_and_flat_areas_on_one_scale():
+    imgs = [_texture(i) for i in range(6)]
+    norm = MapNorm.fit([_normal_map(im, i) for i, im in enumerate(imgs)], imgs)
+    assert len(norm.mean) == len(norm.edges) + 1 and all(s > 0 for s in norm.spread)
+    test = _texture(99)
+    amap = _normal_map(test, 99)
+    # A defect on the flat half, smaller than the normal map's values on the busy half.
+    bump = amap.copy()
+    bump[30:34, 8:12] += 0.01
+    assert image_score(bump, "map_max") == image_score(amap, "map_max")  # hidden under the busy half's maximum
+    assert image_score(bump, "norm_max", test, norm) > image_score(amap, "norm_max", test, norm) + 3
+    # Round trip through the manifest's dict, and the smoothed kinds apply the same normalization.
+    again = MapNorm.from_dict(json.loads(json.dumps(norm.to_dict())))
+    assert again == norm
+    assert image_score(bump, "norm_max_smoothed", test, again) == image_score(bump, "norm_max_smoothed", test, norm)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"edges": [0.1, 0.05], "mean": [0, 0, 0], "spread": [1, 1, 1]},
+        {"edges": [0.1], "mean": [0, 0, 0], "spread": [1, 1, 1]},
+        {"edges": [0.1], "mean": [0, float("nan")], "spread": [1, 1]},
+        {"edges": [0.1], "mean": [0, 0], "spread": [1, 0]},
+        {"edges": [0.1], "mean": [0, 0]},
+    ],
+)
+def test_map_norm_refuses_a_malformed_section(bad):
+    with pytest.raises(ConfigError, match="map_norm"):
+        MapNorm.from_dict(bad)
+
+
+def test_image_scores_need_their_statistics_and_nan_never_passes():
+    amap = np.zeros((32, 32), np.float32)
+    with pytest.raises(ConfigError, match="calibrate"):
+        image_score(amap, "norm_max")
+    with pytest.raises(ConfigError, match="lacks"):
+        Scorer("norm_max_smoothed")
+    amap[3, 3] = np.nan
+    assert np.isnan(image_score(amap, "map_max_smoothed8"))
+    assert raw_counterpart("norm_max_smoothed8") == "map_max_smoothed8" and raw_counterpart("map_max") == "map_max"
+    with pytest.raises(ValueError, match="unknown image score"):
+        image_score(amap, "map_mean")
+
+
+def test_score_choice_rule_prefers_the_best_then_the_simplest():
+    from edgeproj.calibration.score_choice import TIE, choose
+
+    figs = {k: 0.6 for k in IMAGE_SCORES} | {"norm_max_smoothed": 0.9, "norm_max_smoothed8": 0.9 + TIE / 2}
+    assert choose(figs) == "norm_max_smoothed"  # within the tie of the best, listed first
+    assert choose(figs | {"norm_max_smoothed8": 0.95}) == "norm_max_smoothed8"
+    assert choose({"map_max": float("nan"), "map_max_smoothed": 0.7}) == "map_max_smoothed"
+    with pytest.raises(ValueError):
+        choose({"map_max": float("nan")})

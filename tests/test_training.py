@@ -399,3 +399,44 @@ def test_bf16_autocast_trains_close_to_fp32(images, pre, tmp_path):
     assert math.isfinite(b.last_loss) and b.first_loss == pytest.approx(a.first_loss, rel=2e-2)
     with pytest.raises(ConfigError, match="precision"):
         TrainConfig(precision="fp16")
+
+
+# ------------------------------------------------------------------------------------- when to stop
+
+
+def test_plateau_stops_training_and_a_resume_keeps_it_stopped(images, pre, tmp_path, monkeypatch):
+    """A learning rate too small to move L_r: held-out L_r is flat, so the plateau rule stops the run as
+    soon as its window is long enough (here shortened from 2000 steps to 8), far before the cap."""
+    import edgeproj.training.holdout as holdout
+
+    monkeypatch.setattr(holdout, "MIN_PLATEAU_STEPS", 8)
+    out = tmp_path / "flat"
+    res = _short(images, pre, out, variant="l2ae", steps=200, lr=1e-12, eval_every=2)
+    assert res.stopped["by"] == "plateau" and res.steps == 8 and res.stopped["cap_steps"] == 200
+    held = json.loads((out / "heldout.json").read_text())
+    assert held["stopped"]["by"] == "plateau" and held["convergence"]["verdict"] in (
+        "converged",
+        "plateau far above the stop threshold",
+    )
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 8
+    again = _short(images, pre, out, variant="l2ae", steps=200, lr=1e-12, eval_every=2)
+    assert again.resumed_from == 8 and again.steps == 8 and again.stopped["by"] == "plateau"
+    # --until steps goes on past the plateau, to the cap.
+    more = _short(images, pre, out, variant="l2ae", steps=12, lr=1e-12, eval_every=2, until="steps")
+    assert more.resumed_from == 8 and more.steps == 12 and more.stopped["by"] == "step cap"
+
+
+def test_time_cap_stops_training_with_a_checkpoint(images, pre, tmp_path):
+    out = tmp_path / "timed"
+    res = _short(images, pre, out, variant="l2ae", steps=40, max_minutes=1e-6)
+    # Checked every min(log interval, evaluation interval) = 4 steps: stopped at the first check.
+    assert res.stopped["by"] == "time cap" and res.steps == 4
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 4
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 4 and "train_rec_mean" in log[-1]  # the last point is measured
+
+
+@pytest.mark.parametrize("kw", [{"until": "forever"}, {"max_minutes": 0.0}, {"max_minutes": -1.0}])
+def test_bad_stop_options_are_config_errors(kw):
+    with pytest.raises(ConfigError):
+        TrainConfig(**kw)

@@ -117,9 +117,10 @@ def bench_line_torch(manifest: Manifest, frames: list[np.ndarray], warmup: int) 
     from edgeproj.bench.runner import torch_model
     from edgeproj.models.torch_reference import torch_project_stopping
     from edgeproj.preprocess import stitch, to_patches
-    from edgeproj.runtime.scoring import dssim_maps, image_score
+    from edgeproj.runtime.scoring import Scorer, dssim_maps
 
     model = torch_model(manifest)
+    score = Scorer.of(manifest)
     settings = manifest.projection
     pre = manifest.preprocess
 
@@ -127,7 +128,7 @@ def bench_line_torch(manifest: Manifest, frames: list[np.ndarray], warmup: int) 
         tiles, origins = to_patches(img, pre)
         x, iters = torch_project_stopping(model, torch.from_numpy(tiles), settings)
         amap = stitch(dssim_maps(tiles, x.numpy(), manifest.ssim_window), origins, pre, img.shape[:2])
-        image_score(amap, settings.image_score)
+        score(amap, img)
         return iters.tolist()
 
     for f in frames[:warmup]:

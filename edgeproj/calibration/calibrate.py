@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeproj import __version__, contract
 from edgeproj.calibration.gate import check_gate_options, fit_gate, frame_statistics, gate_results, rejection_summary
+from edgeproj.calibration.score_choice import MIN_PAIRS, RULE, candidate_figures, choose, synthetic_defects
 from edgeproj.calibration.thresholds import (
     best_f1,
     binomial_upper_bound,
@@ -30,8 +31,9 @@ from edgeproj.errors import DataError
 from edgeproj.metrics import roc_auc
 from edgeproj.preprocess import to_patches
 from edgeproj.runtime.gate import ASPECT_TOLERANCE, MARGIN, FrameGate
-from edgeproj.runtime.manifest import Calibration, check_writable, load_manifest, write_manifest
+from edgeproj.runtime.manifest import IMAGE_SCORES, Calibration, check_writable, load_manifest, write_manifest
 from edgeproj.runtime.projector import ImageResult, Projector
+from edgeproj.runtime.scoring import MapNorm, image_score
 
 FP16_MAX_AUROC_DROP = 0.005
 # Fewer normal images than this cannot set an image threshold worth trusting (nor hold any out).
@@ -56,12 +58,15 @@ class CalibrationOptions:
     batch: int = 8
     seed: int = 0
     gate_margin: float = MARGIN  # robust SDs beyond the calibrated min and max of each gate statistic
+    image_score: str = "auto"  # auto: chosen on synthetic defects (score_choice); or one of IMAGE_SCORES
     aspect_tolerance: float = ASPECT_TOLERANCE
 
     def __post_init__(self):
         from edgeproj.errors import ConfigError
 
         check_gate_options(self.gate_margin, self.aspect_tolerance)
+        if self.image_score != "auto" and self.image_score not in IMAGE_SCORES:
+            raise ConfigError(f"unknown image score '{self.image_score}'; use auto or one of {', '.join(IMAGE_SCORES)}")
         if self.stop_rule not in STOP_RULES:
             raise ConfigError(f"unknown stop rule '{self.stop_rule}'; use one of {', '.join(STOP_RULES)}")
         for name, v, lo, hi in (
@@ -168,7 +173,8 @@ def calibrate_bundle(
     check_writable(Path(bundle), "bundle")
     n_lab = len(labelled.images) if labelled is not None else 0
     defects = _synthetic_defects(images, opts) if opts.synthetic_miss_rate is not None else []
-    task = progress.add_task("calibrate", total=2 * len(cal) + len(hold) + n_lab + len(defects), info="L_r at x0")
+    n_choice = len(hold) if opts.image_score == "auto" and len(hold) >= MIN_PAIRS else 0
+    task = progress.add_task("calibrate", total=2 * len(cal) + len(hold) + n_choice + n_lab + len(defects), info="L_r at x0")
     with Projector(manifest, backend=opts.backend, batch=opts.batch) as proj:
         stop_check = contract.stop_check(proj.runner.probes)
         cal_tiles = [to_patches(img, manifest.preprocess)[0] for img in cal]
@@ -185,18 +191,31 @@ def calibrate_bundle(
         )  # fmt: skip
         gate = FrameGate(manifest.preprocess, spec)
         progress.update(task, advance=len(cal), info="held-out images")
+        norm = MapNorm.fit(cal_maps, cal)
+        hold_maps, hold_res = [], []
+        if hold:
+            hold_maps, _, hold_res = _maps(proj, hold, stop)
+            progress.update(task, advance=len(hold), info="synthetic defects on the held-out images")
+        kind, choice = _choose_score(proj, manifest.projection.image_score, opts, hold, hold_maps, stop, norm)
+        progress.update(task, advance=n_choice, info="labelled set")
+
+        def scores(maps: list[np.ndarray], imgs: list[np.ndarray]) -> np.ndarray:
+            return np.array([image_score(m, kind, img, norm) for m, img in zip(maps, imgs)], np.float64)
+
+        cal_scores = scores(cal_maps, cal)
+        _require_finite(cal_scores, "image score", [paths[i] for i in cal_idx])
         pixel_thr = quantile_threshold(np.concatenate([m.ravel() for m in cal_maps]), opts.pixel_fpr)
         image_thr = quantile_threshold(cal_scores, opts.image_frr)
-        image_method = f"quantile of normal image scores ({manifest.projection.image_score})"
+        image_method = f"quantile of normal image scores ({kind})"
         synthetic = None
         if defects:
-            defect_scores = _maps(proj, [d.image for d in defects], stop)[1]
+            defect_scores = scores(_maps(proj, [d.image for d in defects], stop)[0], [d.image for d in defects])
             _require_finite(defect_scores, "anomaly map of a synthetic defect", paths)
-            progress.update(task, advance=len(defects), info="held-out images")
+            progress.update(task, advance=len(defects), info="labelled set")
             image_thr = miss_rate_threshold(defect_scores, opts.synthetic_miss_rate)
             image_method = (
                 f"synthetic defects: miss rate <= {opts.synthetic_miss_rate:g} over {len(defects)} defects drawn on the "
-                f"normal images ({manifest.projection.image_score})"
+                f"normal images ({kind})"
             )
             synthetic = {
                 "defects": len(defects),
@@ -209,9 +228,8 @@ def calibrate_bundle(
             "calibration_image_frr": exceed_rate(cal_scores, image_thr),
         }
         if hold:
-            hold_maps, hold_scores, hold_res = _maps(proj, hold, stop)
+            hold_scores = scores(hold_maps, hold)
             _require_finite(hold_scores, "anomaly map", [paths[i] for i in hold_idx])
-            progress.update(task, advance=len(hold), info="labelled set")
             gated = gate_results(gate, frame_statistics(hold, [r.rec_loss0 for r in hold_res], manifest.preprocess))
             over = hold_scores > image_thr
             blocked = np.array([not g.passed for g in gated])
@@ -225,7 +243,7 @@ def calibrate_bundle(
             }
         if synthetic is not None:
             measured["synthetic"] = synthetic
-        lab = _labelled_figures(proj, labelled, stop, pixel_thr, image_thr) if labelled is not None else None
+        lab = _labelled_figures(proj, labelled, stop, pixel_thr, image_thr, kind, norm) if labelled is not None else None
         progress.update(task, advance=n_lab, info="")
     if precision and not isinstance(precision.get("fp16"), dict) and manifest.calibration.fp16 is not None:
         # "FP16 unavailable" on this device (TensorRT 11) must not erase a verdict measured on another one.
@@ -270,9 +288,36 @@ def calibrate_bundle(
         labelled=lab,
         precision=prec,
         gate=spec.to_dict(),
+        map_norm=norm.to_dict(),
+        image_score_choice=choice,
     )
-    write_manifest(manifest.with_calibration(calibration))
+    write_manifest(manifest.with_calibration(calibration, image_score=kind))
     return calibration
+
+
+def _choose_score(
+    proj: Projector, current: str, opts: CalibrationOptions, hold, hold_maps, stop: float, norm: MapNorm
+) -> tuple[str, dict]:
+    """The image score for this line and how it was chosen (score_choice.RULE), or the user's --image-score."""
+    if opts.image_score != "auto":
+        return opts.image_score, {"chosen": opts.image_score, "rule": "set by the user (--image-score)"}
+    if len(hold) < MIN_PAIRS:
+        return current, {
+            "chosen": current,
+            "rule": f"not chosen: {len(hold)} held-out images, at least {MIN_PAIRS} are needed; the bundle's score kept",
+        }
+    defects = synthetic_defects(hold, opts.seed)
+    defect_images = [d.image for d in defects]
+    figures = candidate_figures(hold_maps, hold, _maps(proj, defect_images, stop)[0], defect_images, norm)
+    kind = choose(figures)
+    return kind, {
+        "chosen": kind,
+        "rule": RULE,
+        "candidates_auroc": figures,
+        "normal_images": len(hold),
+        "synthetic_defects": {k: sum(d.kind == k for d in defects) for k in sorted({d.kind for d in defects})},
+        "before": current,
+    }
 
 
 def _synthetic_defects(images: list[np.ndarray], opts: CalibrationOptions) -> list:
@@ -288,13 +333,13 @@ def _synthetic_defects(images: list[np.ndarray], opts: CalibrationOptions) -> li
     return out
 
 
-def _labelled_figures(proj: Projector, ts, stop: float, pixel_thr: float, image_thr: float) -> dict:
+def _labelled_figures(proj: Projector, ts, stop: float, pixel_thr: float, image_thr: float, kind: str, norm: MapNorm) -> dict:
     """Best-F1 thresholds on a labelled MVTec-layout test set, and what the normal-data thresholds give there."""
     res = proj.project(ts.images, settings=proj.settings(rec_loss_threshold=stop))
     maps = [r.map for r in res]
     labels = np.concatenate([m.ravel() for m in ts.masks])
     scores = np.concatenate([m.ravel() for m in maps])
-    img_scores = np.array([r.score for r in res])
+    img_scores = np.array([image_score(r.map, kind, img, norm) for r, img in zip(res, ts.images)])
     pix = best_f1(labels, scores)
     img = best_f1(ts.labels, img_scores)
     pred = scores > pixel_thr

@@ -8,6 +8,7 @@ from typing import Literal, Optional
 import typer
 
 from edgeproj.cli.common import MAX_BATCH, BackendName, BackendOpt, BatchHelp, float_option
+from edgeproj.runtime.manifest import IMAGE_SCORES
 
 
 def command(
@@ -38,6 +39,12 @@ def command(
     aspect_tolerance: float = float_option(
         0.05, 0.0, 1.0, "Frame gate: accepted relative difference between a frame's aspect ratio and the normal images'."
     ),
+    image_score: str = typer.Option(
+        "auto",
+        help="Image score: auto chooses it on synthetic defects drawn on the held-out images; or one of "
+        + ", ".join(IMAGE_SCORES)
+        + ".",
+    ),
     backend: BackendName = BackendOpt,
     batch: int = typer.Option(8, min=1, max=MAX_BATCH, help=BatchHelp),
     precision_check: bool = typer.Option(
@@ -66,7 +73,7 @@ def command(
     opts = CalibrationOptions(stop_rule=stop, stop_quantile=stop_quantile, pixel_fpr=pixel_fpr, image_frr=image_frr,
                               holdout=holdout, backend=backend, batch=batch, synthetic_miss_rate=synthetic_miss_rate,
                               synthetic_per_image=synthetic_per_image, gate_margin=gate_margin,
-                              aspect_tolerance=aspect_tolerance)  # fmt: skip
+                              aspect_tolerance=aspect_tolerance, image_score=image_score)  # fmt: skip
     if labelled is not None and not category:
         raise ConfigError("--labelled needs --category")
     manifest = load_manifest(bundle)
@@ -108,6 +115,16 @@ def command(
             f"(the --image-frr target would give {syn['threshold_at_normal_frr_target']:.4g})"
         )
     _print_gate(c, section, manifest.channels)
+    choice = section.get("image_score_choice") or {}
+    figs = choice.get("candidates_auroc")
+    if figs:
+        listed = ", ".join(f"{k} {v:.3f}" for k, v in sorted(figs.items(), key=lambda kv: -kv[1]))
+        c.print(
+            f"image score {choice['chosen']} (was {choice.get('before')}): AUROC of synthetic defects vs the "
+            f"{choice['normal_images']} held-out normal images: {listed}"
+        )
+    elif choice:
+        c.print(f"image score {choice.get('chosen')}: {choice.get('rule')}")
     if "holdout_pixel_fpr" in m:
         c.print(
             f"held-out normal images ({section['images']['holdout']}): pixel FPR {m['holdout_pixel_fpr']:.4f}, "

@@ -28,7 +28,9 @@ def command(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder (default: report-CATEGORY)."),
     variants: Optional[str] = typer.Option(None, help="'all' or a comma list: train (or reuse) and evaluate these variants."),
     work: Optional[Path] = typer.Option(None, help="Where --variants keeps runs and bundles (default: OUT/work)."),
-    steps: int = typer.Option(5000, min=1, max=10_000_000, help="Training steps for variants without a run."),
+    steps: int = typer.Option(
+        5000, min=1, max=10_000_000, help="Step cap for variants without a run (they stop earlier on the held-out plateau)."
+    ),
     lr: float = float_option(1e-4, 1e-8, 1.0, "Training learning rate for variants without a run."),
     resize: Optional[int] = typer.Option(None, min=128, max=8192, help="Texture resize for training new runs (paper: 512)."),
     backend: BackendName = BackendOpt,

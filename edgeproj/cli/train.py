@@ -15,7 +15,15 @@ def command(
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write (resumes if it holds a checkpoint)."),
     category: Optional[str] = typer.Option(None, "--category", "-c", help="Category under an MVTec root."),
     variant: Literal["l2ae", "dsae", "vae", "gvae"] = typer.Option("l2ae", "--variant", "-v", help="Autoencoder variant."),
-    steps: int = typer.Option(5000, min=1, max=10_000_000, help="Optimizer steps."),
+    steps: int = typer.Option(
+        30000, min=1, max=10_000_000, help="Step cap (with --until steps: the exact number of optimizer steps)."
+    ),
+    until: Literal["plateau", "steps"] = typer.Option(
+        "plateau", help="plateau: stop when held-out L_r stops falling (within the caps); steps: train --steps steps."
+    ),
+    max_minutes: Optional[float] = typer.Option(
+        None, min=0.01, max=1e6, help="Time cap in minutes (resume later with the same --out)."
+    ),
     batch: int = typer.Option(16, min=1, max=4096, help="Batch size."),
     lr: float = float_option(1e-4, 1e-8, 1.0, "Adam learning rate (paper: 1e-4)."),
     latent: int = typer.Option(100, min=1, max=4096, help="Latent dimension (paper: 100)."),
@@ -57,7 +65,7 @@ def command(
     name = category or source.name
     cfg = TrainConfig(
         steps=steps, batch=batch, lr=lr, device=device, seed=seed, workers=workers, checkpoint_every=checkpoint_every,
-        holdout=holdout, precision=precision,
+        holdout=holdout, precision=precision, until=until, max_minutes=max_minutes,
     )  # fmt: skip
     choice = choose_for_paths(images, name, channels, mode=mode, resize=resize, stride=stride)
     pre = choice.preprocess
@@ -99,6 +107,7 @@ def command(
         "preprocess_choice": choice.to_dict(),
         "heldout": {k: v for k, v in result.heldout.items() if k != "history"},
         "convergence": result.heldout.get("convergence", {}),
+        "stopped": result.stopped,
     }
     if json_out:
         emit_json(summary)
@@ -107,6 +116,10 @@ def command(
         c.print(
             f"trained {variant} for {result.steps} steps in {result.seconds:.1f} s: loss {result.first_loss:.4g} -> {result.last_loss:.4g}"
         )
+        st = result.stopped
+        cap = f"cap {st.get('cap_steps')} steps" + (f", {st['max_minutes']:g} min" if st.get("max_minutes") else ", no time cap")
+        c.print(f"stopped by the {st.get('by')}: {st.get('reason')} (budget used: {st.get('steps')} steps, "
+                f"{st.get('samples')} samples; {cap})")  # fmt: skip
         c.print(f"{result.samples_per_s:.1f} samples/s; min L_r over training patches: "
                 f"{result.rec_loss_stats.get('min', float('nan')):.4g}")  # fmt: skip
         stop = result.heldout.get("stop")
@@ -120,10 +133,11 @@ def command(
             c.print(result.heldout.get("note", ""))
         conv = result.heldout.get("convergence", {})
         c.print(f"{conv.get('verdict', 'unknown')}: {conv.get('reason', '')}")
-        if conv.get("verdict") == "still improving":
+        if conv.get("verdict") in ("still improving", "unknown") and result.stopped.get("by") != "plateau":
             cat = f" --category {category}" if category else ""
+            more = f"--steps {max(2 * result.steps, steps)}" if result.stopped.get("by") == "step cap" else "--max-minutes M"
             c.print(
-                f"continue with: edgeproj train {data}{cat} --variant {variant} --out {out} --steps {2 * result.steps} "
+                f"continue with: edgeproj train {data}{cat} --variant {variant} --out {out} {more} "
                 f"(resumes from step {result.steps})"
             )
         c.print(f"run written to {out}")

@@ -18,7 +18,7 @@ from edgeproj.evaluation.testset import TestSet
 from edgeproj.metrics import au_pro, roc_auc
 from edgeproj.runtime.gate import FrameGate
 from edgeproj.runtime.projector import Projector
-from edgeproj.runtime.scoring import dssim_maps, image_score
+from edgeproj.runtime.scoring import MapNorm, dssim_maps, image_score, raw_counterpart
 
 
 @dataclass
@@ -34,11 +34,14 @@ class EvalOptions:
     appendix_b: bool = False  # iterations to 95% of the final pixel AUROC, stop rules on and off
 
 
-def method_metrics(ts: TestSet, maps: list[np.ndarray], fpr_limit: float = 0.3, image_score_kind: str = "map_max") -> dict:
-    """pixel AUROC (exact, all test pixels), AU-PRO to fpr_limit, image AUROC (the deployed image score)."""
+def method_metrics(
+    ts: TestSet, maps: list[np.ndarray], fpr_limit: float = 0.3, image_score_kind: str = "map_max", norm: MapNorm | None = None
+) -> dict:
+    """pixel AUROC (exact, all test pixels), AU-PRO to fpr_limit, image AUROC (the deployed image score;
+    `norm` the calibrated map statistics a norm_* score needs)."""
     labels = np.concatenate([m.ravel() for m in ts.masks])
     scores = np.concatenate([m.ravel() for m in maps])
-    img_scores = np.array([image_score(m, image_score_kind) for m in maps])
+    img_scores = np.array([image_score(m, image_score_kind, img, norm) for m, img in zip(maps, ts.images)])
     return {
         "pixel_auroc": roc_auc(labels, scores),
         "au_pro": au_pro(ts.masks, maps, fpr_limit),
@@ -56,7 +59,7 @@ def gate_figures(proj: Projector, ts: TestSet, rec_loss0: np.ndarray, diverged: 
     checks = [gate.check_frame(img).merged(gate.check_model(r)) for img, r in zip(ts.images, per_image)]
     flagged = np.array([not c.passed for c in checks])
     labels = ts.labels
-    scores = np.array([image_score(a, m.projection.image_score) for a in maps], np.float64)
+    scores = np.array([proj.score(a, img) for a, img in zip(maps, ts.images)], np.float64)
     finite = scores[np.isfinite(scores)]
     top = (finite.max() if finite.size else 0.0) + 1.0
     gated = np.where(flagged | ~np.isfinite(scores), top, scores)  # a flagged image is rejected outright
@@ -125,7 +128,14 @@ def evaluate_bundle(proj: Projector, ts: TestSet, opts: EvalOptions, tick: Calla
     tile_maps["grad_x_recon_error"] = g_abs * err2
     tile_maps["recon_squared_error"] = err2  # the plain (x - f(x))^2 baseline of Table 2
     maps = {k: ts.stitch(v) for k, v in tile_maps.items()}
-    metrics = {k: method_metrics(ts, v, opts.pro_fpr, m.projection.image_score) for k, v in maps.items()}
+    # The calibrated statistics belong to the projection's maps; the other maps get the same score without them.
+    kind = m.projection.image_score
+    metrics = {
+        k: method_metrics(
+            ts, v, opts.pro_fpr, kind if k == "grad" else raw_counterpart(kind), proj.map_norm if k == "grad" else None
+        )
+        for k, v in maps.items()
+    }
     improvement = {
         k: (metrics["grad"][k] - metrics["baseline"][k]) / metrics["baseline"][k] if metrics["baseline"][k] else float("nan")
         for k in ("pixel_auroc", "au_pro", "image_auroc")
@@ -153,7 +163,8 @@ def evaluate_bundle(proj: Projector, ts: TestSet, opts: EvalOptions, tick: Calla
         "grad": metrics["grad"],
         "single_gradient": {k: metrics[k] for k in ("grad_norm", "grad_x_recon_error", "recon_squared_error")},
         "improvement_rate": improvement,
-        "image_scores": image_score_candidates(ts, res, maps["grad"], maps["baseline"]),
+        "image_score": {"deployed": kind, "choice": m.calibration.image_score_choice},
+        "image_scores": image_score_candidates(ts, res, maps["grad"], maps["baseline"], proj.map_norm),
         "image_improvement_rates": improvement_rates(ts, maps["baseline"], maps["grad"]),
         "iterations": {"mean": float(res.iterations.mean()), "max": int(res.iterations.max()), "stop_reasons": reasons},
         "gate": gate_figures(proj, ts, res.rec_loss0, res.diverged, maps["grad"]),

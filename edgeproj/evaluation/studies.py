@@ -13,8 +13,9 @@ import numpy as np
 
 from edgeproj.evaluation.testset import TestSet
 from edgeproj.metrics import au_pro, roc_auc
+from edgeproj.runtime.manifest import IMAGE_SCORE_SPECS, IMAGE_SCORES
 from edgeproj.runtime.projector import Projector
-from edgeproj.runtime.scoring import dssim_maps, image_score
+from edgeproj.runtime.scoring import dssim_maps, image_score, raw_counterpart
 
 # The three update rules (tuned, tuned_on_step): eq. 5, eq. 8 read literally (weight before Adam), and
 # the weight applied to Adam's step (after Adam, normalized per sample).
@@ -24,6 +25,9 @@ PAPER_ALPHA = 0.5  # Dehaene et al. 2020, sections 3.4 and 4.1, with Adam
 
 
 def _pixel_metrics(ts: TestSet, maps: list[np.ndarray], pro_fpr: float, kind: str) -> dict:
+    """Pixel AUROC, AU-PRO and image AUROC of maps from a study's settings. The calibrated map statistics
+    belong to the deployed settings' maps, so a norm_* score is taken without them (raw_counterpart)."""
+    kind = raw_counterpart(kind)
     labels = np.concatenate([m.ravel() for m in ts.masks])
     scores = np.concatenate([m.ravel() for m in maps])
     return {
@@ -93,14 +97,18 @@ def iterations_to_fraction(iterations: list[int], aucs: list[float], fraction: f
     return next(t for t, a in zip(iterations, aucs) if a >= goal)
 
 
-def image_score_candidates(ts: TestSet, res, maps: list[np.ndarray], base_maps: list[np.ndarray]) -> dict:
-    """Image AUROC of candidate image scores from the deployed projection, and of the baseline's."""
+def image_score_candidates(ts: TestSet, res, maps: list[np.ndarray], base_maps: list[np.ndarray], norm=None) -> dict:
+    """Image AUROC of candidate image scores from the deployed projection, and of the baseline's: every
+    IMAGE_SCORES kind (the norm_* ones where calibration measured `norm`), and a few more summaries."""
     starts = np.cumsum([0] + list(ts.counts))
     travel = np.abs(res.projection - res.x0).reshape(len(res.x0), -1).sum(1)
     per_image = lambda v, f: np.array([f(v[a:b]) for a, b in zip(starts[:-1], starts[1:])])  # noqa: E731
     scores = {
-        "map_max": np.array([image_score(m, "map_max") for m in maps]),
-        "map_max_smoothed": np.array([image_score(m, "map_max_smoothed") for m in maps]),
+        kind: np.array([image_score(m, kind, img, norm) for m, img in zip(maps, ts.images)])
+        for kind in IMAGE_SCORES
+        if norm is not None or not IMAGE_SCORE_SPECS[kind][1]
+    }
+    scores |= {
         "map_q999": np.array([float(np.quantile(m, 0.999)) for m in maps]),
         "map_top1pct_mean": np.array([float(np.sort(m.ravel())[-max(1, m.size // 100) :].mean()) for m in maps]),
         "rec_loss_x0_max": per_image(res.rec_loss0, np.max),

@@ -42,10 +42,21 @@ MOMENT_REL_BOUND = 1e-4
 # step (MOMENT_REL_BOUND, OPTIMIZER_*) do not depend on the trajectory.
 TRAJECTORY_REL_BOUND = 1e-2
 TRAJECTORY_SPREAD_FACTOR = 3.0
-# Final anomaly maps: mean correlation with the reference's maps must exceed this ...
+# Final anomaly maps after the parity steps, and the pixel AUROC they give on the painted defect. Both
+# are trajectory figures: on a well-trained model the projection is chaotic pixel by pixel (a gradient
+# sign decided by rounding moves a pixel by 2 alpha), and PyTorch in float32 and in float64 disagree by
+# as much as a correct graph does (seen: map correlation 0.9718 between them on a 5000-step L2AE, where
+# the graph gave 0.9611 against the nearer of the two). So the graph is compared with the nearer
+# reference and may stray TRAJECTORY_SPREAD_FACTOR times PyTorch's own float32/float64 spread on the same
+# probe, never less than the floor tolerance (MAP_CORRELATION_BOUND, AUROC_DIFF_BOUND: what a correct
+# graph meets where PyTorch agrees with itself) and never more than the limit (MAP_CORRELATION_LIMIT,
+# AUROC_DIFF_LIMIT), which a graph with a wrong weight, lambda or update rule does not meet (tests).
 MAP_CORRELATION_BOUND = 0.99
-# ... and the pixel AUROC they give on the painted defect may differ by less than this.
+MAP_CORRELATION_LIMIT = 0.90
 AUROC_DIFF_BOUND = 0.01
+AUROC_DIFF_LIMIT = 0.05
+# The energy trajectory's limit likewise: past 10% of the energy the graph computes another projection.
+TRAJECTORY_REL_LIMIT = 0.1
 # The optimizer tail vs the numpy reference (optimizer_parity): x after each step, absolute (x is in
 # [0, 1]); m and v relative to their per-sample maximum; the step counter exactly. Float32 rounding
 # gives about 1e-7 here; eps 1e-8 -> 1e-7, beta1 0.9 -> 0.89, beta2 0.999 -> 0.998, no bias
@@ -213,30 +224,38 @@ def trajectory_parity(
 ) -> dict:
     """`steps` iterations of the step graph vs torch.optim.Adam (float32) and a float64 reference."""
     xo, eo, (mo, vo) = run_step_graph(session, x0, steps, alpha, lam, tuned, tuned_on_step)
-    res = {}
-    ref_energy = {}
+    labels = np.broadcast_to(mask, (len(x0), *mask.shape))
+    maps_o = np.stack([dssim_map(x0[i], xo[i]) for i in range(len(x0))])
+    res, ref_energy, ref_maps = {}, {}, {}
     for name, dtype in (("float32", torch.float32), ("float64", torch.float64)):
         xt, et, mv = torch_project(model, torch.from_numpy(x0), alpha, lam, steps, tuned, tuned_on_step, dtype=dtype, record=True)
         et = ref_energy[name] = et.double().numpy()
-        maps_o = [dssim_map(x0[i], xo[i]) for i in range(len(x0))]
-        maps_t = [dssim_map(x0[i], xt[i].float().numpy()) for i in range(len(x0))]
-        corr = float(np.mean([np.corrcoef(a.ravel(), b.ravel())[0, 1] for a, b in zip(maps_o, maps_t)]))
-        labels = np.broadcast_to(mask, (len(x0), *mask.shape))
+        maps_t = ref_maps[name] = np.stack([dssim_map(x0[i], xt[i].float().numpy()) for i in range(len(x0))])
         res[name] = {
             "m_rel_max_err": _rel(mo, mv[0].double().numpy()),
             "v_rel_max_err": _rel(vo, mv[1].double().numpy()),
             "energy_traj_rel_max_err": float(np.max(np.abs(eo - et) / np.abs(et))),
-            "map_correlation": corr,
-            "pixel_auroc": roc_auc(labels, np.stack(maps_o)),
-            "pixel_auroc_reference": roc_auc(labels, np.stack(maps_t)),
+            "map_correlation": _map_correlation(maps_o, maps_t),
+            "pixel_auroc": roc_auc(labels, maps_o),
+            "pixel_auroc_reference": roc_auc(labels, maps_t),
             "pixel_fraction_differing": float(np.mean(np.abs(xo - xt.float().numpy()) > 1e-3)),
         }
     model.to(torch.float32)
     res["float32"].update(first_moment_parity(session, model, x0, mo, vo, alpha, lam, tuned, tuned_on_step))
-    # How far PyTorch in float32 is from PyTorch in float64 on the same trajectory (TRAJECTORY_REL_BOUND).
+    # How far PyTorch in float32 is from PyTorch in float64 on the same trajectory: the chaos no float32
+    # implementation can beat, against which the trajectory bounds are set (check_parity).
     e32, e64 = ref_energy["float32"], ref_energy["float64"]
-    res["reference_spread"] = {"energy_traj_rel_max_err": float(np.max(np.abs(e32 - e64) / np.abs(e64)))}
+    res["reference_spread"] = {
+        "energy_traj_rel_max_err": float(np.max(np.abs(e32 - e64) / np.abs(e64))),
+        "map_correlation": _map_correlation(ref_maps["float32"], ref_maps["float64"]),
+        "pixel_auroc_diff": abs(res["float32"]["pixel_auroc_reference"] - res["float64"]["pixel_auroc_reference"]),
+    }
     return res
+
+
+def _map_correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over samples of the Pearson correlation of two anomaly maps."""
+    return float(np.mean([np.corrcoef(p.ravel(), q.ravel())[0, 1] for p, q in zip(a, b)]))
 
 
 def _moment_errors(mo, vo, x0, model, alpha, lam, tuned, tuned_on_step) -> np.ndarray:
@@ -432,6 +451,100 @@ def _exceeds(value, bound: float, above: bool = True) -> bool:
     return not (v <= bound) if above else not (v > bound)
 
 
+def trajectory_tolerance(floor: float, spread, limit: float) -> float:
+    """How far the graph may stray from the nearer PyTorch reference on a trajectory figure:
+    TRAJECTORY_SPREAD_FACTOR x PyTorch's own float32/float64 spread, at least `floor`, at most `limit`.
+    A spread that is missing (manifests before it was measured) or not a number gives the floor."""
+    try:
+        s = float(spread)
+    except (TypeError, ValueError):
+        s = float("nan")
+    if not np.isfinite(s):
+        return floor
+    return float(min(limit, max(floor, TRAJECTORY_SPREAD_FACTOR * s)))
+
+
+def trajectory_bounds(fig: dict) -> dict:
+    """The three trajectory bounds of one update rule's figures, from its measured reference spread."""
+    spread = fig.get("reference_spread", {})
+    corr = spread.get("map_correlation")
+    decorrelation = None if corr is None else 1.0 - float(corr)
+    return {
+        "energy_traj_rel_max_err": trajectory_tolerance(
+            TRAJECTORY_REL_BOUND, spread.get("energy_traj_rel_max_err"), TRAJECTORY_REL_LIMIT
+        ),
+        "map_correlation_min": 1.0
+        - trajectory_tolerance(1.0 - MAP_CORRELATION_BOUND, decorrelation, 1.0 - MAP_CORRELATION_LIMIT),
+        "pixel_auroc_diff": trajectory_tolerance(AUROC_DIFF_BOUND, spread.get("pixel_auroc_diff"), AUROC_DIFF_LIMIT),
+    }
+
+
+def trajectory_figures(fig: dict) -> dict:
+    """The graph's trajectory figures against the nearer of the float32 and float64 references (NaN
+    where none was measured): the energy error, the map correlation and the pixel-AUROC difference."""
+    refs = [fig.get(k) or {} for k in ("float32", "float64")]
+
+    def numbers(values):
+        out = []
+        for v in values:
+            try:
+                out.append(float(v))
+            except (TypeError, ValueError):
+                continue
+        return [v for v in out if np.isfinite(v)]
+
+    energy = numbers(r.get("energy_traj_rel_max_err") for r in refs)
+    corr = numbers(r.get("map_correlation") for r in refs)
+    diffs = []
+    for r in refs:
+        try:
+            diffs.append(abs(float(r["pixel_auroc"]) - float(r["pixel_auroc_reference"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    diffs = [d for d in diffs if np.isfinite(d)]
+    nan = float("nan")
+    return {
+        "energy_traj_rel_max_err": min(energy) if energy else nan,
+        "map_correlation": max(corr) if corr else nan,
+        "pixel_auroc_diff": min(diffs) if diffs else nan,
+    }
+
+
+def trajectory_failures(label: str, fig: dict, steps) -> list[str]:
+    """The trajectory figures of one update rule past their spread-relative bounds, each phrase naming
+    the graph's figure and PyTorch's own float32/float64 spread."""
+    got, bound = trajectory_figures(fig), trajectory_bounds(fig)
+    spread = fig.get("reference_spread", {})
+    fails = []
+    e, eb = got["energy_traj_rel_max_err"], bound["energy_traj_rel_max_err"]
+    if _exceeds(e, eb):
+        fails.append(
+            f"step parity {label} {steps}-step energy trajectory: {e:.1e} > bound {eb:.1e} (PyTorch float32 vs "
+            f"float64: {_fmt(spread.get('energy_traj_rel_max_err'), '.1e')}; bound {TRAJECTORY_SPREAD_FACTOR:g}x that, "
+            f"within {TRAJECTORY_REL_BOUND:.0e}..{TRAJECTORY_REL_LIMIT:.0e})"
+        )
+    c, cb = got["map_correlation"], bound["map_correlation_min"]
+    if _exceeds(c, cb, above=False):
+        fails.append(
+            f"step parity {label} map correlation: {c:.4f} <= bound {cb:.4f} (PyTorch float32 vs float64: "
+            f"{_fmt(spread.get('map_correlation'), '.4f')}; bound within {MAP_CORRELATION_LIMIT}..{MAP_CORRELATION_BOUND})"
+        )
+    d, db = got["pixel_auroc_diff"], bound["pixel_auroc_diff"]
+    if _exceeds(d, db):
+        fails.append(
+            f"step parity {label} pixel AUROC difference: {d:.4f} > bound {db:.4f} (PyTorch float32 vs float64: "
+            f"{_fmt(spread.get('pixel_auroc_diff'), '.4f')}; bound within {AUROC_DIFF_BOUND}..{AUROC_DIFF_LIMIT})"
+        )
+    return fails
+
+
+def _fmt(value, spec: str) -> str:
+    try:
+        return format(float(value), spec)
+    except (TypeError, ValueError):
+        return "not measured"
+
+
 def check_parity(parity: dict) -> list[str]:
     """Every figure of an export's parity section that is past its bound, one phrase each.
 
@@ -454,24 +567,7 @@ def check_parity(parity: dict) -> list[str]:
         for key, what in pairs:
             if _exceeds(f.get(key), MOMENT_REL_BOUND):
                 fails.append(f"step parity {label} {what}: {f.get(key):.1e} > bound {MOMENT_REL_BOUND:.0e}")
-        spread = fig.get("reference_spread", {}).get("energy_traj_rel_max_err", 0.0)
-        bound = max(TRAJECTORY_REL_BOUND, TRAJECTORY_SPREAD_FACTOR * spread)
-        refs = [fig.get(k, {}).get("energy_traj_rel_max_err") for k in ("float32", "float64")]
-        e = min((float(r) for r in refs if r is not None), default=float("nan"))
-        if _exceeds(e, bound):
-            fails.append(
-                f"step parity {label} {steps}-step energy trajectory: {e:.1e} > bound {bound:.1e} "
-                f"(max of {TRAJECTORY_REL_BOUND:.0e} and {TRAJECTORY_SPREAD_FACTOR:g} x float32/float64 PyTorch spread {spread:.1e})"
-            )
-        c = f.get("map_correlation")
-        if _exceeds(c, MAP_CORRELATION_BOUND, above=False):
-            fails.append(f"step parity {label} map correlation: {c:.4f} <= bound {MAP_CORRELATION_BOUND}")
-        try:
-            d = abs(float(f["pixel_auroc"]) - float(f["pixel_auroc_reference"]))
-        except (KeyError, TypeError, ValueError):
-            d = float("nan")
-        if not d < AUROC_DIFF_BOUND:
-            fails.append(f"step parity {label} pixel AUROC difference: {d:.4f} >= bound {AUROC_DIFF_BOUND}")
+        fails += trajectory_failures(label, fig, steps)
     for label, f in parity.get("optimizer", {}).items():
         for key, bound, what in (
             ("x_max_abs_err", OPTIMIZER_X_BOUND, "x"),
@@ -492,8 +588,12 @@ def parity_bounds() -> dict:
         "moments_step1_rel": MOMENT_REL_BOUND,
         "energy_trajectory_rel": TRAJECTORY_REL_BOUND,
         "energy_trajectory_spread_factor": TRAJECTORY_SPREAD_FACTOR,
+        "energy_trajectory_rel_limit": TRAJECTORY_REL_LIMIT,
         "map_correlation_min": MAP_CORRELATION_BOUND,
+        "map_correlation_limit": MAP_CORRELATION_LIMIT,
         "pixel_auroc_diff": AUROC_DIFF_BOUND,
+        "pixel_auroc_diff_limit": AUROC_DIFF_LIMIT,
+        "trajectory": "the graph vs the nearer of PyTorch float32/float64; tolerance = spread factor x their own spread, within floor..limit",
         "optimizer_x_abs": OPTIMIZER_X_BOUND,
         "optimizer_moments_rel": OPTIMIZER_MOMENT_BOUND,
         "split_step": SPLIT_BOUND,

@@ -23,9 +23,20 @@ from edgeproj.preprocess import Preprocess
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 MAP_KINDS = ("dssim_projection", "dssim_recon", "squared_error")
-# Image scores (edgeproj.runtime.scoring.image_score); a manifest without the field predates it: map_max.
-IMAGE_SCORES = ("map_max", "map_max_smoothed")
+# Image scores (edgeproj.runtime.scoring.Scorer), name -> (Gaussian sigma of the smoothing in pixels, 0 for
+# none; whether the map is first normalized by the normal images' own map statistics, which calibration
+# measures: Calibration.map_norm). A manifest without the field predates the choice: map_max.
+# `calibrate` chooses among them on synthetic defects (edgeproj.calibration.score_choice).
 IMAGE_SCORE_SIGMA = 4.0
+IMAGE_SCORE_SPECS = {
+    "map_max": (0.0, False),
+    "map_max_smoothed": (IMAGE_SCORE_SIGMA, False),
+    "map_max_smoothed8": (8.0, False),
+    "norm_max": (0.0, True),
+    "norm_max_smoothed": (IMAGE_SCORE_SIGMA, True),
+    "norm_max_smoothed8": (8.0, True),
+}
+IMAGE_SCORES = tuple(IMAGE_SCORE_SPECS)
 
 # Valid ranges of the projection settings, for export and for every run-time override alike. A value
 # outside them can silently turn a defect into a good part (no step, or a step that jumps off the data).
@@ -199,6 +210,10 @@ class Calibration:
     labelled: dict | None = None
     precision: dict = field(default_factory=dict)
     gate: dict = field(default_factory=dict)
+    # The normal images' map statistics by local contrast (edgeproj.runtime.scoring.MapNorm), for the
+    # norm_* image scores; and how the image score was chosen (candidates, figures, rule).
+    map_norm: dict = field(default_factory=dict)
+    image_score_choice: dict = field(default_factory=dict)
 
     def __post_init__(self):
         for name in ("rec_loss_threshold", "pixel_threshold", "image_threshold"):
@@ -340,10 +355,12 @@ class Manifest:
         """The bundle carries the step split into forward and update graphs (bundles exported before lack them)."""
         return all(name in self.graphs for name in contract.OPTIONAL_GRAPHS)
 
-    def with_calibration(self, calibration: Calibration) -> Manifest:
-        """This manifest with a new calibration section and its L_r stop threshold in the projection."""
+    def with_calibration(self, calibration: Calibration, image_score: str | None = None) -> Manifest:
+        """This manifest with a new calibration section, its L_r stop threshold in the projection, and the
+        image score calibration chose (None keeps the projection's)."""
         stop = replace(self.projection.stop, rec_loss_threshold=calibration.rec_loss_threshold)
-        return replace(self, calibration=calibration, projection=replace(self.projection, stop=stop))
+        score = self.projection.image_score if image_score is None else image_score
+        return replace(self, calibration=calibration, projection=replace(self.projection, stop=stop, image_score=score))
 
 
 def load_manifest(bundle: Path, verify: bool = True) -> Manifest:

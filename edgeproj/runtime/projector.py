@@ -21,7 +21,7 @@ from edgeproj.runtime.backends import create_runner
 from edgeproj.runtime.lanes import LanePool
 from edgeproj.runtime.loop import BatchResult, run_projection
 from edgeproj.runtime.manifest import Manifest, Projection, load_manifest
-from edgeproj.runtime.scoring import anomaly_map, dssim_maps, image_score
+from edgeproj.runtime.scoring import MapNorm, Scorer, anomaly_map, dssim_maps, image_score, raw_counterpart
 
 MAX_BATCH = 1024
 
@@ -99,12 +99,18 @@ class Projector:
                 f"calibration measured FP16 losing accuracy ({fp16.get('pixel_auroc_drop', 'map mismatch')}); "
                 "run in FP32, or pass --force-fp16"
             )
+        Scorer.of(manifest)  # a norm_* image score without its statistics is refused before any work
         self.manifest = manifest
+        self.map_norm = MapNorm.from_dict(manifest.calibration.map_norm)
         self.backend = backend
         self.batch = batch
         self.runner = create_runner(backend, manifest, options)
         self._stack: ExitStack | None = None
         self._pool: LanePool | None = None
+
+    def score(self, amap: np.ndarray, image: np.ndarray) -> float:
+        """The bundle's image score of a map of `image` (H x W x C, the map's size)."""
+        return image_score(amap, self.manifest.projection.image_score, image, self.map_norm)
 
     @classmethod
     def from_bundle(
@@ -366,9 +372,10 @@ class Projector:
             out.append(
                 ImageResult(
                     map=amap,
-                    score=image_score(amap, settings.image_score),
+                    score=image_score(amap, settings.image_score, img, self.map_norm),
                     baseline_map=bmap,
-                    baseline_score=float("nan") if bmap is None else image_score(bmap, settings.image_score),
+                    # The normal statistics are the projection maps'; the baseline is scored without them.
+                    baseline_score=float("nan") if bmap is None else image_score(bmap, raw_counterpart(settings.image_score)),
                     projection=None if lean else stitch_image(res.projection[sl], orig, pre, frame),
                     recon=None if lean else stitch_image(res.recon[sl], orig, pre, frame),
                     iterations=res.iterations[sl].tolist(),

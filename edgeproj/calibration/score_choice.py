@@ -1,0 +1,64 @@
+"""Choosing the image score for the user's line: each candidate (IMAGE_SCORES) is ranked by how well it
+separates synthetic defects from held-out normal images of the user's own parts.
+
+The image score decides OK/NG on the line, and which score works depends on the part: the smoothed map
+maximum was chosen on the demo's procedural data and does not carry over to real textures. Calibration
+therefore draws one synthetic defect (edgeproj.data.synthetic, kinds in turn) on every held-out normal
+image, projects both, and takes the candidate with the highest AUROC between the two sets. Held-out images
+rather than calibration images: the image threshold is set on the calibration images, and a choice made
+on them would favour the score that fits them best.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeproj.metrics import roc_auc
+from edgeproj.runtime.manifest import IMAGE_SCORES
+from edgeproj.runtime.scoring import MapNorm, image_score
+
+# Fewer held-out images than this cannot rank the candidates (an AUROC over 4 x 4 pairs moves by 1/16).
+MIN_PAIRS = 8
+# Candidates within this AUROC of the best are ties: the one listed first in IMAGE_SCORES (the simpler) wins.
+TIE = 0.005
+RULE = (
+    f"the candidate with the highest AUROC between held-out normal images and the same images with one synthetic "
+    f"defect each; within {TIE} of the best, the first in {', '.join(IMAGE_SCORES)}"
+)
+
+
+def synthetic_defects(images: list[np.ndarray], seed: int) -> list:
+    """One synthetic defect per image, the kinds in turn, foreign patches cut from the other images."""
+    from edgeproj.data.synthetic import KINDS, inject
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, img in enumerate(images):
+        donors = [images[j] for j in range(len(images)) if j != i][:4]
+        out.append(inject(img, KINDS[i % len(KINDS)], rng, donors=donors))
+    return out
+
+
+def candidate_figures(
+    normal_maps: list[np.ndarray],
+    normal_images: list[np.ndarray],
+    defect_maps: list[np.ndarray],
+    defect_images: list[np.ndarray],
+    norm: MapNorm,
+) -> dict[str, float]:
+    """AUROC of every candidate image score, synthetic defects against normal images."""
+    labels = np.r_[np.zeros(len(normal_maps)), np.ones(len(defect_maps))].astype(bool)
+    out = {}
+    for kind in IMAGE_SCORES:
+        scores = [image_score(m, kind, img, norm) for m, img in zip(normal_maps + defect_maps, normal_images + defect_images)]
+        out[kind] = float(roc_auc(labels, np.asarray(scores, np.float64)))
+    return out
+
+
+def choose(figures: dict[str, float]) -> str:
+    """The chosen candidate under RULE (NaN figures never win)."""
+    finite = {k: v for k, v in figures.items() if np.isfinite(v)}
+    if not finite:
+        raise ValueError("no candidate image score gave a finite AUROC")
+    best = max(finite.values())
+    return next(k for k in IMAGE_SCORES if k in finite and finite[k] >= best - TIE)

@@ -16,6 +16,7 @@ from edgeproj.runtime.scoring import (
     MapNorm,
     Scorer,
     anomaly_map,
+    border_bins,
     dssim_map,
     image_score,
     local_contrast,
@@ -112,7 +113,8 @@ def _normal_map(img: np.ndarray, seed: int) -> np.ndarray:
 def test_map_norm_puts_busy_and_flat_areas_on_one_scale():
     imgs = [_texture(i) for i in range(6)]
     norm = MapNorm.fit([_normal_map(im, i) for i, im in enumerate(imgs)], imgs)
-    assert len(norm.mean) == len(norm.edges) + 1 and all(s > 0 for s in norm.spread)
+    assert len(norm.mean) == len(norm.border_edges) + 1 and all(len(r) == len(norm.edges) + 1 for r in norm.mean)
+    assert all(v > 0 for r in norm.spread for v in r) and all(v > 0 for v in norm.border_spread)
     test = _texture(99)
     amap = _normal_map(test, 99)
     # A defect on the flat half, smaller than the normal map's values on the busy half.
@@ -126,19 +128,63 @@ def test_map_norm_puts_busy_and_flat_areas_on_one_scale():
     assert image_score(bump, "norm_max_smoothed", test, again) == image_score(bump, "norm_max_smoothed", test, norm)
 
 
+def _norm_dict(**change) -> dict:
+    good = {
+        "edges": [0.1],
+        "mean": [[0, 0]] * 5,
+        "spread": [[1, 1]] * 5,
+        "border_edges": [2, 4, 8, 16],
+        "border_mean": [0] * 5,
+        "border_spread": [1] * 5,
+    }
+    return good | change
+
+
 @pytest.mark.parametrize(
     "bad",
     [
-        {"edges": [0.1, 0.05], "mean": [0, 0, 0], "spread": [1, 1, 1]},
-        {"edges": [0.1], "mean": [0, 0, 0], "spread": [1, 1, 1]},
-        {"edges": [0.1], "mean": [0, float("nan")], "spread": [1, 1]},
-        {"edges": [0.1], "mean": [0, 0], "spread": [1, 0]},
-        {"edges": [0.1], "mean": [0, 0]},
+        _norm_dict(edges=[0.1, 0.05], mean=[[0, 0, 0]] * 5, spread=[[1, 1, 1]] * 5),
+        _norm_dict(mean=[[0, 0, 0]] * 5),
+        _norm_dict(mean=[[0, float("nan")]] * 5),
+        _norm_dict(spread=[[1, 0]] * 5),
+        _norm_dict(border_spread=[1, 1, 1, 1, -1]),
+        _norm_dict(border_edges=[2, 2, 8, 16]),
+        _norm_dict(border_mean=[0] * 4),
+        {k: v for k, v in _norm_dict().items() if k != "spread"},
+        _norm_dict(mean="zeros"),
     ],
 )
 def test_map_norm_refuses_a_malformed_section(bad):
     with pytest.raises(ConfigError, match="map_norm"):
         MapNorm.from_dict(bad)
+
+
+def test_border_normalization_weighs_a_border_maximum_against_the_borders_normal_level():
+    """Good maps that run high along the image border (the autoencoder's padding): the plain maximum sits
+    on the border for every good image; normalized by border distance, an interior defect of half that
+    height wins, and a defect on the border that exceeds the border's own level still counts."""
+    imgs = [np.full((64, 64, 1), 0.5, np.float32) for _ in range(6)]
+
+    def good(seed):
+        r = np.random.default_rng(seed)
+        m = r.uniform(0.0, 0.01, (64, 64)).astype(np.float32)
+        ring = border_bins((64, 64)) == 0  # the outermost 2 px, all round
+        m[ring] += 0.05 + r.uniform(0, 0.005, int(ring.sum())).astype(np.float32)
+        return m
+
+    norm = MapNorm.fit([good(i) for i in range(6)], imgs)
+    amap = good(50)
+    inner = amap.copy()
+    inner[30:33, 30:33] += 0.03
+    edge = amap.copy()
+    edge[0, 20:24] += 0.06
+    for kind in ("edge_max", "norm_max"):
+        base = image_score(amap, kind, imgs[0], norm)
+        assert image_score(inner, kind, imgs[0], norm) > base + 3, kind
+        assert image_score(edge, kind, imgs[0], norm) > base + 3, kind
+    assert image_score(inner, "map_max") == image_score(amap, "map_max")  # hidden by the border
+    with pytest.raises(ConfigError, match="differ in size"):
+        image_score(amap, "edge_max", np.zeros((32, 32, 1), np.float32), norm)
 
 
 def test_image_scores_need_their_statistics_and_nan_never_passes():
@@ -150,6 +196,7 @@ def test_image_scores_need_their_statistics_and_nan_never_passes():
     amap[3, 3] = np.nan
     assert np.isnan(image_score(amap, "map_max_smoothed8"))
     assert raw_counterpart("norm_max_smoothed8") == "map_max_smoothed8" and raw_counterpart("map_max") == "map_max"
+    assert raw_counterpart("edge_max_smoothed") == "map_max_smoothed"
     with pytest.raises(ValueError, match="unknown image score"):
         image_score(amap, "map_mean")
 

@@ -106,7 +106,7 @@ def image_score_candidates(ts: TestSet, res, maps: list[np.ndarray], base_maps: 
     scores = {
         kind: np.array([image_score(m, kind, img, norm) for m, img in zip(maps, ts.images)])
         for kind in IMAGE_SCORES
-        if norm is not None or not IMAGE_SCORE_SPECS[kind][1]
+        if norm is not None or IMAGE_SCORE_SPECS[kind][1] is None
     }
     scores |= {
         "map_q999": np.array([float(np.quantile(m, 0.999)) for m in maps]),

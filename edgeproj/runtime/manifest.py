@@ -24,17 +24,21 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 MAP_KINDS = ("dssim_projection", "dssim_recon", "squared_error")
 # Image scores (edgeproj.runtime.scoring.Scorer), name -> (Gaussian sigma of the smoothing in pixels, 0 for
-# none; whether the map is first normalized by the normal images' own map statistics, which calibration
-# measures: Calibration.map_norm). A manifest without the field predates the choice: map_max.
-# `calibrate` chooses among them on synthetic defects (edgeproj.calibration.score_choice).
+# none; the normalization of the map by the normal images' own map statistics first, which calibration
+# measures (Calibration.map_norm): None, "border" (by distance to the image border) or "border_contrast"
+# (and by local contrast)). A manifest without the field predates the choice: map_max. `calibrate`
+# chooses among them on synthetic defects (edgeproj.calibration.score_choice), in this order of preference.
 IMAGE_SCORE_SIGMA = 4.0
 IMAGE_SCORE_SPECS = {
-    "map_max": (0.0, False),
-    "map_max_smoothed": (IMAGE_SCORE_SIGMA, False),
-    "map_max_smoothed8": (8.0, False),
-    "norm_max": (0.0, True),
-    "norm_max_smoothed": (IMAGE_SCORE_SIGMA, True),
-    "norm_max_smoothed8": (8.0, True),
+    "map_max": (0.0, None),
+    "map_max_smoothed": (IMAGE_SCORE_SIGMA, None),
+    "map_max_smoothed8": (8.0, None),
+    "edge_max": (0.0, "border"),
+    "edge_max_smoothed": (IMAGE_SCORE_SIGMA, "border"),
+    "edge_max_smoothed8": (8.0, "border"),
+    "norm_max": (0.0, "border_contrast"),
+    "norm_max_smoothed": (IMAGE_SCORE_SIGMA, "border_contrast"),
+    "norm_max_smoothed8": (8.0, "border_contrast"),
 }
 IMAGE_SCORES = tuple(IMAGE_SCORE_SPECS)
 

@@ -35,7 +35,7 @@ def train_export(data: Path, cat: str, work: Path, tag: str, steps: int, **overr
     choice = choose_for_paths(images, cat, channels, **overrides)
     run, bundle = work / "runs" / f"{cat}-{tag}", work / "bundles" / f"{cat}-{tag}"
     t = time.perf_counter()
-    res = train(images, run, ModelConfig(variant="l2ae", channels=channels), choice.preprocess, TrainConfig(steps=steps),
+    res = train(images, run, ModelConfig(variant="l2ae", channels=channels), choice.preprocess, TrainConfig(steps=steps, until="steps"),
                 data_info={"source": str(data / cat), "category": cat}, preprocess_choice=choice.to_dict())  # fmt: skip
     seconds = time.perf_counter() - t
     export_bundle(run, bundle, ExportOptions(parity_steps=10))

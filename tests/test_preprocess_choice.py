@@ -112,7 +112,7 @@ def test_holdout_split_is_seeded_by_name():
     "values,verdict",
     [
         ([10, 8, 6, 5, 4.5, 4.0, 3.6, 3.3], "still improving"),
-        ([10, 8, 6, 5, 4.0, 4.0, 4.0, 4.01], "converged"),
+        ([10, 8, 6, 5, 4.0, 4.0, 4.0, 4.0, 4.0, 4.01], "converged"),
         ([10, 8, 6, 5, 4.0, 4.3, 4.6, 5.0], "over-fitting"),
         ([10, 8], "unknown"),
         ([10, 8, float("nan"), 5, 4, 3], "still improving"),

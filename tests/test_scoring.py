@@ -210,3 +210,28 @@ def test_score_choice_rule_prefers_the_best_then_the_simplest():
     assert choose({"map_max": float("nan"), "map_max_smoothed": 0.7}) == "map_max_smoothed"
     with pytest.raises(ValueError):
         choose({"map_max": float("nan")})
+
+
+def test_synthetic_defects_skip_an_image_that_shows_none(monkeypatch):
+    """A kind that changes nothing on an image raises DataError in inject(): the next kind is tried, and
+    an image that shows none is left out instead of failing the calibration."""
+    import edgeproj.data.synthetic as synthetic
+    from edgeproj.calibration.score_choice import synthetic_defects
+    from edgeproj.errors import DataError
+
+    real = synthetic.inject
+    tried = []
+
+    def inject(img, kind, rng, donors=()):
+        tried.append(kind)
+        if float(img.mean()) < 0.3 or kind == "blur":
+            raise DataError("nothing changed")
+        return real(img, kind, rng, donors=donors)
+
+    monkeypatch.setattr(synthetic, "inject", inject)
+    rng = np.random.default_rng(0)
+    imgs = [np.zeros((64, 64, 1), np.float32)] + [rng.uniform(0.3, 0.9, (64, 64, 1)).astype(np.float32) for _ in range(4)]
+    drawn = synthetic_defects(imgs, seed=0)
+    assert [i for i, _ in drawn] == [1, 2, 3, 4]  # the dark image shows no kind and is left out
+    assert all(d.kind != "blur" and d.mask.any() for _, d in drawn)
+    assert tried[:5] == list(synthetic.KINDS)  # every kind was tried on the dark image

@@ -306,9 +306,18 @@ def _choose_score(
             "chosen": current,
             "rule": f"not chosen: {len(hold)} held-out images, at least {MIN_PAIRS} are needed; the bundle's score kept",
         }
-    defects = synthetic_defects(hold, opts.seed)
+    drawn = synthetic_defects(hold, opts.seed)
+    if len(drawn) < MIN_PAIRS:
+        return current, {
+            "chosen": current,
+            "rule": f"not chosen: synthetic defects could be drawn on {len(drawn)} of {len(hold)} held-out images "
+            f"(flat or saturated images), at least {MIN_PAIRS} are needed; the bundle's score kept",
+        }
+    defects = [d for _, d in drawn]
     defect_images = [d.image for d in defects]
     figures = candidate_figures(hold_maps, hold, _maps(proj, defect_images, stop)[0], defect_images, norm)
+    if not any(np.isfinite(v) for v in figures.values()):
+        raise DataError("every candidate image score was NaN on the synthetic defects (a projection diverged); check the bundle")
     kind = choose(figures)
     return kind, {
         "chosen": kind,

@@ -27,15 +27,24 @@ RULE = (
 )
 
 
-def synthetic_defects(images: list[np.ndarray], seed: int) -> list:
-    """One synthetic defect per image, the kinds in turn, foreign patches cut from the other images."""
+def synthetic_defects(images: list[np.ndarray], seed: int) -> list[tuple[int, object]]:
+    """(image index, SyntheticDefect): one defect per image, the kinds in turn, foreign patches cut from the
+    other images."""
     from edgeproj.data.synthetic import KINDS, inject
+    from edgeproj.errors import DataError
 
     rng = np.random.default_rng(seed)
     out = []
     for i, img in enumerate(images):
         donors = [images[j] for j in range(len(images)) if j != i][:4]
-        out.append(inject(img, KINDS[i % len(KINDS)], rng, donors=donors))
+        # A flat or saturated image cannot show some kinds (a blur or a scratch changes nothing): the next
+        # kind is tried, and an image that shows none is left out (the caller needs MIN_PAIRS).
+        for k in range(len(KINDS)):
+            try:
+                out.append((i, inject(img, KINDS[(i + k) % len(KINDS)], rng, donors=donors)))
+                break
+            except DataError:
+                continue
     return out
 
 
@@ -50,8 +59,12 @@ def candidate_figures(
     labels = np.r_[np.zeros(len(normal_maps)), np.ones(len(defect_maps))].astype(bool)
     out = {}
     for kind in IMAGE_SCORES:
-        scores = [image_score(m, kind, img, norm) for m, img in zip(normal_maps + defect_maps, normal_images + defect_images)]
-        out[kind] = float(roc_auc(labels, np.asarray(scores, np.float64)))
+        scores = np.asarray(
+            [image_score(m, kind, img, norm) for m, img in zip(normal_maps + defect_maps, normal_images + defect_images)],
+            np.float64,
+        )
+        # A diverged map (NaN) would rank as the most anomalous and flatter the candidate: it cannot win.
+        out[kind] = float(roc_auc(labels, scores)) if np.isfinite(scores).all() else float("nan")
     return out
 
 

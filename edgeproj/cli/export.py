@@ -97,11 +97,16 @@ def command(
                 f"gradient parity {b}: max|g_onnx - g_torch| / max|g_torch| = {fig['grad_rel_max_err']:.2e} "
                 f"(float32 autograd {fig['float32']['grad_rel_max_err']:.2e}, float64 {fig['float64']['grad_rel_max_err']:.2e})"
             )
+        from edgeproj.export.parity import trajectory_bounds, trajectory_figures
+
         for label, fig in p["trajectory"].items():
-            f = fig["float32"]
+            g, b, sp = trajectory_figures(fig), trajectory_bounds(fig), fig.get("reference_spread", {})
             c.print(
-                f"{p['steps']}-step {label}: m {f['m_rel_max_err']:.1e}, v {f['v_rel_max_err']:.1e}, energy {f['energy_traj_rel_max_err']:.1e} rel; "
-                f"map corr {f['map_correlation']:.5f}, pixel AUROC {f['pixel_auroc']:.4f} vs torch {f['pixel_auroc_reference']:.4f}"
+                f"{p['steps']}-step {label} (graph vs nearer PyTorch | PyTorch float32 vs float64 | bound): "
+                f"energy {g['energy_traj_rel_max_err']:.1e} | {sp.get('energy_traj_rel_max_err', float('nan')):.1e} | "
+                f"{b['energy_traj_rel_max_err']:.1e}; map corr {g['map_correlation']:.4f} | "
+                f"{sp.get('map_correlation', float('nan')):.4f} | {b['map_correlation_min']:.4f}; pixel AUROC diff "
+                f"{g['pixel_auroc_diff']:.4f} | {sp.get('pixel_auroc_diff', float('nan')):.4f} | {b['pixel_auroc_diff']:.4f}"
             )
         for label, f in p.get("optimizer", {}).items():
             c.print(

@@ -135,7 +135,11 @@ def command(
         c.print(f"{conv.get('verdict', 'unknown')}: {conv.get('reason', '')}")
         if conv.get("verdict") in ("still improving", "unknown") and result.stopped.get("by") != "plateau":
             cat = f" --category {category}" if category else ""
-            more = f"--steps {max(2 * result.steps, steps)}" if result.stopped.get("by") == "step cap" else "--max-minutes M"
+            if result.stopped.get("by") == "step cap":
+                more = f"--steps {max(2 * result.steps, steps)}"
+            else:
+                more = f"--max-minutes {max(1, round(2 * result.seconds / 60))}"
+            more += " --until steps" if until == "steps" else ""
             c.print(
                 f"continue with: edgeproj train {data}{cat} --variant {variant} --out {out} {more} "
                 f"(resumes from step {result.steps})"

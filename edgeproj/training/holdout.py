@@ -93,6 +93,8 @@ def convergence_verdict(history: list[dict], key: str = "heldout_rec_mean", medi
     then_step, then = _smoothed(points[:-2] or points[:1], last_step - window)
     change = (then - now) / then if then > 0 else float("nan")
     span = last_step - then_step
+    if span < MIN_PLATEAU_STEPS:  # a history that starts late (a resume, a missing point) gives no window
+        return {"verdict": "unknown", "reason": f"{what} spans only {span} steps of the last window; train longer"}
     if not np.isfinite(change):
         return {"verdict": "unknown", "reason": f"{what} is not a positive finite number", "change": change}
     if change >= CONVERGED_CHANGE:

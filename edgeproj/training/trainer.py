@@ -276,8 +276,10 @@ def train(
     first = last = float("nan")
     t0 = t_log = time.perf_counter()
     step = step_log = start
-    if log and start == 0:
-        log.write(json.dumps(evaluate(0)) + "\n")
+    if start == 0:  # every rank measures step 0, so every rank's plateau window sees the same history
+        point = evaluate(0)
+        if log:
+            log.write(json.dumps(point) + "\n")
     model.train()
     for step, batch in enumerate(loader, start=start + 1):
         x = batch.to(device, non_blocking=True).contiguous(memory_format=layout)
@@ -317,6 +319,9 @@ def train(
             model.train()
         if is_eval and cfg.until == "plateau":
             plateau = plateau_reached(history, key)
+            # One decision for all ranks: a rank that stopped alone would leave the others in an all-reduce.
+            if distributed and _agree(plateau is not None, distributed, device) and plateau is None:
+                plateau = {"reason": "another rank found held-out L_r on its plateau"}
         if plateau:
             stopped = {"by": "plateau", "reason": plateau["reason"]}
         elif out_of_time:

@@ -142,3 +142,14 @@ def test_convergence_verdict_never_on_a_short_window_or_far_above_the_stop_thres
 def test_stop_statistics():
     s = stop_statistics(np.array([1.0, 2.0, 3.0, 4.0]), 2.5)
     assert s["stop_at_x0_fraction"] == 0.5 and s["median_over_threshold"] == pytest.approx(1.0)
+
+
+def test_one_noisy_rise_does_not_stop_training_two_do():
+    from edgeproj.training.holdout import plateau_reached
+
+    falling = [{"step": 500 * i, "heldout_rec_mean": 100.0 - 5 * i} for i in range(10)]
+    assert plateau_reached(falling) is None
+    one = falling + [{"step": 5000, "heldout_rec_mean": 90.0}]
+    assert convergence_verdict(one)["verdict"] == "over-fitting" and plateau_reached(one) is None  # one rise: go on
+    risen = falling + [{"step": 5000 + 500 * i, "heldout_rec_mean": 75.0 + i} for i in range(3)]
+    assert plateau_reached(risen[:-1]) is None and plateau_reached(risen)["verdict"] == "over-fitting"  # seen twice in a row

@@ -117,6 +117,13 @@ def convergence_verdict(history: list[dict], key: str = "heldout_rec_mean", medi
 
 
 def plateau_reached(history: list[dict], key: str = "heldout_rec_mean") -> dict | None:
-    """The verdict when training should stop on the plateau rule (held-out L_r no longer falls), else None."""
+    """The verdict when training should stop on the plateau rule (held-out L_r no longer falls), else None.
+
+    A rise stops training only when the measurement before said the same: held-out L_r of a few images
+    is noisy, and one bad evaluation must not end a run that is still learning."""
     v = convergence_verdict(history, key)
-    return v if v["verdict"] in ("converged", "over-fitting") else None
+    if v["verdict"] == "converged":
+        return v
+    if v["verdict"] == "over-fitting" and convergence_verdict(history[:-1], key)["verdict"] == "over-fitting":
+        return v
+    return None

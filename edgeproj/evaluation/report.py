@@ -112,13 +112,13 @@ def study_markdown(results: list[dict]) -> list[str]:
         lines.append("")
     scored = [r for r in results if "image_scores" in r]
     if scored:
-        names = list(scored[0]["image_scores"])
+        names = list(dict.fromkeys(n for r in scored for n in r["image_scores"]))
         lines += ["### image scores: image AUROC of candidates (the line verdict is an image verdict)", "",
                   "| category | variant | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]  # fmt: skip
         for r in scored:
             lines.append(
                 f"| {r['category']} | {VARIANT_LABEL[r['variant']]} | "
-                + " | ".join(f"{r['image_scores'][n]:.3f}" for n in names)
+                + " | ".join(f"{r['image_scores'][n]:.3f}" if n in r["image_scores"] else "-" for n in names)
                 + " |"
             )
         ch = choose_image_score([r["image_scores"] for r in scored])

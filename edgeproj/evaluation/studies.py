@@ -178,8 +178,10 @@ def choose_image_score(candidates: list[dict]) -> dict:
     AUROC over all pairs wins if it beats the current default (map_max) by at least 0.02 mean AUROC;
     otherwise map_max stays (a change of the deployed verdict needs a clear gain).
     """
-    names = [k for k in candidates[0] if not k.startswith("baseline")]
-    mean = {k: float(np.nanmean([c[k] for c in candidates])) for k in candidates[0]}
+    # Bundles calibrated with map statistics add the edge_*/norm_* candidates: the union, NaN where absent.
+    keys = list(dict.fromkeys(k for c in candidates for k in c))
+    names = [k for k in keys if not k.startswith("baseline")]
+    mean = {k: float(np.nanmean([c.get(k, np.nan) for c in candidates])) for k in keys}
     best = max(names, key=lambda k: mean[k])
     choice = best if mean[best] >= mean["map_max"] + 0.02 else "map_max"
     return {"mean_image_auroc": mean, "best": best, "choice": choice, "pairs": len(candidates)}

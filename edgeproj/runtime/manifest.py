@@ -364,7 +364,12 @@ class Manifest:
         image score calibration chose (None keeps the projection's)."""
         stop = replace(self.projection.stop, rec_loss_threshold=calibration.rec_loss_threshold)
         score = self.projection.image_score if image_score is None else image_score
-        return replace(self, calibration=calibration, projection=replace(self.projection, stop=stop, image_score=score))
+        notes = dict(self.notes)
+        if "image_score" in notes:
+            notes["image_score"] = f"{score}: the image-level score compared with the image threshold (chosen by calibrate)"
+        return replace(
+            self, calibration=calibration, projection=replace(self.projection, stop=stop, image_score=score), notes=notes
+        )
 
 
 def load_manifest(bundle: Path, verify: bool = True) -> Manifest:

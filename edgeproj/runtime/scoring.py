@@ -98,6 +98,13 @@ def raw_counterpart(kind: str) -> str:
 NORM_BINS = 16
 NORM_SIGMA = 1.5
 NORM_MIN_SPREAD = 1e-4
+# A bin's spread is at least this fraction of the whole normal map's: a flat, saturated bin with almost no
+# spread would otherwise turn a tiny deviation on a good part into a huge score. A bin with fewer pixels
+# than NORM_MIN_PIXELS takes its border band's statistics (or the whole map's).
+NORM_SPREAD_FLOOR = 0.1
+NORM_MIN_PIXELS = 200
+# Statistics are fitted on at most this many pixels (a seeded sample): calibration runs on the device.
+NORM_MAX_PIXELS = 2_000_000
 BORDER_EDGES = (2, 4, 8, 16)
 
 
@@ -117,10 +124,10 @@ def border_bins(shape: tuple[int, int], edges=BORDER_EDGES) -> np.ndarray:
     return np.digitize(np.minimum.reduce([yy, xx, h - 1 - yy, w - 1 - xx]), np.asarray(edges))
 
 
-def _stats(v: np.ndarray, fallback: np.ndarray) -> tuple[float, float]:
-    """Mean and spread (floored) of `v`, or of `fallback` where `v` has too few values."""
-    src = v if v.size > 1 else fallback
-    return float(src.mean()), max(float(src.std()), NORM_MIN_SPREAD)
+def _stats(v: np.ndarray, fallback: np.ndarray, floor: float) -> tuple[float, float]:
+    """Mean and spread (at least `floor`) of `v`, or of `fallback` where `v` has too few values."""
+    src = v if v.size >= NORM_MIN_PIXELS else fallback
+    return float(src.mean()), max(float(src.std()), floor)
 
 
 @dataclass(frozen=True)
@@ -163,15 +170,23 @@ class MapNorm:
     @classmethod
     def fit(cls, maps: list[np.ndarray], images: list[np.ndarray], bins: int = NORM_BINS) -> MapNorm:
         """The statistics of normal maps (one per image, the image's size)."""
-        c = np.concatenate([local_contrast(img).ravel() for img in images]).astype(np.float64)
-        v = np.concatenate([np.asarray(m, np.float64).ravel() for m in maps])
+        c = np.concatenate([local_contrast(img).ravel() for img in images])
+        v = np.concatenate([np.asarray(m, np.float32).ravel() for m in maps])
         b = np.concatenate([border_bins(np.shape(m)).ravel() for m in maps])
+        if v.size > NORM_MAX_PIXELS:
+            keep = np.random.default_rng(0).choice(v.size, NORM_MAX_PIXELS, replace=False)
+            c, v, b = c[keep], v[keep], b[keep]
         edges = np.unique(np.quantile(c, np.linspace(0, 1, bins + 1)[1:-1]))
         cb = np.digitize(c, edges)
         nb = len(BORDER_EDGES) + 1
-        border = [_stats(v[b == i], v) for i in range(nb)]
+        floor = max(NORM_MIN_SPREAD, NORM_SPREAD_FLOOR * float(v.std()))
+        band = [v[b == i] for i in range(nb)]
+        border = [_stats(band[i], v, floor) for i in range(nb)]
         table = [
-            [_stats(v[(b == i) & (cb == j)], v[b == i] if (b == i).any() else v) for j in range(len(edges) + 1)]
+            [
+                _stats(v[(b == i) & (cb == j)], band[i] if band[i].size >= NORM_MIN_PIXELS else v, floor)
+                for j in range(len(edges) + 1)
+            ]
             for i in range(nb)
         ]
         return cls(

@@ -204,3 +204,25 @@ def test_parse_variants():
             parse_variants(bad)
     with pytest.raises(ConfigError, match="'foo'"):
         parse_variants("l2ae,foo")
+
+
+def test_evaluate_decides_with_the_calibrated_image_score(trained_bundle, gate_demo_root, tmp_path):
+    """The grad image AUROC is the one of the score calibrate chose, and every candidate is listed."""
+    from edgeproj.runtime.manifest import IMAGE_SCORES
+
+    m = load_manifest(trained_bundle)
+    ts = load_testset(gate_demo_root, "grid", m.preprocess)
+    with Projector(m) as proj:
+        res, _ = evaluate_bundle(proj, ts, EvalOptions(study=False))
+    kind = m.projection.image_score
+    assert res["image_score"]["deployed"] == kind == res["image_score"]["choice"]["chosen"]
+    assert set(IMAGE_SCORES) <= set(res["image_scores"])
+    assert res["grad"]["image_auroc"] == pytest.approx(res["image_scores"][kind])
+
+
+def test_evaluate_cli_says_when_the_image_score_was_not_chosen(bundles, demo_root, tmp_path):
+    res = run_cli(
+        "evaluate", bundles["l2ae"], demo_root, "--category", "grid", "--out", tmp_path / "r", "--no-study", "--limit", "6"
+    )
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    assert "not chosen for this line" in res.stdout + res.stderr and "edgeproj calibrate" in res.stdout + res.stderr

@@ -147,6 +147,15 @@ def command(
             c.print(line)
         elif g:
             c.print("  frame gate: none (the bundle was calibrated before it existed; recalibrate to add it)")
+        choice = (r.get("image_score") or {}).get("choice") or {}
+        if not choice.get("candidates_auroc"):
+            c.print(
+                f"  image score {r.get('image_score', {}).get('deployed')}: not chosen for this line "
+                f"({choice.get('rule') or 'the bundle was not calibrated'}); `edgeproj calibrate` chooses it on the "
+                "normal images"
+            )
+        else:
+            c.print(f"  image score {choice['chosen']}, chosen by calibrate on synthetic defects")
     if synthetic_info is not None:
         c.print(
             f"synthetic defects: {synthetic_info['defects']} on {synthetic_info['normal_images']} "

@@ -159,7 +159,8 @@ def _previous_evaluations(log: Path) -> list[dict]:
             continue  # a line cut by a kill
         if isinstance(row, dict) and "train_rec_mean" in row:
             points.append(row)
-    return points
+    # Rows logged after the last checkpoint of a killed run come again after the resume: the last wins.
+    return sorted({int(p["step"]): p for p in points}.values(), key=lambda p: p["step"])
 
 
 def rec_loss_stats(model, patches: np.ndarray, device, batch: int = 32, tick: Callable[[int], None] | None = None) -> dict:

@@ -1,0 +1,118 @@
+#!/usr/bin/env python
+"""What limits image AUROC on a real texture: where good images' map maxima lie, which defects are missed.
+
+Projects a category's test images (and 40 + 40 training images: normal statistics, and synthetic defects
+drawn on the others) through a bundle with its deployed settings, then reports
+- image AUROC (map maximum) by defect size and by contrast of the defect (the photo_textures.py records);
+- where good images' map maxima lie: within 8 px of the image border, near interior tile seams, against
+  the share of the area those bands cover (before and after the border normalization);
+- every IMAGE_SCORES candidate on the real defects and on the synthetic ones, with their Spearman
+  rank correlation (does the synthetic check rank scores like real defects?).
+
+    python benchmarks/image_score_limits.py BUNDLE PHOTOSET CATEGORY [--out report.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("bundle", type=Path)
+    ap.add_argument("root", type=Path)
+    ap.add_argument("category")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+
+    from scipy.stats import spearmanr
+
+    from edgeproj.calibration.score_choice import synthetic_defects
+    from edgeproj.data.images import read_image
+    from edgeproj.evaluation.testset import load_testset
+    from edgeproj.metrics import roc_auc
+    from edgeproj.runtime.manifest import IMAGE_SCORES, load_manifest
+    from edgeproj.runtime.projector import Projector
+    from edgeproj.runtime.scoring import MapNorm, border_bins, image_score
+
+    m = load_manifest(args.bundle)
+    ts = load_testset(args.root, args.category, m.preprocess)
+    train = sorted((args.root / args.category / "train" / "good").glob("*.png"))
+    normals = [read_image(p, m.channels) for p in train[:40]]
+    bases = [read_image(p, m.channels) for p in train[40:80]]
+    syn = [d for _, d in synthetic_defects(bases, seed=0)]
+    with Projector(m, batch=16) as proj:
+
+        def maps(imgs):
+            return [r.map for r in proj.project(imgs, lean=True)]
+
+        test_maps, normal_maps, syn_maps, base_maps = maps(ts.images), maps(normals), maps([d.image for d in syn]), maps(bases)
+    norm = MapNorm.fit(normal_maps, normals)
+    lab = ts.labels
+    good = [mp for mp, lb in zip(test_maps, lab) if not lb]
+    good_imgs = [im for im, lb in zip(ts.images, lab) if not lb]
+    bad = [mp for mp, lb in zip(test_maps, lab) if lb]
+    sg = np.array([mp.max() for mp in good])
+    sb = np.array([mp.max() for mp in bad])
+
+    def auc(sel: np.ndarray) -> float:
+        return float(roc_auc(np.r_[np.zeros(len(sg)), np.ones(int(sel.sum()))].astype(bool), np.r_[sg, sb[sel]]))
+
+    report: dict = {"bundle": str(args.bundle), "category": args.category, "image_score": m.projection.image_score}
+    meta_path = args.root / args.category / "dataset.json"
+    if meta_path.is_file():
+        recs = json.loads(meta_path.read_text())["test_defect"]
+        across = np.array([r["across_px"] for r in recs])
+        change = np.array([r["mean_abs_change_in_mask"] for r in recs])
+        if len(recs) == len(sb):
+            report["map_max_auroc_by_defect_size_px"] = {
+                f"{lo}-{hi}": auc((across >= lo) & (across < hi)) for lo, hi in ((0, 30), (30, 45), (45, 1000))
+            }
+            report["map_max_auroc_by_mean_change"] = {
+                f"{lo}-{hi}": auc((change >= lo) & (change < hi)) for lo, hi in ((0, 0.15), (0.15, 0.25), (0.25, 1))
+            }
+
+    def where(amaps) -> dict:
+        h, w = amaps[0].shape
+        pos = np.array([np.unravel_index(np.argmax(a), a.shape) for a in amaps])
+        edge = np.minimum.reduce([pos[:, 0], pos[:, 1], h - 1 - pos[:, 0], w - 1 - pos[:, 1]])
+        seams = np.arange(m.preprocess.stride, max(h, w), m.preprocess.stride) if m.preprocess.mode == "texture" else np.array([])
+        near = np.zeros(len(pos), bool)
+        if seams.size:
+            near = (np.abs(pos[:, :1] - seams).min(1) < 4) | (np.abs(pos[:, 1:] - seams).min(1) < 4)
+        inner = edge >= 8
+        return {
+            "max_within_8px_of_border": float(np.mean(~inner)),
+            "border_band_area_share": float(1 - (h - 16) * (w - 16) / (h * w)),
+            "interior_max_within_4px_of_a_seam": float(np.mean(near[inner])) if inner.any() else None,
+        }
+
+    report["good_map_maxima"] = where(good)
+    report["good_map_maxima_after_border_normalization"] = where(
+        [norm.apply(a, im, contrast=False) for a, im in zip(good, good_imgs)]
+    )
+    report["mean_normal_map_by_border_band"] = [
+        float(np.mean([a[border_bins(a.shape) == i].mean() for a in normal_maps])) for i in range(len(norm.border_edges) + 1)
+    ]
+    real, synth = {}, {}
+    syn_lab = np.r_[np.zeros(len(base_maps)), np.ones(len(syn_maps))].astype(bool)
+    for kind in IMAGE_SCORES:
+        real[kind] = float(roc_auc(lab, np.array([image_score(a, kind, im, norm) for a, im in zip(test_maps, ts.images)])))
+        s = [image_score(a, kind, im, norm) for a, im in zip(base_maps + syn_maps, bases + [d.image for d in syn])]
+        synth[kind] = float(roc_auc(syn_lab, np.array(s)))
+    report["candidates_real_auroc"] = real
+    report["candidates_synthetic_auroc"] = synth
+    report["spearman_real_vs_synthetic"] = float(spearmanr(list(real.values()), list(synth.values())).statistic)
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

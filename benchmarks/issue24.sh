@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Issue 24's figures: real photograph sets, every default (train until the plateau, export, calibrate,
+# evaluate), against the patch-kNN reference. WORK holds runs, bundles and JSON; MINUTES caps each
+# training (the session's budget; unset for the plateau alone).
+#   PHOTOS=/path/vpython_data WORK=/tmp/m24 MINUTES=18 benchmarks/issue24.sh slab granite weave wood
+set -euo pipefail
+WORK=${WORK:-/tmp/issue24}; SET=${SET:-$WORK/photoset}; mkdir -p "$WORK"
+[ $# -eq 0 ] && set -- slab granite weave wood
+cats=("$@")
+if [ ! -f "$SET/${cats[0]}/knn_reference.json" ]; then
+  python scripts/photo_textures.py ${PHOTOS:+--photos "$PHOTOS"} --out "$SET" --categories "$(IFS=,; echo "${cats[*]}")" \
+    --train 200 --test-good 200 --test-defect 60 --knn
+fi
+cap=${MINUTES:+--max-minutes $MINUTES}
+for s in "${cats[@]}"; do
+  edgeproj train "$SET/$s" --out "$WORK/run-$s" $cap --json > "$WORK/train-$s.json"
+  edgeproj export "$WORK/run-$s" --out "$WORK/b-$s" --overwrite > "$WORK/export-$s.txt"
+  edgeproj calibrate "$WORK/b-$s" "$SET/$s/train/good" --quiet --json > "$WORK/cal-$s.json"
+  edgeproj evaluate "$WORK/b-$s" "$SET" --category "$s" --no-study --out "$WORK/eval-$s" --quiet --json > "$WORK/eval-$s.json"
+  python benchmarks/image_score_limits.py "$WORK/b-$s" "$SET" "$s" --out "$WORK/limits-$s.json" > /dev/null
+done
+python benchmarks/verdict_table.py "$WORK" "$SET" "${cats[@]}"

@@ -42,3 +42,14 @@ def test_verbs_print_progress_lines_when_not_a_terminal_and_quiet_silences_them(
     assert any("calibrate: started" in x for x in stamped) and any(x.endswith("done") for x in stamped)
     res = run_cli("calibrate", b, demo_root / "grid" / "train" / "good", "--quiet")
     assert res.exit_code == 0 and not re.search(r"\d{4}-\d\d-\d\dT", res.stderr)
+
+
+def test_log_progress_ends_a_task_that_stops_before_its_total():
+    """Training on its plateau stops before the step cap: the last line says done at the steps it ran."""
+    from edgeproj.cli.output import LogProgress
+
+    lines = []
+    prog = LogProgress(write=lines.append)
+    task = prog.add_task("train l2ae", total=30000)
+    prog.update(task, completed=8, total=8, info="stopped by the plateau")
+    assert lines[-1] == "train l2ae: 8/8 (100%) stopped by the plateau done"

@@ -54,6 +54,8 @@ class LogProgress:
 
     def update(self, task_id: int, *, advance: float | None = None, completed: float | None = None, **fields) -> None:
         t = self.tasks[task_id]
+        if fields.get("total") is not None:  # a run that ends before its cap (training on its plateau)
+            t["total"] = fields["total"]
         if completed is not None:
             t["done"] = completed
         if advance is not None:

@@ -90,6 +90,8 @@ def command(
             images, out, model_cfg, pre, cfg, data_info={"source": str(source), "category": name}, on_step=on_step,
             progress=prog, on_eval=on_eval, preprocess_choice=choice.to_dict(),
         )  # fmt: skip
+        # Stopped on the plateau or the time cap before the step cap: the bar ends where training did.
+        prog.update(task, total=max(1, result.steps), completed=result.steps, info=f"stopped by the {result.stopped.get('by')}")
     if rank != 0:
         return
     summary = {

@@ -617,6 +617,36 @@ def test_trajectory_bounds_follow_pytorchs_own_spread_within_floor_and_limit():
     assert trajectory_bounds({"float32": fig["float32"]})["map_correlation_min"] == 0.99
 
 
+def test_a_chaotic_rule_that_is_not_deployed_is_bounded_by_pytorchs_own_spread():
+    """Seen on a 7000-step RGB weave model: the standard rule's energy trajectory, graph 0.18 from the
+    nearer PyTorch where PyTorch float32 and float64 are 0.38 apart. Past the limit the figure cannot
+    judge a graph: on a rule the bundle does not deploy it is bounded by 3x that spread; on the deployed
+    rule the limit holds, so an export always rests on an informative trajectory."""
+    from edgeproj.export.parity import uninformative
+
+    fig = {
+        "float32": {
+            "energy_traj_rel_max_err": 0.18,
+            "map_correlation": 0.999,
+            "pixel_auroc": 0.9,
+            "pixel_auroc_reference": 0.9,
+            "m_v_rel_max_err": 1e-6,
+        },
+        "float64": {"energy_traj_rel_max_err": 0.20},
+        "reference_spread": {"energy_traj_rel_max_err": 0.38, "map_correlation": 0.999, "pixel_auroc_diff": 0.0},
+    }
+    assert uninformative(fig) == ["energy_traj_rel_max_err"]
+    parity = {"trajectory": {"standard": fig}, "steps": 50}
+    assert check_parity(parity | {"deployed_rule": "tuned_step"}) == []
+    (deployed,) = check_parity(parity | {"deployed_rule": "standard"})
+    assert deployed.startswith("step parity standard 50-step energy trajectory: 1.8e-01 > bound 1.0e-01")
+    assert check_parity(parity) == [deployed]  # manifests without the field: every rule is deployed
+    # A wrong lambda (3.5x off, measured) is past 3x even that spread.
+    wrong = {**fig, "float32": {**fig["float32"], "energy_traj_rel_max_err": 3.5}, "float64": {"energy_traj_rel_max_err": 3.4}}
+    (msg,) = check_parity({"trajectory": {"standard": wrong}, "steps": 50, "deployed_rule": "tuned_step"})
+    assert "3.4e+00 > bound 1.1e+00" in msg and "on the deployed rule" in msg
+
+
 class _WrongSettings:
     """A step-graph session fed other settings than the reference gets: the graph of a wrong lambda or
     a wrong update rule, as far as the trajectory can tell."""

@@ -132,6 +132,7 @@ def measure_parity(sessions: dict, model, spec: dict, cfg: dict, p: Projection, 
         probe_inputs,
         synthetic_patches,
         trajectory_parity,
+        uninformative,
     )
 
     patches, why = _training_patches(cfg)
@@ -164,6 +165,10 @@ def measure_parity(sessions: dict, model, spec: dict, cfg: dict, p: Projection, 
         "trajectory": traj,
         "steps": steps,
         "bounds": parity_bounds(),
+        # The rule the bundle deploys is held to the trajectory limits; on the others a figure PyTorch
+        # cannot judge itself (its float32 and float64 runs apart past the limit) is bounded by its spread.
+        "deployed_rule": next(label for label, tuned, on_step in rules if (tuned, on_step) == (p.tuned, p.tuned_on_step)),
+        "uninformative": {label: u for label, fig in traj.items() if (u := uninformative(fig))},
     }
     parity["failures"] = check_parity(parity)
     parity["passed"] = not parity["failures"]

@@ -201,8 +201,13 @@ def test_calibrate_bundle_writes_section(bundle_copy, demo_root, grid_testset):
     proj_before["stop"] = {k: v for k, v in proj_before["stop"].items() if k != "rec_loss_threshold"}
     proj_after["stop"] = {k: v for k, v in proj_after["stop"].items() if k != "rec_loss_threshold"}
     assert proj_before == proj_after
+    # Calibrate chooses the image score, so its note says so; every other note is untouched.
+    notes_before, notes_after = dict(before.get("notes", {})), dict(after.get("notes", {}))
+    assert notes_after.pop("image_score").endswith("(chosen by calibrate)")
+    notes_before.pop("image_score", None)
+    assert notes_after == notes_before
     for key in set(before) | set(after):
-        if key not in ("calibration", "projection"):
+        if key not in ("calibration", "projection", "notes"):
             assert after.get(key) == before.get(key), key
     assert after["site"] == {"line": 3, "camera": "cam-7"}
     assert not list(bundle_copy.glob(f".{MANIFEST}.*.tmp")), "temporary file left behind"

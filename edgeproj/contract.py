@@ -48,15 +48,18 @@ GRAPHS = {
 GRAPH_FILES = {"gradient": "gradient.onnx", "step": "step.onnx", "forward": "forward.onnx", "update": "update.onnx"}
 # Where the loop checks the stop rule, recorded by calibration (thresholds fit the projection they were
 # measured on). Probing runners (the CPU) check E and L_r at x before x moves: a sample that meets the rule
-# returns that x. Device runners check after the step, read back every chunk: the step that found it (and
-# the chunk's rest) is taken. Calibrations that record nothing were all made the second way.
+# returns that x. Device runners check after the step and read the rule back every k steps: the step that
+# found it and the rest of its chunk are taken, so a sample may run up to k steps further. Calibrations
+# that record nothing were all made the second way, with an unrecorded chunk.
 STOP_CHECK_BEFORE = "before the step"
 STOP_CHECK_AFTER = "after the step"
 
 
-def stop_check(probes: bool) -> str:
-    """Where a runner (`Runner.probes`) checks the stop rule."""
-    return STOP_CHECK_BEFORE if probes else STOP_CHECK_AFTER
+def stop_check(probes: bool, chunk: int | None = None) -> str:
+    """Where a runner (`Runner.probes`) checks the stop rule, with its readback chunk on device runners."""
+    if probes:
+        return STOP_CHECK_BEFORE
+    return STOP_CHECK_AFTER if chunk is None else f"{STOP_CHECK_AFTER}, read back every {chunk} step{'s' if chunk != 1 else ''}"
 
 
 # Graphs a bundle may lack (bundles exported before the split): host runners then run the step graph.

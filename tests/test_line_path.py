@@ -73,13 +73,41 @@ def test_a_tile_stops_where_the_rule_says_and_skips_that_update(setup, monkeypat
             assert len(trace) == it + (reason != "max_iterations")
 
 
-def test_without_the_final_evaluation(setup):
+@pytest.mark.parametrize("chunk", [None, 3], ids=["probing", "device-like chunk 3"])
+def test_without_the_final_evaluation(setup, chunk):
+    """The lean path skips f(x_T) but still reports E at the x it returns: for tiles the rule stopped, tiles
+    cut by the iteration limit, and on a runner that checks the rule after the step (as the GPUs do)."""
     m, _, tiles, settings = setup
-    full = _project(m, tiles, settings)
-    short = _project(m, tiles, settings, final=False)
+    settings = settings.with_overrides(max_iterations=1)  # the tiles that move are cut by the limit
+    opts = OrtCpuOptions(chunk=chunk)
+
+    def run(final):
+        with Projector(m, batch=4, options=opts) as proj:
+            return proj.project_patches(tiles, settings=settings, final=final)
+
+    full, short = run(True), run(False)
     assert short.recon is None and np.isnan(short.rec_loss).all()
     assert short.stop_reasons == full.stop_reasons
+    assert "max_iterations" in full.stop_reasons and (full.iterations > 0).any()
     np.testing.assert_array_equal(short.projection, full.projection)
+    np.testing.assert_allclose(short.energy, full.energy, rtol=1e-5)
+
+
+def test_a_device_like_chunk_lets_a_stopped_tile_finish_its_chunk(setup):
+    """ort-cpu with a chunk checks the rule as the GPU runners do: after the step, read back every k steps,
+    so every tile that moved has taken a multiple of k steps (or the limit); the projector says so."""
+    m, _, tiles, settings = setup
+    with Projector(m, batch=4, options=OrtCpuOptions(chunk=3)) as proj:
+        assert proj.stop_check == "after the step, read back every 3 steps"
+        res = proj.project_patches(tiles, settings=settings)
+    with Projector(m, batch=4) as proj:
+        assert proj.stop_check == "before the step"
+        probed = proj.project_patches(tiles, settings=settings)
+    moved = res.iterations > 0
+    assert moved.any()
+    limit = settings.max_iterations
+    assert all(it % 3 == 0 or it == limit for it in res.iterations[moved])
+    assert (res.iterations >= probed.iterations).all() and (res.iterations > probed.iterations).any()
 
 
 def test_lean_projection_keeps_the_verdict_inputs(setup):

@@ -195,20 +195,26 @@ def test_project_missing_graph_and_bundle(bundle_copy, grid_images, tmp_path):
     one_line_error(run_cli("project", tmp_path / "nobundle", grid_images, "--out", tmp_path / "o"), "manifest.json")
 
 
-def test_a_bundle_calibrated_before_the_stop_check_moved_is_flagged(calibrated_bundle, grid_images, tmp_path):
-    """Thresholds calibrated by an edgeproj whose projection took one more step after the stop rule fired
-    may not fit: `project` says so on stderr (stdout stays JSON) and still runs."""
+def test_a_bundle_calibrated_under_another_stop_check_is_refused_unless_accepted(calibrated_bundle, grid_images, tmp_path):
+    """Thresholds calibrated on a projection that checks the stop rule elsewhere (another edgeproj, a GPU
+    runner reading it back every k steps) do not fit: `project` refuses in one line before any session
+    opens, and runs with a warning on stderr (stdout stays JSON) when told to accept it."""
     m = load_manifest(calibrated_bundle)
     assert m.calibration.method["stop_check"] == "before the step"  # calibrated on the CPU, which probes
-    assert m.calibration_advisory(probes=True) is None and "edgeproj calibrate" in m.calibration_advisory(probes=False)
+    assert m.stop_check_mismatch("before the step", "ort-cpu") is None
+    gpu = m.stop_check_mismatch("after the step, read back every 5 steps", "trt")
+    assert "--backend trt" in gpu and "--accept-stop-check" in gpu
     dst = tmp_path / "bundle"
     shutil.copytree(calibrated_bundle, dst)
     doc = json.loads((dst / "manifest.json").read_text())
     del doc["calibration"]["method"]["stop_check"]  # as calibrations made before the record
     (dst / "manifest.json").write_text(json.dumps(doc))
     old = load_manifest(dst)
-    assert "edgeproj calibrate" in old.calibration_advisory(probes=True) and old.calibration_advisory(probes=False) is None
+    assert "chunk not recorded" in old.stop_check_mismatch("before the step", "ort-cpu")
     res = run_cli("project", dst, grid_images, "--out", tmp_path / "o", "--json", "--max-iterations", "2")
+    one_line_error(res, "--accept-stop-check")
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+    res = run_cli("project", dst, grid_images, "--out", tmp_path / "o", "--json", "--max-iterations", "2", "--accept-stop-check")
     assert res.exit_code == 0, (res.stderr, res.exception)
     assert "warning:" in res.stderr and "edgeproj calibrate" in res.stderr
     assert len(json.loads(res.stdout)["images"]) == 3

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeproj import __version__, contract
+from edgeproj import __version__
 from edgeproj.calibration.gate import check_gate_options, fit_gate, frame_statistics, gate_results, rejection_summary
 from edgeproj.calibration.score_choice import MIN_PAIRS, RULE, candidate_figures, choose, synthetic_defects
 from edgeproj.calibration.thresholds import (
@@ -176,7 +176,7 @@ def calibrate_bundle(
     n_choice = len(hold) if opts.image_score == "auto" and len(hold) >= MIN_PAIRS else 0
     task = progress.add_task("calibrate", total=2 * len(cal) + len(hold) + n_choice + n_lab + len(defects), info="L_r at x0")
     with Projector(manifest, backend=opts.backend, batch=opts.batch) as proj:
-        stop_check = contract.stop_check(proj.runner.probes)
+        stop_check = proj.stop_check
         cal_tiles = [to_patches(img, manifest.preprocess)[0] for img in cal]
         rec = proj.rec_losses(np.concatenate(cal_tiles))
         progress.update(task, advance=len(cal), info="maps of the calibration images")

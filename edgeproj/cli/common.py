@@ -60,6 +60,15 @@ def runtime_choice(
     return BackendChoice(backend, options, batch, force_fp16)
 
 
+def stop_check_fit(manifest, projector, accept: bool) -> str | None:
+    """Refuse (ConfigError) a bundle calibrated under another stop-rule check than `projector`'s, before any
+    session opens; with `accept`, the mismatch is returned for a warning instead."""
+    problem = manifest.stop_check_mismatch(projector.stop_check, projector.backend)
+    if problem and not accept:
+        raise ConfigError(problem)
+    return problem
+
+
 def output_dir(path: Path, what: str = "--out") -> Path:
     """Create `path` as a writable folder now, before any work; ConfigError saying why it cannot be."""
     path = Path(path)
@@ -102,6 +111,11 @@ ThreadsOpt = typer.Option(
 CudaGraphOpt = typer.Option(False, "--cuda-graph", help="Capture the step as a CUDA graph (GPU backends).")
 Fp16Opt = typer.Option(False, "--fp16", help="TensorRT FP16 (refused by a calibration that measured a loss, unless forced).")
 ForceFp16Opt = typer.Option(False, "--force-fp16", help="Use FP16 even where calibration measured an accuracy loss.")
+AcceptStopCheckOpt = typer.Option(
+    False,
+    "--accept-stop-check",
+    help="Judge with thresholds calibrated on a backend that checks the stop rule elsewhere (another backend or chunk).",
+)
 FallbackOpt = typer.Option(False, "--allow-fallback", help="Allow ONNX Runtime to fall back to the CPU silently.")
 AlphaOverride = float_option(None, *ALPHA_RANGE, "Override the manifest's Adam step size.")
 LamOverride = float_option(None, *LAM_RANGE, "Override the manifest's lambda (weight of ||x - x0||_1).")

@@ -9,6 +9,7 @@ import typer
 
 from edgeproj.cli.common import (
     MAX_BATCH,
+    AcceptStopCheckOpt,
     BackendName,
     BackendOpt,
     BatchHelp,
@@ -84,6 +85,7 @@ def command(
     fp16: bool = Fp16Opt,
     force_fp16: bool = ForceFp16Opt,
     allow_fallback: bool = FallbackOpt,
+    accept_stop_check: bool = AcceptStopCheckOpt,
     json_out: bool = typer.Option(False, "--json", help="JSON lines on stdout: one per frame, then the summary."),
 ):
     """Inspect frames: projection, anomaly map, verdict OK / NG / FAULT; one SQLite row per frame.
@@ -97,7 +99,7 @@ def command(
     """
     import logging
 
-    from edgeproj.cli.common import output_dir, output_file, parse_resize, parse_roi, runtime_choice
+    from edgeproj.cli.common import output_dir, output_file, parse_resize, parse_roi, runtime_choice, stop_check_fit
     from edgeproj.cli.output import console, dumps
     from edgeproj.errors import ConfigError, EdgeprojError
     from edgeproj.line.capture import Capture
@@ -124,6 +126,8 @@ def command(
     manifest = load_manifest(bundle)
     resolve_thresholds(manifest.calibration, opts)  # an uncalibrated bundle is refused before anything opens
     gate = FrameGate.of(manifest)  # so is a malformed gate
+    projector = choice.projector(manifest)
+    advisory = stop_check_fit(manifest, projector, accept_stop_check)  # and thresholds that fit another stop check
     src = open_source(source, manifest.channels, csi, max_pixels=max_pixels)  # a bad source: nothing written yet
     out = output_dir(out)
     if video is not None:
@@ -157,9 +161,9 @@ def command(
         f"inspect: {s['processed']} judged (OK {s['ok']}, NG {s['ng']}, FAULT {s['fault']}), {s['dropped']} dropped, "
         f"{s['fps']:.2f} frames/s, p99 {s['latency_ms_p99']:.0f} ms"))  # fmt: skip
     try:
-        with choice.projector(manifest) as proj:
+        with projector as proj:
             # Said once the setup holds, so a setup error stays one line.
-            if advisory := manifest.calibration_advisory(proj.runner.probes):
+            if advisory:
                 c.print(f"warning: {advisory}", soft_wrap=True)
             if gate.advisory:
                 c.print(f"warning: {gate.advisory}", soft_wrap=True)

@@ -9,6 +9,7 @@ import typer
 
 from edgeproj.cli.common import (
     MAX_BATCH,
+    AcceptStopCheckOpt,
     AlphaOverride,
     BackendName,
     BackendOpt,
@@ -48,6 +49,7 @@ def command(
     fp16: bool = Fp16Opt,
     force_fp16: bool = ForceFp16Opt,
     allow_fallback: bool = FallbackOpt,
+    accept_stop_check: bool = AcceptStopCheckOpt,
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No progress output (bars on a terminal, timestamped lines otherwise)."
     ),
@@ -62,7 +64,7 @@ def command(
     exits 2.
     """
     from edgeproj import overlays
-    from edgeproj.cli.common import output_dir, parse_resize, parse_roi, runtime_choice
+    from edgeproj.cli.common import output_dir, parse_resize, parse_roi, runtime_choice, stop_check_fit
     from edgeproj.cli.output import console, dumps, emit_json, progress
     from edgeproj.data.images import list_images, unique_stems
     from edgeproj.errors import DataError, EdgeprojError
@@ -75,6 +77,8 @@ def command(
     choice = runtime_choice(backend, batch, threads, cuda_graph, fp16, force_fp16, allow_fallback)
     manifest = load_manifest(bundle)
     gate = FrameGate.of(manifest)
+    projector = choice.projector(manifest)
+    advisory = stop_check_fit(manifest, projector, accept_stop_check)
     settings = manifest.projection.with_overrides(
         map_kind=map_kind, alpha=alpha, lam=lam, max_iterations=max_iterations, tuned=False if standard else None
     )
@@ -87,9 +91,9 @@ def command(
     thr = cal.pixel_threshold
     vmax = 2 * thr if thr else None
     summaries, failed = [], []
-    with choice.projector(manifest) as proj:
+    with projector as proj:
         # Said once the setup holds, so a setup error stays one line.
-        if advisory := manifest.calibration_advisory(proj.runner.probes):
+        if advisory:
             console().print(f"warning: {advisory}", soft_wrap=True)
         if gate.advisory:
             console().print(f"warning: {gate.advisory}", soft_wrap=True)

@@ -168,13 +168,22 @@ def run_projection(
                     traces[i].extend(float(v) for v in energies[j + 1 :, i])
                     break
     x = np.array(runner.fetch(), copy=True)
-    runner.end_batch()
     if final:
+        runner.end_batch()
         energy, rec, recon = runner.evaluate()
         recon = np.array(recon, copy=True)
     else:
-        # No f(x_T) wanted (the DSSIM(x0, x_T) map): skip the last evaluation; energy is the last one traced.
+        # No f(x_T) wanted (the DSSIM(x0, x_T) map): energy is the last one traced where that was measured at
+        # the returned x (a probing runner's sample stopped by its rule, or one that never moved). A device
+        # runner's trace ends at E(x_{T-1}), and so does a sample cut by max_iterations: those are evaluated.
         energy = np.array([t[-1] if t else e0[i] for i, t in enumerate(traces)], np.float32)
+        stale = np.array([iterations[i] > 0 and (not probing or reasons[i] is None) for i in range(n)], bool)
+        if stale.any():
+            if probing:
+                energy[stale] = runner.probe(stale.astype(np.float32))[0][stale]
+            else:
+                energy[stale] = runner.evaluate()[0][stale]
+        runner.end_batch()
         rec, recon = np.full(n, np.nan, np.float32), None
     for i in range(n):
         if reasons[i] is None:

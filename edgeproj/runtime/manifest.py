@@ -342,16 +342,23 @@ class Manifest:
             )
         return manifest
 
-    def calibration_advisory(self, probes: bool) -> str | None:
-        """Why this bundle's thresholds may not fit the projection of a runner (`Runner.probes`), or None."""
+    def stop_check_mismatch(self, here: str, backend: str) -> str | None:
+        """Why this bundle's thresholds do not fit a projection that checks the stop rule `here`
+        (`Projector.stop_check`), or None when they were calibrated under the same check.
+
+        A device runner that reads the rule back every k steps lets a tile run up to k steps past the
+        point where the CPU stops it; its maps, and so the thresholds that fit them, differ.
+        """
         cal = self.calibration
-        recorded = cal.method.get("stop_check", contract.STOP_CHECK_AFTER)
-        here = contract.stop_check(probes)
-        if not cal.calibrated or recorded == here:
+        if not cal.calibrated:
+            return None
+        recorded = cal.method.get("stop_check", f"{contract.STOP_CHECK_AFTER} (chunk not recorded)")
+        if recorded == here:
             return None
         return (
-            f"bundle '{self.root}' was calibrated on a projection that checks the stop rule {recorded}, this backend "
-            f"checks it {here} (one step apart); its thresholds may sit slightly off: run `edgeproj calibrate` with this backend"
+            f"bundle '{self.root}' was calibrated on a projection that checks the stop rule {recorded}; {backend} checks it "
+            f"{here}, so tiles stop at other steps and the thresholds may not fit: run `edgeproj calibrate` with "
+            f"--backend {backend} on this device, or pass --accept-stop-check to judge with these thresholds anyway"
         )
 
     @property

@@ -159,6 +159,16 @@ class Projector:
         return self._pool is not None
 
     @property
+    def stop_check(self) -> str:
+        """Where this projector's runner checks the stop rule (`contract.stop_check`); known before `open`."""
+        from edgeproj import contract
+        from edgeproj.runtime.loop import readback_chunk
+
+        if self.runner.probes:
+            return contract.stop_check(True)
+        return contract.stop_check(False, readback_chunk(self.runner, self.manifest.projection.stop))
+
+    @property
     def device_ms(self) -> float | None:
         """Device time of the steps so far, where the backend measures it."""
         return self.runner.device_ms

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edgeproj import contract
-from edgeproj.errors import BundleError
+from edgeproj.errors import BundleError, ConfigError
 from edgeproj.runtime.backends.base import Runner, settings_feed
 from edgeproj.runtime.backends.ort_session import available_providers, make_session, run_gradient
 
@@ -20,12 +20,15 @@ class OrtCpuOptions:
     """threads > 0: one session (a pair with the split) with that many intra-op threads (more than one:
     the step graph alone). threads = 0: single-threaded sessions per core ("lanes"), each lane projecting
     its share of the batch in its own Python thread.
-    whole_step: run the step graph even where the bundle has its forward/update split (A/B measurements)."""
+    whole_step: run the step graph even where the bundle has its forward/update split (A/B measurements).
+    chunk: check the stop rule as the device runners do (after the step, read back every `chunk` steps)
+    instead of before the step: the CPU reference of a GPU's production case (scripts/gpu_check.sh)."""
 
     threads: int = 0
     lanes: int | None = None
     allow_fallback: bool = False
     whole_step: bool = False
+    chunk: int | None = None
 
 
 def probe() -> str | None:
@@ -95,6 +98,11 @@ class OrtCpuRunner(Runner):
         options = options or OrtCpuOptions()
         super().__init__(manifest, options)
         self.threads = options.threads
+        if options.chunk is not None:
+            if options.chunk < 1:
+                raise ConfigError(f"ort-cpu chunk must be at least 1, got {options.chunk}")
+            # The loop then steps this runner like a device runner: whole steps, the rule read back per chunk.
+            self.probes, self.chunk = False, options.chunk
         self.max_lanes = 1 if options.threads > 0 else max(1, options.lanes or os.cpu_count() or 1)
         # Two multi-threaded sessions take turns badly: the intra-op threads of one still spin while the
         # other runs (measured at batch 1 on 2 cores: 11.9 ms per tile-step as a pair, 4.7 as one step

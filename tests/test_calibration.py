@@ -484,6 +484,12 @@ def test_fp16_refused_before_touching_tensorrt(bundle_copy, monkeypatch):
     assert "0.0123" in str(exc.value) and "FP32" in str(exc.value)
     with pytest.raises(BackendError, match="--force-fp16"):
         Projector.from_bundle(bundle_copy, backend="trt", options=backend_options("trt", fp16=True, cuda_graph=True))
+    # FP16 that was never measured on this bundle is refused too: an unmeasured precision is not a pass.
+    for precision in ({"fp16": "not measured: run `edgeproj calibrate --precision-check`"}, {}):
+        unmeasured = replace(m, calibration=Calibration(pixel_threshold=0.1, image_threshold=0.2, precision=precision))
+        with pytest.raises(BackendError, match="never measured") as exc:
+            Projector(unmeasured, backend="trt", options=backend_options("trt", fp16=True))
+        assert "--precision-check" in str(exc.value) and "--force-fp16" in str(exc.value)
 
     made = []
     monkeypatch.setattr("edgeproj.runtime.projector.create_runner", lambda name, man, o=None: made.append((name, o)) or object())

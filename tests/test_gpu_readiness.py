@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from edgeproj.errors import BackendError, ConfigError
@@ -213,6 +214,15 @@ def test_ort_trt_cache_is_keyed_and_under_xdg(monkeypatch, tmp_path):
     runner = OrtTensorRTRunner(manifest, backend_options("ort-trt"))
     assert runner.cache_dir.parent == tmp_path / "edgeproj" / "ort-trt"
     assert runner.cache_dir.name.startswith("abababababababab-ort") and runner.cache_dir.name.endswith(nvlibs.tf32_tag())
+    assert "-trtnone-" in runner.cache_dir.name  # no TensorRT here
+    # A TensorRT upgrade moves the engines to another folder (ONNX Runtime's own key omits the version).
+    from edgeproj.runtime.backends import ort_trt
+
+    monkeypatch.setattr(ort_trt, "installed_tensorrt", lambda: "10.3.0")
+    old = OrtTensorRTRunner(manifest, backend_options("ort-trt")).cache_dir
+    monkeypatch.setattr(ort_trt, "installed_tensorrt", lambda: "10.13.3")
+    new = OrtTensorRTRunner(manifest, backend_options("ort-trt")).cache_dir
+    assert "-trt10.3.0-" in old.name and "-trt10.13.3-" in new.name and old != new
 
 
 KEY = {"graph": "0" * 64, "trt": "10.3.0", "gpu": "Orin", "precision": "fp32", "tf32": "tf32-0", "profile": [1, 8, 16]}
@@ -335,6 +345,33 @@ def test_assignment_problem_and_profile_parsing():
     assert ort_session.profile_assignment(events) == {trt: [("TRTKernel_0", "TRTKernel")], cuda: [("adam/Sqrt", "Sqrt")]}
 
 
+def test_profiled_placement_writes_nothing_in_the_current_folder(monkeypatch, tmp_path):
+    """The placement fallback of onnxruntime < 1.24 profiles one run; the profile must not land in the
+    current folder (read-only on a device) and is gone afterwards."""
+    from edgeproj.runtime.doctor import _TINY_MODEL
+
+    model = tmp_path / "tiny.onnx"
+    model.write_bytes(_TINY_MODEL)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    import onnxruntime as rt
+
+    written = []
+
+    class Spy(rt.InferenceSession):
+        def end_profiling(self):
+            path = super().end_profiling()
+            written.append(Path(path).resolve())
+            return path
+
+    monkeypatch.setattr(rt, "InferenceSession", Spy)
+    placed = ort_session.profiled_assignment(model, ["CPUExecutionProvider"], {"x": np.ones((1, 8), np.float32)})
+    assert placed == {"CPUExecutionProvider": [("doctor_add", "Add")]}
+    assert len(written) == 1 and cwd.resolve() not in written[0].parents, written
+    assert not written[0].exists() and not list(cwd.iterdir())
+
+
 def test_node_assignment_on_a_real_cpu_session():
     from edgeproj.runtime.doctor import tiny_session
 
@@ -363,11 +400,30 @@ def test_insufficient_driver_is_named_not_silent(monkeypatch):
     assert "older than cuda-python" in st["problem"] and "edgeproj[tensorrt-cu12]" in st["problem"]
 
 
-def test_tf32_override_is_set_at_import_and_a_user_value_wins():
-    code = "import os, edgeproj.runtime.backends as b, edgeproj.runtime.backends.nvlibs as n; print(os.environ['NVIDIA_TF32_OVERRIDE'], n.tf32_tag())"
+def test_tf32_is_off_for_runners_only_and_a_user_value_wins(demo_root, tmp_path):
+    """Importing the backends (every CLI verb does) leaves TF32 alone, so `train` on a GPU keeps PyTorch's
+    defaults; creating a runner turns it off before its CUDA libraries load, unless the user chose."""
+    code = (
+        "import os, sys\n"
+        "import edgeproj.runtime.backends as b, edgeproj.runtime.backends.nvlibs as n\n"
+        "from typer.testing import CliRunner\n"
+        "from edgeproj.cli.app import app\n"
+        "r = CliRunner().invoke(app, ['train', sys.argv[1], '--out', sys.argv[2], '--steps', '2', '--batch', '2',"
+        " '--mode', 'texture', '--resize', '128', '--device', 'cpu', '--json'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print(os.environ.get('NVIDIA_TF32_OVERRIDE', 'unset'))\n"
+        "try:\n"
+        "    b.create_runner('ort-cpu', None)\n"
+        "except Exception:\n"
+        "    pass\n"
+        "print(os.environ.get('NVIDIA_TF32_OVERRIDE', 'unset'), n.tf32_tag())\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "NVIDIA_TF32_OVERRIDE"}
-    assert _run(sys.executable, "-c", code, env=env).stdout.split() == ["0", "tf32-0"]
-    assert _run(sys.executable, "-c", code, env=env | {"NVIDIA_TF32_OVERRIDE": "1"}).stdout.split() == ["1", "tf32-1"]
+    args = (sys.executable, "-c", code, str(demo_root / "grid"), str(tmp_path / "run"))
+    plain = _run(*args, env=env, timeout=600)
+    assert plain.stdout.split() == ["unset", "0", "tf32-0"], plain.stderr[-2000:]
+    chosen = _run(*args[:-1], str(tmp_path / "run2"), env=env | {"NVIDIA_TF32_OVERRIDE": "1"}, timeout=600)
+    assert chosen.stdout.split() == ["1", "1", "tf32-1"], chosen.stderr[-2000:]
 
 
 # ------------------------------------------------------------------ doctor and gpu_check on this machine

@@ -24,6 +24,7 @@ from edgeproj.runtime.backends.nvlibs import (
     TF32_ENV,
     TF32_SET_LATE,
     dist_version,
+    init_process_env,
     installed_tensorrt,
     loaded_libraries,
     ort_gpu_build,
@@ -127,6 +128,7 @@ def diagnose(sessions: bool = True) -> dict:
     """The whole report (JSON-ready). sessions=False skips the tiny ONNX Runtime sessions."""
     from edgeproj.runtime.backends.cuda_mem import cuda_status
 
+    init_process_env()  # as a runner would, before the tiny sessions load any CUDA library
     report: dict = {
         "edgeproj": __version__,
         "python": platform.python_version(),

@@ -94,17 +94,24 @@ class Projector:
         if not 1 <= batch <= MAX_BATCH:
             raise ConfigError(f"batch must be in 1..{MAX_BATCH}, got {batch}")
         fp16 = manifest.calibration.fp16
-        if getattr(options, "fp16", False) and fp16 is not None and not fp16.get("allowed", True) and not force_fp16:
-            raise BackendError(
-                f"calibration measured FP16 losing accuracy ({fp16.get('pixel_auroc_drop', 'map mismatch')}); "
-                "run in FP32, or pass --force-fp16"
-            )
+        if getattr(options, "fp16", False) and not force_fp16:
+            # FP16 is earned by a measurement on this bundle, never assumed.
+            if fp16 is None:
+                raise BackendError(
+                    f"FP16 was never measured on bundle '{manifest.root}': run `edgeproj calibrate` with --backend "
+                    f"{backend} --precision-check on this device first, run in FP32, or pass --force-fp16"
+                )
+            if not fp16.get("allowed", False):
+                raise BackendError(
+                    f"calibration measured FP16 losing accuracy ({fp16.get('pixel_auroc_drop', 'map mismatch')}); "
+                    "run in FP32, or pass --force-fp16"
+                )
         Scorer.of(manifest)  # a norm_* image score without its statistics is refused before any work
         self.manifest = manifest
         self.map_norm = MapNorm.from_dict(manifest.calibration.map_norm)
         self.backend = backend
         self.batch = batch
-        self.runner = create_runner(backend, manifest, options)
+        self.runner = create_runner(backend, manifest, _profile_for(backend, options, batch))
         self._stack: ExitStack | None = None
         self._pool: LanePool | None = None
 
@@ -397,6 +404,19 @@ class Projector:
                 )
             )
         return out
+
+
+def _profile_for(backend: str, options, batch: int):
+    """Options whose TensorRT shape profile (`max_batch`, where the backend has one) holds `batch`."""
+    import dataclasses
+
+    from edgeproj.runtime.backends import backend as entry
+
+    cls = entry(backend).options_type()
+    if "max_batch" not in {f.name for f in dataclasses.fields(cls)}:
+        return options
+    options = options if options is not None else cls()
+    return options if options.max_batch >= batch else dataclasses.replace(options, max_batch=batch)
 
 
 def _raiser(exc: BaseException) -> Callable[[], ImageResult]:

@@ -4,8 +4,9 @@ A backend module is imported only when chosen or probed, and imports its heavy l
 tensorrt, cuda-python) only when a runner is activated, so a CPU box never touches TensorRT. A new
 backend is a new module and one line here.
 
-Importing this package sets NVIDIA_TF32_OVERRIDE=0 (unless the user set it) before any CUDA library can
-load and read it; cached engines are keyed on its value.
+Creating a runner sets NVIDIA_TF32_OVERRIDE=0 (unless the user set it) before its CUDA libraries load
+and read it: the runtime's parity with the CPU needs FP32, and cached engines are keyed on the value.
+Importing this package does not, so `edgeproj train` on a GPU keeps PyTorch's TF32 defaults.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from dataclasses import dataclass
 
 from edgeproj.errors import BackendError, ConfigError
 from edgeproj.runtime.backends.nvlibs import init_process_env
-
-init_process_env()
 
 
 @dataclass(frozen=True)
@@ -89,6 +88,7 @@ def backend_options(name: str, **flags):
 def create_runner(name: str, manifest, options=None):
     """A runner for backend `name` (not yet activated: the Projector activates it)."""
     entry = backend(name)
+    init_process_env()
     if options is not None and not isinstance(options, entry.options_type()):
         raise ConfigError(f"backend {name} takes {entry.options}, got {type(options).__name__}")
     return getattr(entry.load(), entry.runner)(manifest, options)

@@ -126,18 +126,25 @@ def profile_assignment(events: Iterable[dict]) -> dict[str, list[tuple[str, str]
 
 
 def profiled_assignment(path: Path, providers: list, feed: dict) -> dict[str, list[tuple[str, str]]]:
-    """Run `feed` once through a profiling session of `path` and read where each node ran."""
+    """Run `feed` once through a profiling session of `path` and read where each node ran.
+
+    The profile goes to a private temporary folder, not the current one (which may be read-only on a device).
+    """
+    import tempfile
+
     rt = ort()
-    so = rt.SessionOptions()
-    so.enable_profiling = True
-    so.log_severity_level = 3
-    sess = rt.InferenceSession(str(path), so, providers=providers)
-    sess.run(None, feed)
-    prof = Path(sess.end_profiling())
-    try:
+    with tempfile.TemporaryDirectory(prefix="edgeproj-placement-") as tmp:
+        so = rt.SessionOptions()
+        so.enable_profiling = True
+        so.profile_file_prefix = str(Path(tmp) / "placement")
+        so.log_severity_level = 3
+        sess = rt.InferenceSession(str(path), so, providers=providers)
+        sess.disable_fallback()
+        sess.run(None, feed)
+        prof = Path(sess.end_profiling())
+        if not prof.is_absolute():
+            prof = Path(tmp) / prof.name if (Path(tmp) / prof.name).is_file() else prof
         return profile_assignment(json.loads(prof.read_text()))
-    finally:
-        prof.unlink(missing_ok=True)
 
 
 def assignment_problem(assignment: dict[str, list[tuple[str, str]]], wanted: str) -> str | None:

@@ -17,7 +17,7 @@ import numpy as np
 from edgeproj import contract
 from edgeproj.errors import BackendError, ConfigError
 from edgeproj.runtime.backends.cache import ChecksumLedger, cache_root, private_dir
-from edgeproj.runtime.backends.nvlibs import dist_version, tf32_tag
+from edgeproj.runtime.backends.nvlibs import dist_version, installed_tensorrt, tf32_tag
 from edgeproj.runtime.backends.ort_cuda import OrtCudaOptions, OrtCudaRunner
 from edgeproj.runtime.backends.ort_session import (
     CUDA,
@@ -80,11 +80,13 @@ class OrtTensorRTRunner(OrtCudaRunner):
         options = options or OrtTrtOptions()
         super().__init__(manifest, options)
         # ONNX Runtime keys cached engines by graph structure and names, not weights: every export of a
-        # variant looks the same to it. One folder per graph checksum, ONNX Runtime version and TF32
-        # setting keeps bundles and builds from sharing engines.
+        # variant looks the same to it, and neither its key nor its file names carry the TensorRT version.
+        # One folder per graph checksum, ONNX Runtime and TensorRT versions and TF32 setting keeps bundles,
+        # builds and upgrades from sharing engines (a stale engine after a TensorRT upgrade fails to load).
         base = Path(options.cache_dir or default_cache_dir())
         ver = dist_version("onnxruntime-gpu", "onnxruntime") or "unknown"
-        self.cache_dir = base / f"{manifest.graphs['step'].sha256[:16]}-ort{ver}-{tf32_tag()}"
+        trt_ver = installed_tensorrt() or "none"
+        self.cache_dir = base / f"{manifest.graphs['step'].sha256[:16]}-ort{ver}-trt{trt_ver}-{tf32_tag()}"
         self.placement: dict | None = None
         self.placement_note: str | None = None
 

@@ -118,7 +118,8 @@ class TrtRunner(Runner):
         n = x0.shape[0]
         if n > self.options.max_batch:
             raise BackendError(
-                f"batch {n} exceeds the engine's profile maximum {self.options.max_batch}; pass a larger max_batch"
+                f"batch {n} exceeds the engine's profile maximum {self.options.max_batch}; create the runner with "
+                f"TrtOptions(max_batch={n}) or more (a Projector sizes the profile to its --batch)"
             )
         if self._state is not None and self._state.n == n:
             self._state.reset(x0, weight, settings)

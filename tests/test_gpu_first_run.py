@@ -4,10 +4,14 @@ load here."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from edgeproj.runtime import Projector, load_manifest
 from edgeproj.runtime.backends import backend_options
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", ["trt", "ort-trt"])
@@ -18,3 +22,204 @@ def test_the_tensorrt_profile_follows_the_batch(bundles, name):
     assert Projector(m, backend=name, batch=4).runner.options.max_batch == 16  # never below the default
     assert Projector(m, backend=name, options=backend_options(name), batch=24).runner.options.max_batch == 24
     assert Projector(m, backend="ort-cpu", batch=32).runner.options.lanes is None  # backends without a profile: untouched
+
+
+# ------------------------------------------------------------------ 1. the Jetson's cuda-python
+
+
+def test_jetson_cuda_python_is_pinned_to_jetpacks_cuda_and_the_doctor_says_so(monkeypatch):
+    """cuda-bindings 12.9 carries the CUDA 12.9 runtime; JetPack 6's driver is CUDA 12.6: error 35. The image
+    pins cuda-python to 12.6, and the doctor names the pin instead of advising a driver update."""
+    from types import SimpleNamespace
+
+    from edgeproj.runtime.backends import cuda_mem
+
+    docker = (REPO / "Dockerfile.jetson").read_text()
+    assert "cuda-python>=12.6,<12.7" in docker and "cuda-python>=12.6,<13" not in docker
+    rt = SimpleNamespace(
+        cudaError_t=SimpleNamespace(cudaSuccess=0),
+        cudaDriverGetVersion=lambda: (0, 12060),
+        cudaRuntimeGetVersion=lambda: (0, 12090),
+        cudaGetDeviceCount=lambda: (35, 0),
+        cudaGetErrorName=lambda err: (0, b"cudaErrorInsufficientDriver"),
+    )
+    monkeypatch.setattr(cuda_mem, "cudart", lambda: rt)
+    monkeypatch.setattr(cuda_mem, "_on_jetson", lambda: True)
+    monkeypatch.setattr("edgeproj.runtime.backends.nvlibs.dist_version", lambda *names: "12.9.4")
+    problem = cuda_mem.cuda_status()["problem"]
+    assert problem.startswith("this cuda-python (12.9.4) was built for CUDA 12.9, the driver supports CUDA 12.6: ")
+    assert "pip install 'cuda-python>=12.6,<12.7'" in problem and "JetPack" in problem
+    assert "update the driver" not in problem and "install an NVIDIA driver" not in problem
+
+
+# ------------------------------------------------------------------ 2-3. clean JSON, the real cause
+
+# onnxruntime-gpu as it behaves with pip's CUDA libraries present and no usable driver: preload_dlls()
+# prints what it failed to load (Python print and a native write to fd 1), and the CUDA session fails
+# with "CUDA failure 35", which the fallback hides behind "Conflicting session configuration".
+_FAKE_ORT = """
+import os
+__version__ = "1.31.1"
+
+class GraphOptimizationLevel:
+    ORT_ENABLE_ALL = 99
+
+class SessionOptions:
+    def add_session_config_entry(self, k, v):
+        pass
+
+def get_available_providers():
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+def preload_dlls():
+    print("Failed to load /site-packages/nvidia/cu13/lib/libcublasLt.so.13: cannot open shared object file")
+    os.write(1, b"native loader line on fd 1\\n")
+
+class _Node:
+    def __init__(self):
+        self.ep_name = "CPUExecutionProvider"
+    def get_nodes(self):
+        return [object()]
+
+class InferenceSession:
+    def __init__(self, model, so=None, providers=None):
+        name = providers[0] if isinstance(providers[0], str) else providers[0][0]
+        if name != "CPUExecutionProvider":
+            print("*************** EP Error ***************")
+            print(f"EP Error CUDA failure 35: CUDA driver version is insufficient for CUDA runtime version when using {providers}")
+            print("Falling back to ['CPUExecutionProvider'] and retrying.")
+            try:
+                raise RuntimeError("CUDA failure 35: CUDA driver version is insufficient for CUDA runtime version ; GPU=0")
+            except RuntimeError as e:
+                raise RuntimeError("Conflicting session configuration: disabled fallback to CPU") from e
+        self._providers = providers
+    def run(self, names, feed):
+        return [feed["x"] * 2]
+    def get_providers(self):
+        return ["CPUExecutionProvider"]
+    def get_provider_graph_assignment_info(self):
+        return [_Node()]
+    def disable_fallback(self):
+        pass
+"""
+
+
+@pytest.fixture
+def fake_ort(tmp_path, monkeypatch):
+    """A broken-GPU onnxruntime importable as `onnxruntime` (first on sys.path and PYTHONPATH)."""
+    import importlib
+    import sys
+
+    pkg = tmp_path / "fake" / "onnxruntime"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(_FAKE_ORT)
+    monkeypatch.syspath_prepend(str(pkg.parent))
+    for mod in [m for m in sys.modules if m == "onnxruntime" or m.startswith("onnxruntime.")]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setattr("edgeproj.runtime.backends.nvlibs._PRELOADED", {})
+    return importlib.import_module("onnxruntime"), pkg.parent
+
+
+def test_doctor_json_stays_json_on_a_broken_gpu_install_and_names_the_real_cause(fake_ort):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    _, path = fake_ort
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(path), os.environ.get("PYTHONPATH", "")])}
+    res = subprocess.run(
+        [sys.executable, "-m", "edgeproj", "doctor", "--json"], capture_output=True, text=True, cwd=REPO, env=env, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)  # nothing before or after the JSON
+    row = doc["backends"]["ort-cuda"]
+    assert row["state"] == "broken"
+    assert "CUDA failure 35" in row["reason"] and "Conflicting session configuration" not in row["reason"]
+    assert "driver is older than the" in row["reason"] and "CUDA/cuDNN libraries missing" not in row["reason"]
+    session = row["session"]
+    assert any("EP Error" in ln for ln in session["printed"])
+    preload = session["preload"]["ort"]
+    assert any("Failed to load" in ln and "libcublasLt.so.13" in ln for ln in preload["output"])
+    assert any("native loader line" in ln for ln in preload["output"])
+    assert preload["summary"].startswith("onnxruntime.preload_dlls() loaded nothing") and preload["loaded"] == []
+
+
+def test_a_gpu_session_error_reports_the_cause_and_keeps_stdout_clean(fake_ort, tmp_path, capfd):
+    from edgeproj.errors import BackendError
+    from edgeproj.runtime.backends import ort_session
+
+    rt, _ = fake_ort
+    with pytest.raises(BackendError) as exc:
+        ort_session.make_session(tmp_path / "step.onnx", "step", [("CUDAExecutionProvider", {})])
+    msg = str(exc.value)
+    assert "CUDA failure 35: CUDA driver version is insufficient" in msg and "Conflicting" not in msg
+    assert "driver is older than the" in msg and "edgeproj[gpu-cu12]" in msg
+    out, _ = capfd.readouterr()
+    assert out == ""  # neither preload_dlls' lines nor the EP Error banner reached stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("CUDA failure 100: no CUDA-capable device is detected", "no CUDA device is visible"),
+        (
+            'Error loading "libonnxruntime_providers_cuda.so" which depends on "libcudnn.so.9" which is missing.',
+            "libcudnn.so.9 is missing",
+        ),
+        ("libnvinfer.so.10: cannot open shared object file: No such file or directory", "install TensorRT"),
+        ("something else entirely", "edgeproj doctor"),
+    ],
+)
+def test_gpu_failure_hints_match_the_error(text, needle):
+    from edgeproj.runtime.backends.ort_session import gpu_failure_hint
+
+    assert needle in gpu_failure_hint(text, 13)
+
+
+def test_preload_records_what_really_loaded(monkeypatch):
+    """ "preload_dlls() called" is not a result: the record says which libraries came in and which the CUDA
+    provider needs that are still not loaded."""
+    from types import SimpleNamespace
+
+    from edgeproj.runtime.backends import nvlibs
+
+    loaded = ["libcudart.so.13.0.96"]
+    monkeypatch.setattr(nvlibs, "_PRELOADED", {})
+    monkeypatch.setattr(nvlibs, "loaded_libraries", lambda: list(loaded))
+    monkeypatch.setattr(nvlibs, "provider_cuda_needs", lambda provider="cuda": ["libcudart.so.13", "libcublasLt.so.13"])
+    nothing = SimpleNamespace(preload_dlls=lambda: None)
+    rec = nvlibs.preload_cuda_libraries(nothing)["ort"]
+    assert rec["loaded"] == [] and rec["needed_not_loaded"] == ["libcublasLt.so.13"]
+    assert rec["summary"] == (
+        "onnxruntime.preload_dlls() loaded nothing new; not loaded: libcublasLt.so.13 (onnxruntime's CUDA provider links them)"
+    )
+    monkeypatch.setattr(nvlibs, "_PRELOADED", {})
+    loads = SimpleNamespace(preload_dlls=lambda: loaded.append("libcublasLt.so.13"))
+    rec = nvlibs.preload_cuda_libraries(loads)["ort"]
+    assert rec["loaded"] == ["libcublasLt.so.13"] and rec["needed_not_loaded"] == []
+    assert rec["summary"] == "onnxruntime.preload_dlls() loaded libcublasLt.so.13"
+
+
+# ------------------------------------------------------------------ 4. extras that resolve to a working pair
+
+
+def test_gpu_extras_resolve_to_builds_that_load_their_libraries():
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert "onnxruntime-gpu[cuda,cudnn]>=1.31" in extras["gpu"]  # 1.27-1.30 miss the CUDA 13 wheels' layout
+    assert "onnxruntime-gpu[cuda,cudnn]>=1.23,<1.27" in extras["gpu-cu12"]  # the CUDA 12 builds
+    assert any(d.startswith("tensorrt-cu13") for d in extras["tensorrt"])
+    assert any(d.startswith("tensorrt-cu12") for d in extras["tensorrt-cu12"])
+
+
+def test_a_tensorrt_wheel_of_another_cuda_major_is_refused_with_the_fix(monkeypatch):
+    from edgeproj.runtime.backends import nvlibs
+
+    problem = nvlibs.trt_pair_problem("1.31.1", 10, "10.13.3", 13, 12)
+    assert "CUDA 13 build" in problem and "tensorrt-cu12" in problem and "pip install 'tensorrt-cu13>=10.0,<11'" in problem
+    assert nvlibs.trt_pair_problem("1.31.1", 10, "10.13.3", 13, 13) is None
+    assert nvlibs.trt_pair_problem("1.31.1", 10, "10.3.0", 13, None) is None  # JetPack's TensorRT: CUDA unknown
+    monkeypatch.setattr(nvlibs, "dist_version", lambda *names: "10.13.3" if "tensorrt-cu12" in names else None)
+    assert nvlibs.installed_tensorrt_cuda_major() == 12

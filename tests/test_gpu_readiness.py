@@ -314,7 +314,7 @@ def test_no_preload_for_the_cpu_and_a_note_on_old_onnxruntime(monkeypatch, tmp_p
         ort_session.make_session(tmp_path / "g.onnx", "gradient", ["CPUExecutionProvider"])
     assert "preload_dlls" not in fake.calls
     old = _FakeOrt(["CUDAExecutionProvider"], with_preload=False)
-    assert "has no preload_dlls" in nvlibs.preload_cuda_libraries(old)["ort"]
+    assert "has no preload_dlls" in nvlibs.preload_cuda_libraries(old)["ort"]["summary"]
 
 
 def test_tensorrt_session_refused_on_a_wrong_pair(monkeypatch, tmp_path):
@@ -395,9 +395,12 @@ def test_insufficient_driver_is_named_not_silent(monkeypatch):
         cudaGetErrorName=lambda err: (0, b"cudaErrorInsufficientDriver"),
     )
     monkeypatch.setattr(cuda_mem, "cudart", lambda: rt)
+    monkeypatch.setattr(cuda_mem, "_on_jetson", lambda: False)
     st = cuda_mem.cuda_status()
     assert st["devices"] == 0 and st["driver_cuda"] == "12.2" and st["runtime_cuda"] == "13.0"
-    assert "older than cuda-python" in st["problem"] and "edgeproj[tensorrt-cu12]" in st["problem"]
+    assert "was built for CUDA 13.0, the driver supports CUDA 12.2" in st["problem"]
+    assert "pip install 'cuda-python>=12.2,<12.3'" in st["problem"] and "edgeproj[tensorrt-cu12]" in st["problem"]
+    assert "install an NVIDIA driver for CUDA 13.0" in st["problem"]
 
 
 def test_tf32_is_off_for_runners_only_and_a_user_value_wins(demo_root, tmp_path):

@@ -20,6 +20,7 @@ import numpy as np
 
 from edgeproj import __version__
 from edgeproj.runtime.backends import REGISTRY
+from edgeproj.runtime.backends.captured import captured_stdout
 from edgeproj.runtime.backends.nvlibs import (
     TF32_ENV,
     TF32_SET_LATE,
@@ -30,6 +31,7 @@ from edgeproj.runtime.backends.nvlibs import (
     ort_gpu_build,
     preload_cuda_libraries,
 )
+from edgeproj.runtime.backends.ort_session import gpu_failure_hint, original_error
 
 AVAILABLE, UNAVAILABLE, BROKEN = "available", "unavailable", "broken"
 
@@ -76,6 +78,7 @@ def tiny_session(provider: str) -> dict:
     except ImportError as exc:
         out["problem"] = f"onnxruntime is not importable: {exc}"
         return out
+    printed = None
     try:
         if provider != "CPUExecutionProvider":
             out["preload"] = preload_cuda_libraries(rt, tensorrt=provider == "TensorrtExecutionProvider")
@@ -83,8 +86,12 @@ def tiny_session(provider: str) -> dict:
         so.log_severity_level = 3
         so.add_session_config_entry("session.disable_cpu_ep_fallback", "1" if provider != "CPUExecutionProvider" else "0")
         so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
-        sess = rt.InferenceSession(_TINY_MODEL, so, providers=[provider])
-        y = sess.run(None, {"x": np.arange(8, dtype=np.float32).reshape(1, 8)})[0]
+        # What onnxruntime prints (provider errors, "Falling back") stays off stdout: `doctor --json` is JSON only.
+        with captured_stdout() as printed:
+            sess = rt.InferenceSession(_TINY_MODEL, so, providers=[provider])
+            y = sess.run(None, {"x": np.arange(8, dtype=np.float32).reshape(1, 8)})[0]
+        if printed.lines:
+            out["printed"] = printed.lines
         out["activated"] = sess.get_providers()
         getter = getattr(sess, "get_provider_graph_assignment_info", None)
         if getter is not None:
@@ -98,7 +105,14 @@ def tiny_session(provider: str) -> dict:
         else:
             out["ok"] = True
     except Exception as exc:  # noqa: BLE001 - the message is the diagnosis
-        out["problem"] = " ".join(str(exc).split())[:400] or type(exc).__name__
+        cause = original_error(exc)  # not onnxruntime's "Conflicting session configuration" wrapper
+        out["problem"] = " ".join(str(cause).split())[:400] or type(cause).__name__
+        if printed is not None and printed.lines:
+            out["printed"] = printed.lines
+        if provider != "CPUExecutionProvider":
+            text = str(cause) + "\n" + (printed.text if printed is not None else "")
+            out["hint"] = gpu_failure_hint(text, ort_gpu_build().get("cuda_major"))
+            out["problem"] += f" ({out['hint']})"
     return out
 
 

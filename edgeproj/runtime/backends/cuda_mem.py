@@ -46,7 +46,7 @@ def cuda_status() -> dict:
     imports fine and every call fails with cudaErrorInsufficientDriver: that case is named here so the
     `trt` backend does not just vanish from the available ones.
     """
-    from edgeproj.runtime.backends.nvlibs import dist_version, major
+    from edgeproj.runtime.backends.nvlibs import dist_version
 
     out: dict = {"cuda_python": dist_version("cuda-python", "cuda-bindings"), "devices": 0, "problem": None}
     try:
@@ -65,12 +65,7 @@ def cuda_status() -> dict:
             name = name.decode() if isinstance(name, bytes) else str(name)
             out["problem"] = f"CUDA error {name}"
             if "InsufficientDriver" in name:
-                need = major(out.get("runtime_cuda")) or major(out["cuda_python"])
-                alt = " or install the CUDA 12 pair: pip install 'edgeproj[tensorrt-cu12]'" if need and need >= 13 else ""
-                out["problem"] = (
-                    f"the NVIDIA driver (CUDA {out.get('driver_cuda') or 'unknown'}) is older than cuda-python "
-                    f"{out['cuda_python']} needs (CUDA {need}.x): update the driver{alt}"
-                )
+                out["problem"] = insufficient_driver_problem(out)
             elif "NoDevice" in name:
                 out["problem"] = (
                     "no CUDA device visible (check the driver, CUDA_VISIBLE_DEVICES, or docker --gpus/--runtime nvidia)"
@@ -87,6 +82,38 @@ def cuda_status() -> dict:
     except Exception as exc:  # noqa: BLE001 - a status report must not raise
         out["problem"] = f"{type(exc).__name__}: {exc}"
     return out
+
+
+def _on_jetson() -> bool:
+    from pathlib import Path
+
+    return Path("/etc/nv_tegra_release").exists()
+
+
+def insufficient_driver_problem(status: dict, jetson: bool | None = None) -> str:
+    """What to do when cuda-python's CUDA runtime is newer than the driver (cudaErrorInsufficientDriver).
+
+    cuda-python carries its CUDA runtime statically (cuda-bindings 12.9.x is CUDA 12.9 whatever the
+    machine has), so the fix is a cuda-python whose CUDA is the driver's, which is the only fix on a
+    Jetson: its driver comes with JetPack and cannot be updated on its own.
+    """
+    from edgeproj.runtime.backends.nvlibs import major
+
+    built, drv = status.get("runtime_cuda"), status.get("driver_cuda")
+    jetson = _on_jetson() if jetson is None else jetson
+    built_for = f"CUDA {built}" if built else f"CUDA {major(status.get('cuda_python')) or '?'}.x"
+    head = f"this cuda-python ({status.get('cuda_python') or 'unknown version'}) was built for {built_for}, the driver supports "
+    if not drv:
+        return head + "an unknown CUDA version (cudaDriverGetVersion failed): check the driver with nvidia-smi"
+    dmaj, dmin = (int(v) for v in drv.split(".")[:2])
+    pin = f"pip install 'cuda-python>={dmaj}.{dmin},<{dmaj}.{dmin + 1}'"
+    if jetson:
+        return (
+            head + f"CUDA {drv}: {pin} (a Jetson's driver comes with JetPack and is not updated on its own; the "
+            "edgeproj Jetson image pins it)"
+        )
+    pair = " with pip install 'edgeproj[tensorrt-cu12]' for TensorRT" if dmaj == 12 else ""
+    return head + f"CUDA {drv}: {pin}{pair}, or install an NVIDIA driver for {built_for}"
 
 
 def gpu_name(device: int = 0) -> str:

@@ -18,8 +18,11 @@ TF32_ENV = "NVIDIA_TF32_OVERRIDE"
 
 # Libraries whose presence in the process tells what a GPU backend really loaded.
 _WATCHED = re.compile(
-    r"lib(cuda|cudart|cublas|cublasLt|cudnn|nvinfer|nvinfer_plugin|nvonnxparser|onnxruntime_providers_\w+)\.so[.\d]*$"
+    r"lib(cuda|cudart|cublas|cublasLt|cudnn|cufft|curand|nvrtc|nvinfer|nvinfer_plugin|nvonnxparser|onnxruntime_providers_\w+)"
+    r"\.so[.\d]*$"
 )
+# The CUDA libraries an ONNX Runtime GPU provider links, by soname (what preloading must bring in).
+_CUDA_SONAME = re.compile(r"lib(cudart|cublas|cublasLt|cudnn|cufft|curand|nvrtc)\.so\.\d+$")
 
 # Set by `init_process_env`: CUDA libraries already in the process before NVIDIA_TF32_OVERRIDE was set
 # (they may have read the variable already: onnxruntime #26029).
@@ -161,22 +164,58 @@ def ort_gpu_build() -> dict:
     return out
 
 
+def provider_cuda_needs(provider: str = "cuda") -> list[str]:
+    """Sonames of the CUDA libraries onnxruntime's `provider` library links (libcudart.so.13, ...)."""
+    lib = ort_provider_library(provider)
+    try:
+        return [n for n in elf_needed(lib) if _CUDA_SONAME.match(n)] if lib else []
+    except OSError:
+        return []
+
+
+def is_loaded(soname: str, loaded: list[str]) -> bool:
+    """`soname` (libcudart.so.13) is among the loaded file names (libcudart.so.13 or libcudart.so.13.0.96)."""
+    return any(name == soname or name.startswith(soname + ".") for name in loaded)
+
+
+def installed_tensorrt_cuda_major() -> int | None:
+    """The CUDA major of the installed TensorRT wheel (tensorrt-cu12 / -cu13 and their -libs), None when
+    unknown (JetPack's system TensorRT, or none installed)."""
+    for cu in (13, 12, 11):
+        if dist_version(f"tensorrt-cu{cu}", f"tensorrt_cu{cu}", f"tensorrt-cu{cu}-libs", f"tensorrt_cu{cu}_libs"):
+            return cu
+    return None
+
+
 def installed_tensorrt() -> str | None:
     """Version of TensorRT's Python package from metadata (pip wheels, or JetPack's python3-libnvinfer)."""
     return dist_version("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11", "tensorrt_cu13", "tensorrt_cu12")
 
 
 def trt_pair_problem(
-    ort_version: str | None, ep_trt_major: int | None, trt_version: str | None, cuda_major: int | None
+    ort_version: str | None,
+    ep_trt_major: int | None,
+    trt_version: str | None,
+    cuda_major: int | None,
+    trt_cuda_major: int | None = None,
 ) -> str | None:
     """None when ONNX Runtime's TensorRT provider can load the installed TensorRT, else what to install.
 
-    The provider links `libnvinfer.so.<ep_trt_major>`; a TensorRT of another major cannot satisfy it.
+    The provider links `libnvinfer.so.<ep_trt_major>` and CUDA `cuda_major`'s libraries; a TensorRT of
+    another major, or a TensorRT wheel built for another CUDA major (`trt_cuda_major`), cannot serve it.
     """
     if ep_trt_major is None:
         return None  # no TensorRT provider in this build: ort-trt's own probe says so
     cu = f"cu{cuda_major}" if cuda_major else "cu13"
     want = f"pip install 'tensorrt-{cu}>={ep_trt_major}.0,<{ep_trt_major + 1}'"
+    if trt_version is not None and cuda_major and trt_cuda_major and trt_cuda_major != cuda_major:
+        extras = "edgeproj[gpu,tensorrt]" if cuda_major >= 13 else "edgeproj[gpu-cu12,tensorrt-cu12]"
+        return (
+            f"onnxruntime {ort_version} is a CUDA {cuda_major} build but the installed TensorRT {trt_version} is the CUDA "
+            f"{trt_cuda_major} wheel (tensorrt-cu{trt_cuda_major}): pip uninstall tensorrt-cu{trt_cuda_major} "
+            f"tensorrt-cu{trt_cuda_major}-libs tensorrt-cu{trt_cuda_major}-bindings && {want} (or install the pair "
+            f"'{extras}')"
+        )
     if trt_version is None:
         return (
             f"onnxruntime {ort_version}'s TensorRT provider needs TensorRT {ep_trt_major}.x (libnvinfer.so.{ep_trt_major}) "
@@ -197,29 +236,54 @@ def trt_pair_problem(
 _PRELOADED: dict = {}
 
 
+def _record(call: str, before: list[str], needs: list[str], printed: list[str], error: str | None = None) -> dict:
+    """What a preload call really did: the watched libraries it brought in, and the needed ones still missing."""
+    after = loaded_libraries()
+    new = sorted(set(after) - set(before))
+    missing = [n for n in needs if not is_loaded(n, after)]
+    if error:
+        summary = f"{call} failed: {error}"
+    elif new:
+        summary = f"{call} loaded {', '.join(new)}"
+    else:
+        summary = f"{call} loaded nothing" + (" new" if any(is_loaded(n, before) for n in needs) else "")
+    if missing:
+        summary += f"; not loaded: {', '.join(missing)} (onnxruntime's CUDA provider links them)"
+    return {"summary": summary, "loaded": new, "needed_not_loaded": missing, "output": printed}
+
+
 def preload_cuda_libraries(rt, tensorrt: bool = False) -> dict:
     """Load pip's CUDA/cuDNN (and TensorRT) libraries so ONNX Runtime's GPU providers can find them.
 
     onnxruntime-gpu with its [cuda,cudnn] extras finds those libraries only after
     `onnxruntime.preload_dlls()` (ORT >= 1.21) or `import torch`; pip's TensorRT libraries are on the
-    loader path only once `tensorrt` is imported. Idempotent; returns what was done, for the doctor.
+    loader path only once `tensorrt` is imported. Idempotent. Returns, per call, what it really loaded
+    (read from the process's mappings, not assumed), the provider's CUDA libraries still not loaded, and
+    what it printed: that text is kept here, never on the caller's stdout.
     """
+    from edgeproj.runtime.backends.captured import captured_stdout
+
     if "ort" not in _PRELOADED:
+        before, needs = loaded_libraries(), provider_cuda_needs("cuda")
         if hasattr(rt, "preload_dlls"):
-            try:
-                rt.preload_dlls()
-                _PRELOADED["ort"] = "onnxruntime.preload_dlls() called"
-            except Exception as exc:  # noqa: BLE001 - the session creation that follows reports the real failure
-                _PRELOADED["ort"] = f"onnxruntime.preload_dlls() failed: {type(exc).__name__}: {exc}"
+            error = None
+            with captured_stdout() as printed:
+                try:
+                    rt.preload_dlls()
+                except Exception as exc:  # noqa: BLE001 - the session creation that follows reports the real failure
+                    error = f"{type(exc).__name__}: {exc}"
+            _PRELOADED["ort"] = _record("onnxruntime.preload_dlls()", before, needs, printed.lines, error)
         else:
-            _PRELOADED["ort"] = (
+            _PRELOADED["ort"] = _record("nothing", before, needs, [])
+            _PRELOADED["ort"]["summary"] = (
                 f"onnxruntime {getattr(rt, '__version__', '?')} has no preload_dlls (needs >= 1.21): system CUDA libraries only"
             )
     if tensorrt and "tensorrt" not in _PRELOADED:
-        try:
-            import tensorrt as trt  # noqa: F401 - importing it loads libnvinfer for the TensorRT provider
-
-            _PRELOADED["tensorrt"] = f"tensorrt {trt.__version__} imported"
-        except Exception as exc:  # noqa: BLE001
-            _PRELOADED["tensorrt"] = f"tensorrt not importable ({type(exc).__name__}: {exc}): system libnvinfer only"
+        before, error = loaded_libraries(), None
+        with captured_stdout() as printed:
+            try:
+                import tensorrt as trt  # noqa: F401 - importing it loads libnvinfer for the TensorRT provider
+            except Exception as exc:  # noqa: BLE001
+                error = f"{type(exc).__name__}: {exc} (system libnvinfer only)"
+        _PRELOADED["tensorrt"] = _record("import tensorrt", before, [], printed.lines, error)
     return dict(_PRELOADED)

@@ -4,6 +4,8 @@ the contract check, the gradient graph."""
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -11,7 +13,14 @@ import numpy as np
 
 from edgeproj import contract
 from edgeproj.errors import BackendError, require
-from edgeproj.runtime.backends.nvlibs import installed_tensorrt, ort_gpu_build, preload_cuda_libraries, trt_pair_problem
+from edgeproj.runtime.backends.captured import captured_stdout
+from edgeproj.runtime.backends.nvlibs import (
+    installed_tensorrt,
+    installed_tensorrt_cuda_major,
+    ort_gpu_build,
+    preload_cuda_libraries,
+    trt_pair_problem,
+)
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 # Copies ONNX Runtime inserts between providers; they carry no model computation.
@@ -30,9 +39,50 @@ def available_providers() -> list[str]:
 
 
 def tensorrt_pair_problem() -> str | None:
-    """None when ONNX Runtime's TensorRT provider and the installed TensorRT share a major version."""
+    """None when ONNX Runtime's TensorRT provider and the installed TensorRT share a major version and a CUDA major."""
     build = ort_gpu_build()
-    return trt_pair_problem(build["onnxruntime"], build.get("tensorrt_major"), installed_tensorrt(), build.get("cuda_major"))
+    return trt_pair_problem(
+        build["onnxruntime"],
+        build.get("tensorrt_major"),
+        installed_tensorrt(),
+        build.get("cuda_major"),
+        installed_tensorrt_cuda_major(),
+    )
+
+
+def original_error(exc: BaseException) -> BaseException:
+    """The error behind `exc`: onnxruntime's session fallback raises its retry's error `from` the first one
+    (a "Conflicting session configuration" message when the CPU fallback is disabled), hiding the cause."""
+    seen = {id(exc)}
+    while exc.__cause__ is not None and id(exc.__cause__) not in seen:
+        exc = exc.__cause__
+        seen.add(id(exc))
+    return exc
+
+
+_MISSING_LIB = re.compile(r"(lib[\w+-]+\.so[.\d]*)[\"']?\s*(?:which is missing|: cannot open shared object)")
+
+
+def gpu_failure_hint(text: str, cuda_major: int | None = None) -> str:
+    """What to do about a GPU session error, judged from the error's own words."""
+    t = text.lower()
+    cu = f"CUDA {cuda_major}" if cuda_major else "its CUDA"
+    if any(k in t for k in ("cuda failure 35", "insufficientdriver", "driver version is insufficient")):
+        return (
+            f"the NVIDIA driver is older than the {cu} runtime this onnxruntime-gpu was built for: install a driver for "
+            f"{cu}, or the onnxruntime-gpu build for the driver's CUDA (pip install 'edgeproj[gpu-cu12]' on a CUDA 12 driver)"
+        )
+    if any(k in t for k in ("cuda failure 100", "no cuda-capable device", "cudaerrornodevice")):
+        return "no CUDA device is visible: check nvidia-smi, CUDA_VISIBLE_DEVICES, or run the container with --gpus all / --runtime nvidia"
+    if m := _MISSING_LIB.search(text):
+        lib = m.group(1)
+        if lib.startswith(("libnvinfer", "libnvonnxparser")):
+            return f"{lib} is missing: install TensorRT of that major (pip install 'edgeproj[tensorrt]', on a Jetson JetPack's python3-libnvinfer)"
+        return (
+            f"{lib} is missing: install the CUDA/cuDNN libraries of this onnxruntime-gpu's {cu} build (pip install "
+            "'edgeproj[gpu]' for CUDA 13, 'edgeproj[gpu-cu12]' for CUDA 12); `edgeproj doctor` lists what is loaded"
+        )
+    return "`edgeproj doctor` shows the driver, the GPU libraries loaded and what preloading printed"
 
 
 def _name(provider) -> str:
@@ -77,18 +127,25 @@ def make_session(
         so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     if record_assignment:
         so.add_session_config_entry(ASSIGNMENT_KEY, "1")
-    try:
-        sess = rt.InferenceSession(str(path), so, providers=providers)
-    except Exception as exc:  # ORT raises its own Fail/RuntimeException types
+    # onnxruntime prints its provider errors ("EP Error ... Falling back") on stdout: keep them off a verb's
+    # JSON, and report them.
+    with captured_stdout() as printed:
+        try:
+            sess = rt.InferenceSession(str(path), so, providers=providers)
+            error = None
+        except Exception as exc:  # ORT raises its own Fail/RuntimeException types
+            error = exc
+    if error is not None:
+        cause = original_error(error)
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         hint = ""
         if wanted in (CUDA, TRT):
-            hint = (
-                " (CUDA/cuDNN libraries missing? pip install 'edgeproj[gpu]' installs onnxruntime-gpu[cuda,cudnn]; "
-                "`edgeproj doctor` shows what was loaded)"
-            )
-        raise BackendError(
-            f"onnxruntime could not create a {wanted} session for {Path(path).name}: {str(exc).splitlines()[0]}{hint}"
-        ) from None
+            hint = f" ({gpu_failure_hint(str(cause) + chr(10) + printed.text, ort_gpu_build().get('cuda_major'))})"
+        raise BackendError(f"onnxruntime could not create a {wanted} session for {Path(path).name}: {first}{hint}") from None
+    if printed.lines:
+        print(f"edgeproj: onnxruntime said while opening {Path(path).name}: {' | '.join(printed.lines)[:600]}", file=sys.stderr)
+    if not allow_fallback and hasattr(sess, "disable_fallback"):
+        sess.disable_fallback()  # a provider failing at run time must raise, not move the graph to the CPU
     contract.check_graph(graph, [i.name for i in sess.get_inputs()], [o.name for o in sess.get_outputs()], str(path))
     active = sess.get_providers()
     if active[0] != wanted and not allow_fallback:

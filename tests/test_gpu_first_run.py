@@ -223,3 +223,103 @@ def test_a_tensorrt_wheel_of_another_cuda_major_is_refused_with_the_fix(monkeypa
     assert nvlibs.trt_pair_problem("1.31.1", 10, "10.3.0", 13, None) is None  # JetPack's TensorRT: CUDA unknown
     monkeypatch.setattr(nvlibs, "dist_version", lambda *names: "10.13.3" if "tensorrt-cu12" in names else None)
     assert nvlibs.installed_tensorrt_cuda_major() == 12
+
+
+# ------------------------------------------------------------------ 7. one activation block for every context
+
+
+class _FakeCtx:
+    def __init__(self):
+        self.memory = None
+
+    def set_device_memory(self, ptr, size):
+        self.memory = (ptr, size)
+
+
+class _FakeEngine:
+    device_memory_size_v2 = 4096
+
+    def __init__(self):
+        self.strategies = []
+
+    def create_execution_context(self, strategy=None):
+        self.strategies.append(strategy)
+        return _FakeCtx()
+
+
+def test_trt_contexts_share_one_user_managed_activation_block(bundles, monkeypatch):
+    """`trt --cuda-graph` makes one context per captured graph (12 at chunk 5); on an 8 GB Orin Nano each
+    holding its own activation memory adds up. Every context of a runner binds the same block."""
+    from types import SimpleNamespace
+
+    from edgeproj.runtime.backends import trt as trt_mod
+
+    allocations = []
+
+    class FakeBuffer:
+        def __init__(self, nbytes):
+            allocations.append(nbytes)
+            self.nbytes, self.ptr = nbytes, 0x1000 * len(allocations)
+
+        def free(self):
+            pass
+
+    monkeypatch.setattr(trt_mod, "DeviceBuffer", FakeBuffer)
+    fake_trt = SimpleNamespace(ExecutionContextAllocationStrategy=SimpleNamespace(USER_MANAGED="USER_MANAGED"))
+    runner = trt_mod.TrtRunner(load_manifest(bundles["l2ae"]), backend_options("trt", cuda_graph=True))
+    engine = _FakeEngine()
+    contexts = [trt_mod.shared_memory_context(fake_trt, engine, runner._scratch_block) for _ in range(12)]
+    assert allocations == [4096]  # one block, not twelve
+    assert {c.memory for c in contexts} == {(0x1000, 4096)}
+    assert engine.strategies == ["USER_MANAGED"] * 12
+    assert runner.device_memory_bytes == 4096
+
+
+def test_trt_contexts_on_a_tensorrt_without_allocation_strategies(monkeypatch):
+    from types import SimpleNamespace
+
+    from edgeproj.runtime.backends.trt import shared_memory_context
+
+    class OldEngine:
+        device_memory_size = 2048
+
+        def create_execution_context_without_device_memory(self):
+            return SimpleNamespace(device_memory=None)
+
+    block = SimpleNamespace(ptr=0xBEEF, nbytes=2048)
+    ctx = shared_memory_context(SimpleNamespace(), OldEngine(), lambda n: block)
+    assert ctx.device_memory == 0xBEEF
+
+
+def _fake_memory(monkeypatch, readings_mb):
+    """device_memory_in_use answering from a list of readings (MB)."""
+    from edgeproj.runtime import device_memory
+
+    seq = iter(readings_mb)
+    monkeypatch.setattr(device_memory, "device_memory_in_use", lambda device=0: int(next(seq) * 2**20))
+
+
+def test_doctor_and_bench_report_the_device_memory_a_backend_takes(bundles, monkeypatch):
+    """The figure is the driver's memory in use after a runner opened, loaded a batch and stepped it, minus
+    before; where it cannot be measured the report says why instead of a number."""
+    from edgeproj.bench import runner as bench_runner
+    from edgeproj.runtime import device_memory
+
+    m = load_manifest(bundles["l2ae"])
+    _fake_memory(monkeypatch, [500, 500, 812.5])  # probe, before, after
+    got = device_memory.backend_device_memory(m, "ort-cpu", batch=2)
+    assert got == {"device_memory_mb": 312.5, "batch": 2}
+    monkeypatch.setattr(device_memory, "device_memory_in_use", lambda device=0: None)
+    assert "cuda-python or a CUDA device is missing" in device_memory.backend_device_memory(m, "ort-cpu")["why"]
+
+    _fake_memory(monkeypatch, [100, 164])
+    monkeypatch.setattr(bench_runner, "GPU_BACKENDS", ("ort-cpu",))
+    variant = bench_runner.Variant("ort-cpu", "ort-cpu", backend_options("ort-cpu", threads=1))
+    row = bench_runner.bench_runtime(m, variant, batch=1, iterations=2, warmup=1, repeats=1)
+    assert row["device_memory_mb"] == 64.0
+
+
+def test_doctor_bundle_option_refuses_a_bad_bundle_in_one_line(tmp_path):
+    from cli_helpers import one_line_error, run_cli
+
+    one_line_error(run_cli("doctor", "--bundle", tmp_path / "nowhere", "--no-sessions"), "manifest.json")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeproj.runtime import device_memory
 from edgeproj.runtime.backends import REGISTRY, backend_options, probe_all
 from edgeproj.runtime.manifest import Manifest, load_manifest
 from edgeproj.runtime.projector import Projector
@@ -55,7 +56,7 @@ class Variant:
     options: object = None
 
 
-GPU_BACKENDS = ("ort-cuda", "ort-trt", "trt")
+GPU_BACKENDS = device_memory.GPU_BACKENDS
 
 
 def unavailable_configurations(opts: BenchOptions) -> dict[str, str]:
@@ -121,6 +122,8 @@ def bench_runtime(manifest: Manifest, variant: Variant, batch: int, iterations: 
     """Time whole projections of `iterations` steps (stop rules off) on one backend configuration."""
     x0 = _inputs(manifest, batch)
     fixed = manifest.projection.without_stop_rules()
+    on_gpu = variant.backend in GPU_BACKENDS
+    mem_before = device_memory.baseline() if on_gpu else None
     t_setup = time.perf_counter()
     with Projector(manifest, backend=variant.backend, options=variant.options, batch=batch, force_fp16=True) as proj:
         setup_s = time.perf_counter() - t_setup
@@ -128,6 +131,7 @@ def bench_runtime(manifest: Manifest, variant: Variant, batch: int, iterations: 
         # Warm-up covers both ping-pong parities of every chunk slot, so CUDA-graph captures
         # (one per binding) happen before timing starts.
         proj.project_patches(x0, settings=replace(fixed, max_iterations=max(warmup, 2 * chunk + 1)))
+        mem_after = device_memory.device_memory_in_use() if on_gpu else None
         timed = replace(fixed, max_iterations=iterations)
         lat, dev = [], []
         for _ in range(repeats):
@@ -151,6 +155,9 @@ def bench_runtime(manifest: Manifest, variant: Variant, batch: int, iterations: 
     }
     if dev:
         row["device_ms"] = latency_stats(dev)  # CUDA-event time of the steps alone, without host readbacks
+    if on_gpu:
+        # What this configuration takes on the device (driver's count, after warm-up and graph captures).
+        row["device_memory_mb"] = device_memory.memory_taken(mem_before, mem_after)
     return row
 
 

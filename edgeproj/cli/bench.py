@@ -115,6 +115,7 @@ def print_table(report: dict, c) -> None:
         "GFLOP/s",
         "x torch",
         "x torch same device",
+        "device MB",
     )
     for col in cols:
         t.add_column(col, justify="right")
@@ -137,6 +138,7 @@ def print_table(report: dict, c) -> None:
             f"{r.get('gflops', 0):.0f}",
             f"{ratio:.2f}" if ratio else "",
             f"{same:.2f}" if same else "",
+            "" if r.get("device_memory_mb") is None else f"{r['device_memory_mb']:.0f}",
         )
     c.width = max(c.width, 120)  # a log file or pipe reports 80 columns: keep the headers readable
     c.print(t)

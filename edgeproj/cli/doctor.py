@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -13,6 +14,9 @@ def command(
         None, help="Comma list of backends that must be available: exit 2 naming each one that is not."
     ),
     sessions: bool = typer.Option(True, help="Prove ONNX Runtime providers by running a one-node model on each."),
+    bundle: Optional[Path] = typer.Option(
+        None, "--bundle", help="Also open each available GPU backend on this bundle and report the device memory it takes."
+    ),
 ):
     """Backends and their state, packages, loaded NVIDIA libraries, driver/CUDA/TensorRT versions, FP16."""
     from edgeproj.cli.output import emit_json
@@ -20,7 +24,12 @@ def command(
     from edgeproj.runtime.doctor import diagnose, missing
 
     required = [r.strip() for r in (require or "").split(",") if r.strip()]
-    report = diagnose(sessions=sessions)
+    manifest = None
+    if bundle is not None:
+        from edgeproj.runtime import load_manifest
+
+        manifest = load_manifest(bundle)  # a bad bundle: one line, before any GPU work
+    report = diagnose(sessions=sessions, bundle=manifest)
     gaps = missing(report, required)
     unknown = [n for n, why in gaps.items() if why.startswith("unknown backend")]
     if unknown:
@@ -41,7 +50,7 @@ def print_report(report: dict) -> None:
 
     c = Console(width=140, soft_wrap=False)
     t = Table(title=f"edgeproj {report['edgeproj']} doctor", show_lines=True)
-    for col in ("backend", "state", "providers activated", "FP16", "reason"):
+    for col in ("backend", "state", "providers activated", "FP16", "device MB", "reason"):
         t.add_column(col, overflow="fold")
     colour = {"available": "green", "unavailable": "yellow", "broken": "red"}
     for name, row in report["backends"].items():
@@ -51,6 +60,7 @@ def print_report(report: dict) -> None:
             f"[{colour.get(row['state'], 'white')}]{row['state']}",
             ", ".join(session.get("activated") or []) or ("-" if "session" not in row else "none"),
             "available" if row["fp16"] == "available" else "no",
+            _memory_cell(row.get("device_memory")),
             escape(row["reason"] or ""),
         )
     c.print(t)
@@ -103,3 +113,9 @@ def print_report(report: dict) -> None:
         lines.append(("Jetson", f"{report['jetson'].get('l4t_release')}; {report['jetson'].get('nvpmodel') or ''}"))
     for k, v in lines:
         c.print(f"[bold]{k}:[/bold] {escape(str(v))}", highlight=False)
+
+
+def _memory_cell(mem: dict | None) -> str:
+    if not mem:
+        return "-"
+    return f"{mem['device_memory_mb']:.0f}" if mem.get("device_memory_mb") is not None else "n/a"

@@ -21,6 +21,7 @@ import numpy as np
 from edgeproj import __version__
 from edgeproj.runtime.backends import REGISTRY
 from edgeproj.runtime.backends.captured import captured_stdout
+from edgeproj.runtime.backends.cuda_mem import device_memory_in_use
 from edgeproj.runtime.backends.nvlibs import (
     TF32_ENV,
     TF32_SET_LATE,
@@ -32,6 +33,7 @@ from edgeproj.runtime.backends.nvlibs import (
     preload_cuda_libraries,
 )
 from edgeproj.runtime.backends.ort_session import gpu_failure_hint, original_error
+from edgeproj.runtime.device_memory import GPU_BACKENDS, backend_device_memory
 
 AVAILABLE, UNAVAILABLE, BROKEN = "available", "unavailable", "broken"
 
@@ -138,8 +140,9 @@ def _jetson() -> dict | None:
     return {"l4t_release": release, "nvpmodel": _run(["nvpmodel", "-q"])}
 
 
-def diagnose(sessions: bool = True) -> dict:
-    """The whole report (JSON-ready). sessions=False skips the tiny ONNX Runtime sessions."""
+def diagnose(sessions: bool = True, bundle=None) -> dict:
+    """The whole report (JSON-ready). sessions=False skips the tiny ONNX Runtime sessions; with a bundle
+    (a Manifest), each available GPU backend is opened on it and the device memory it takes is reported."""
     from edgeproj.runtime.backends.cuda_mem import cuda_status
 
     init_process_env()  # as a runner would, before the tiny sessions load any CUDA library
@@ -175,8 +178,13 @@ def diagnose(sessions: bool = True) -> dict:
                 row["state"], row["reason"] = BROKEN, check["problem"]
         fp16 = entry.fp16_unavailable_reason()
         row["fp16"] = "available" if fp16 is None else fp16
+        if bundle is not None and name in GPU_BACKENDS and row["state"] == AVAILABLE:
+            row["device_memory"] = backend_device_memory(bundle, name)
         backends[name] = row
     report["backends"] = backends
+    if cuda := report.get("cuda"):
+        if (used := device_memory_in_use()) is not None:
+            cuda["memory_in_use_mb"] = round(used / 2**20, 1)
     report["libraries_loaded"] = loaded_libraries()
     return report
 

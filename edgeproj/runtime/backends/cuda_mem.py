@@ -116,6 +116,19 @@ def insufficient_driver_problem(status: dict, jetson: bool | None = None) -> str
     return head + f"CUDA {drv}: {pin}{pair}, or install an NVIDIA driver for {built_for}"
 
 
+def device_memory_in_use(device: int = 0) -> int | None:
+    """Bytes of device memory in use on `device` as the driver counts them (every process and library:
+    ONNX Runtime's arena and TensorRT's contexts alike), or None without cuda-python or a device.
+    Measure a backend as the difference around its work, in a process that runs nothing else."""
+    try:
+        rt = cudart()
+        check(rt.cudaSetDevice(device))
+        free, total = check(rt.cudaMemGetInfo())
+    except Exception:  # noqa: BLE001 - no cuda-python, no driver, no device: not measurable here
+        return None
+    return int(total) - int(free)
+
+
 def gpu_name(device: int = 0) -> str:
     props = check(cudart().cudaGetDeviceProperties(device))
     name = props.name

@@ -91,7 +91,11 @@ class PingPongState:
     def x(self) -> np.ndarray:
         return self.dev.read(self.state[self.cur][contract.X], self.image_shape)
 
-    def free(self) -> None:
+    def buffers(self) -> list:
+        """Every device buffer of the batch."""
         bufs = [b for pair in self.state for b in pair.values()] + list(self.const.values())
-        for b in bufs + [self.active, self.frozen, self.recon] + self.energy + self.rec_loss:
+        return bufs + [self.active, self.frozen, self.recon] + self.energy + self.rec_loss
+
+    def free(self) -> None:
+        for b in self.buffers():
             self.dev.free(b)

@@ -10,7 +10,7 @@ import numpy as np
 from edgeproj import contract
 from edgeproj.errors import BackendError
 from edgeproj.runtime.backends.base import Runner
-from edgeproj.runtime.backends.cuda_mem import CudaDeviceArrays, check, cudart
+from edgeproj.runtime.backends.cuda_mem import CudaDeviceArrays, DeviceBuffer, check, cudart
 from edgeproj.runtime.backends.pingpong import PingPongState
 from edgeproj.runtime.backends.trt_engine import (
     build_engine,
@@ -47,6 +47,33 @@ def trt_available() -> bool:
     return probe() is None
 
 
+def shared_memory_context(trt, engine, block):
+    """An execution context whose activation memory is `block(nbytes)` (a DeviceBuffer), shared with the
+    runner's other contexts, where this TensorRT lets the user manage it; else one with its own memory.
+
+    TensorRT 10.x: create_execution_context(ExecutionContextAllocationStrategy.USER_MANAGED), the size from
+    device_memory_size_v2 (10.1+) or device_memory_size, bound with set_device_memory (10.1+) or the
+    device_memory attribute. Older releases: create_execution_context_without_device_memory.
+    """
+    strategy = getattr(getattr(trt, "ExecutionContextAllocationStrategy", None), "USER_MANAGED", None)
+    if strategy is not None:
+        ctx = engine.create_execution_context(strategy)
+    elif hasattr(engine, "create_execution_context_without_device_memory"):
+        ctx = engine.create_execution_context_without_device_memory()
+    else:
+        return engine.create_execution_context()
+    if ctx is None:
+        raise BackendError("TensorRT could not create an execution context (out of device memory?)")
+    size = getattr(engine, "device_memory_size_v2", None)
+    size = int(engine.device_memory_size if size is None else size)
+    buf = block(size)
+    if hasattr(ctx, "set_device_memory"):
+        ctx.set_device_memory(buf.ptr, buf.nbytes)
+    else:
+        ctx.device_memory = buf.ptr
+    return ctx
+
+
 class TrtRunner(Runner):
     """Native TensorRT runner; CUDA events time the steps on the device (`device_ms`)."""
 
@@ -61,6 +88,9 @@ class TrtRunner(Runner):
         self._state: PingPongState | None = None
         self._stream = None
         self._ort_grad = None
+        self._scratch: DeviceBuffer | None = None
+        self._contexts: dict = {}
+        self._graphs: dict = {}
 
     # -- lifecycle --------------------------------------------------------------------------
     def activate(self) -> None:
@@ -91,6 +121,28 @@ class TrtRunner(Runner):
         self._contexts: dict = {}
         self._graphs: dict = {}
 
+    def _scratch_block(self, nbytes: int) -> DeviceBuffer:
+        """The one activation block every execution context of this runner uses (grown when needed).
+
+        With CUDA graphs there is one context per captured graph (12 at chunk 5); each would otherwise
+        hold its own activation memory. They all run in turn on one stream, so one block serves them all.
+        """
+        if self._scratch is None or self._scratch.nbytes < nbytes:
+            if self._contexts:
+                raise BackendError("TensorRT asked for more activation memory after contexts were bound; recreate the runner")
+            if self._scratch is not None:
+                self._scratch.free()
+            self._scratch = DeviceBuffer(nbytes)
+        return self._scratch
+
+    @property
+    def device_memory_bytes(self) -> int:
+        """Device memory this runner holds itself: the shared activation block and the batch state."""
+        state = 0
+        if self._state is not None:
+            state = sum(getattr(b, "nbytes", 0) for b in self._state.buffers())
+        return (self._scratch.nbytes if self._scratch is not None else 0) + state
+
     def _drop_batch(self) -> None:
         rt = cudart()
         for ge in self._graphs.values():
@@ -102,6 +154,9 @@ class TrtRunner(Runner):
 
     def deactivate(self) -> None:
         self._drop_batch()
+        if self._scratch is not None:
+            self._scratch.free()
+            self._scratch = None
         if self._stream is not None:
             rt = cudart()
             for ev in self._events:
@@ -133,7 +188,7 @@ class TrtRunner(Runner):
         share = key if self.options.cuda_graph else (0, 0, False)  # CUDA graphs: one context per captured graph
         ctx = self._contexts.get(share)
         if ctx is None:
-            ctx = self._engine.create_execution_context()
+            ctx = shared_memory_context(tensorrt(), self._engine, self._scratch_block)
             for name, per_n in self._shapes.items():
                 ctx.set_input_shape(name, per_n(self._state.n))
             self._contexts[share] = ctx

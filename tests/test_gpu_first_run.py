@@ -323,3 +323,62 @@ def test_doctor_bundle_option_refuses_a_bad_bundle_in_one_line(tmp_path):
     from cli_helpers import one_line_error, run_cli
 
     one_line_error(run_cli("doctor", "--bundle", tmp_path / "nowhere", "--no-sessions"), "manifest.json")
+
+
+# ------------------------------------------------------------------ 6, 8. the GPU check's production case, FP16 judged
+
+
+def test_gpu_check_runs_the_production_case_against_the_cpu_at_the_same_check_point(bundles, demo_root):
+    """The check's code path, with ort-cpu in device mode standing in for a GPU configuration: stop rules on
+    (the active mask changes inside and between batches, padding included) against the CPU reference
+    that checks the rule at the same point; the fixed-trajectory rows alongside."""
+    from edgeproj.bench.gpu_check import print_table, run_check
+
+    report = run_check(bundles["l2ae"], demo_root, "grid", {"stand-in": ("ort-cpu", {"chunk": 3})}, tick=lambda s: None)
+    fixed, prod = report.fixed["stand-in"], report.production["stand-in"]
+    assert report.failed == [], report.failed
+    assert fixed["ok"] and fixed["trajectory_rel_err"] < 1e-6 and fixed["map_corr_min"] > 0.9999
+    assert prod["ok"] and prod["chunk"] == 3 and prod["same_iterations"] == 1.0
+    assert report.reference["production_stop_threshold"] is not None
+    assert prod["iterations_mean"] > 0  # tiles moved under the rule: a changing active mask was exercised
+    import io
+
+    buf = io.StringIO()
+    print_table(report, buf)
+    assert "stand-in" in buf.getvalue() and "ok" in buf.getvalue()
+
+
+def test_gpu_check_judges_fp16_and_the_production_case_instead_of_waving_them_through():
+    from edgeproj.bench.gpu_check import configurations, judge_fixed, judge_production
+
+    good = {"trajectory_rel_err": 1e-3, "map_corr_min": 0.995, "pixel_auroc_diff": 0.001, "diverged_tiles": 0}
+    assert judge_fixed(good, "fp16")["ok"]
+    diverged = judge_fixed(good | {"diverged_tiles": 8}, "fp16")
+    assert not diverged["ok"] and "8 tile(s) diverged" in diverged["why"]  # a row whose tiles diverged fails
+    assert not judge_fixed(good | {"map_corr_min": 0.95}, "fp16")["ok"]
+    assert not judge_fixed(good | {"trajectory_rel_err": float("nan")}, "fp32")["ok"]  # NaN never passes
+    prod = {"same_iterations": 1.0, "map_corr_min": 0.999, "pixel_auroc_diff": 0.0, "diverged_tiles": 0}
+    assert judge_production(prod)["ok"]
+    assert "stopped at the CPU's step" in judge_production(prod | {"same_iterations": 0.6})["why"]
+    assert "trt-fp16" in configurations(["trt"], fp16=True) and "trt-fp16" not in configurations(["trt"], fp16=False)
+    assert set(configurations(["ort-cuda"], fp16=True)) == {"ort-cuda", "ort-cuda+graph"}
+
+
+def test_gpu_check_takes_a_bundle_made_elsewhere_and_the_jetson_image_ships_it(bundles, tmp_path):
+    """`--bundle DIR` needs neither torch nor the tests (the Jetson image has neither): bad arguments are one
+    line and exit 2; on this machine, which has no GPU backend, the doctor step fails it (never a pass)."""
+    import subprocess
+
+    def run(*args):
+        return subprocess.run(["bash", "scripts/gpu_check.sh", *map(str, args)], capture_output=True, text=True, cwd=REPO,
+                              timeout=120)  # fmt: skip
+
+    bad = run("--bundle", tmp_path / "nowhere")
+    assert bad.returncode == 2 and "is not a bundle" in bad.stderr
+    bad = run("--bundle", bundles["l2ae"], "--data", tmp_path / "nodata")
+    assert bad.returncode == 2 and "MVTec layout" in bad.stderr
+    assert run("--bundle", bundles["l2ae"], "--tests-only").returncode == 2
+    here = run("--bundle", bundles["l2ae"])
+    assert here.returncode == 1 and "required backend(s) unavailable" in here.stderr
+    docker = (REPO / "Dockerfile.jetson").read_text()
+    assert "COPY scripts/gpu_check.sh /usr/local/bin/edgeproj-gpu-check" in docker

@@ -109,6 +109,13 @@ def print_report(report: dict) -> None:
         ),
         ("libraries loaded", ", ".join(report["libraries_loaded"]) or "none"),
     ]
+    preload = next(
+        (r["session"]["preload"] for r in report["backends"].values() if (r.get("session") or {}).get("preload")), None
+    )
+    for what, rec in (preload or {}).items():
+        lines.append(
+            (f"preload ({what})", rec["summary"] + (f"; it printed: {' | '.join(rec['output'])}" if rec["output"] else ""))
+        )
     if report.get("jetson"):
         lines.append(("Jetson", f"{report['jetson'].get('l4t_release')}; {report['jetson'].get('nvpmodel') or ''}"))
     for k, v in lines:

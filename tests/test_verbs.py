@@ -218,3 +218,7 @@ def test_a_bundle_calibrated_under_another_stop_check_is_refused_unless_accepted
     assert res.exit_code == 0, (res.stderr, res.exception)
     assert "warning:" in res.stderr and "edgeproj calibrate" in res.stderr
     assert len(json.loads(res.stdout)["images"]) == 3
+    # inspect: the same refusal, before the source opens or the results database is made
+    res = run_cli("inspect", dst, "--source", grid_images, "--out", tmp_path / "line", "--json", "--max-frames", "1")
+    one_line_error(res, "--accept-stop-check")
+    assert not (tmp_path / "line").exists()

@@ -177,6 +177,17 @@ def test_gpu_failure_hints_match_the_error(text, needle):
     assert needle in gpu_failure_hint(text, 13)
 
 
+def test_on_linux_a_missing_library_is_named_from_the_preload_record():
+    """On Linux onnxruntime only logs the library it could not open and raises about nodes on the default
+    CPU EP: the preload record's libraries still not loaded name the cause."""
+    from edgeproj.runtime.backends.ort_session import gpu_failure_hint
+
+    text = "This session contains graph nodes that are assigned to the default CPU EP, but fallback to CPU EP has been explicitly disabled by the user."
+    hint = gpu_failure_hint(text, 13, ["libcublasLt.so.13"])
+    assert "libcublasLt.so.13 not loaded after preloading" in hint and "edgeproj[gpu]" in hint
+    assert "dropped the GPU provider" in gpu_failure_hint(text, 13, [])
+
+
 def test_preload_records_what_really_loaded(monkeypatch):
     """ "preload_dlls() called" is not a result: the record says which libraries came in and which the CUDA
     provider needs that are still not loaded."""
@@ -357,6 +368,7 @@ def test_gpu_check_judges_fp16_and_the_production_case_instead_of_waving_them_th
     assert not diverged["ok"] and "8 tile(s) diverged" in diverged["why"]  # a row whose tiles diverged fails
     assert not judge_fixed(good | {"map_corr_min": 0.95}, "fp16")["ok"]
     assert not judge_fixed(good | {"trajectory_rel_err": float("nan")}, "fp32")["ok"]  # NaN never passes
+    assert not judge_fixed(good | {"map_corr_min": float("nan")}, "fp32")["ok"]  # a constant map fails
     prod = {"same_iterations": 1.0, "map_corr_min": 0.999, "pixel_auroc_diff": 0.0, "diverged_tiles": 0}
     assert judge_production(prod)["ok"]
     assert "stopped at the CPU's step" in judge_production(prod | {"same_iterations": 0.6})["why"]
@@ -382,3 +394,24 @@ def test_gpu_check_takes_a_bundle_made_elsewhere_and_the_jetson_image_ships_it(b
     assert here.returncode == 1 and "required backend(s) unavailable" in here.stderr
     docker = (REPO / "Dockerfile.jetson").read_text()
     assert "COPY scripts/gpu_check.sh /usr/local/bin/edgeproj-gpu-check" in docker
+
+
+def test_gpu_check_keeps_a_nan_correlation_instead_of_dropping_it():
+    """A configuration whose map is constant on one image (x never moved, or a dead output) has a NaN
+    correlation there: the worst-image figure must be NaN, not the best of the others."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from edgeproj.bench.gpu_check import _compare
+
+    rng = np.random.default_rng(0)
+    maps = [rng.random((8, 8)) for _ in range(3)]
+    ref = [SimpleNamespace(map=m, iterations=[1], diverged=0) for m in maps]
+    got = [SimpleNamespace(map=m, iterations=[1], diverged=0) for m in maps[:2]] + [
+        SimpleNamespace(map=np.zeros((8, 8)), iterations=[1], diverged=0)
+    ]
+    labels = (rng.random(3 * 64) > 0.5).astype(np.uint8)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        row = _compare(ref, got, labels, 0.5)
+    assert np.isnan(row["map_corr_min"])

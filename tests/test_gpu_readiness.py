@@ -399,7 +399,9 @@ def test_insufficient_driver_is_named_not_silent(monkeypatch):
     st = cuda_mem.cuda_status()
     assert st["devices"] == 0 and st["driver_cuda"] == "12.2" and st["runtime_cuda"] == "13.0"
     assert "was built for CUDA 13.0, the driver supports CUDA 12.2" in st["problem"]
-    assert "pip install 'cuda-python>=12.2,<12.3'" in st["problem"] and "edgeproj[tensorrt-cu12]" in st["problem"]
+    assert "pip install 'cuda-python>=12.2,<12.3'" in st["problem"]
+    # the TensorRT advice keeps the pin (the tensorrt-cu12 extra would pull cuda-python 12.9 back in)
+    assert "edgeproj[tensorrt-cu12]" not in st["problem"] and "'tensorrt-cu12>=10.3,<11' and this pin after it" in st["problem"]
     assert "install an NVIDIA driver for CUDA 13.0" in st["problem"]
 
 

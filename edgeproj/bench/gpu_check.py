@@ -102,13 +102,14 @@ def _trajectory_err(a, b) -> float:
             if n:
                 ta, tb = np.asarray(ta[:n]), np.asarray(tb[:n])
                 errs.append(float(np.max(np.abs(ta - tb) / np.maximum(np.abs(ta), 1e-12))))
-    return max(errs) if errs else float("nan")
+    return float(np.max(errs)) if errs else float("nan")  # np.max keeps a NaN (max() may drop it)
 
 
 def _compare(ref, got, labels, auc_ref) -> dict:
     from edgeproj.metrics import roc_auc
 
-    corr = min(float(np.corrcoef(a.map.ravel(), b.map.ravel())[0, 1]) for a, b in zip(ref, got))
+    # np.min keeps a NaN (a constant map): it then fails every limit instead of vanishing from min().
+    corr = float(np.min([np.corrcoef(a.map.ravel(), b.map.ravel())[0, 1] for a, b in zip(ref, got)]))
     dauc = roc_auc(labels, np.concatenate([r.map.ravel() for r in got])) - auc_ref
     its_ref = np.concatenate([r.iterations for r in ref])
     its = np.concatenate([r.iterations for r in got])

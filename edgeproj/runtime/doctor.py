@@ -113,7 +113,8 @@ def tiny_session(provider: str) -> dict:
             out["printed"] = printed.lines
         if provider != "CPUExecutionProvider":
             text = str(cause) + "\n" + (printed.text if printed is not None else "")
-            out["hint"] = gpu_failure_hint(text, ort_gpu_build().get("cuda_major"))
+            not_loaded = ((out.get("preload") or {}).get("ort") or {}).get("needed_not_loaded")
+            out["hint"] = gpu_failure_hint(text, ort_gpu_build().get("cuda_major"), not_loaded)
             out["problem"] += f" ({out['hint']})"
     return out
 

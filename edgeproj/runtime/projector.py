@@ -413,8 +413,8 @@ def _profile_for(backend: str, options, batch: int):
     from edgeproj.runtime.backends import backend as entry
 
     cls = entry(backend).options_type()
-    if "max_batch" not in {f.name for f in dataclasses.fields(cls)}:
-        return options
+    if "max_batch" not in {f.name for f in dataclasses.fields(cls)} or (options is not None and not isinstance(options, cls)):
+        return options  # no profile, or options of another backend (create_runner says so)
     options = options if options is not None else cls()
     return options if options.max_batch >= batch else dataclasses.replace(options, max_batch=batch)
 

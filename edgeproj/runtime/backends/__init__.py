@@ -4,7 +4,7 @@ A backend module is imported only when chosen or probed, and imports its heavy l
 tensorrt, cuda-python) only when a runner is activated, so a CPU box never touches TensorRT. A new
 backend is a new module and one line here.
 
-Creating a runner sets NVIDIA_TF32_OVERRIDE=0 (unless the user set it) before its CUDA libraries load
+Loading a backend module (to probe it or create a runner) sets NVIDIA_TF32_OVERRIDE=0 (unless the user set it) before its CUDA libraries load
 and read it: the runtime's parity with the CPU needs FP32, and cached engines are keyed on the value.
 Importing this package does not, so `edgeproj train` on a GPU keeps PyTorch's TF32 defaults.
 """
@@ -30,6 +30,9 @@ class Backend:
     summary: str
 
     def load(self):
+        # A backend module may import onnxruntime, TensorRT or cuda-python (probes included): TF32 goes off
+        # first, whichever verb gets here first (bench probes before it creates a runner).
+        init_process_env()
         return importlib.import_module(f"edgeproj.runtime.backends.{self.module}")
 
     def options_type(self) -> type:

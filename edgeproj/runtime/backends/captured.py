@@ -14,7 +14,11 @@ import io
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
+
+# fd 1 and sys.stdout are process-wide: overlapping captures (two threads opening sessions) take turns.
+_LOCK = threading.Lock()
 
 
 class Captured:
@@ -41,10 +45,18 @@ def captured_stdout() -> Iterator[Captured]:
 
     Where descriptor 1 cannot be duplicated (closed, or an exotic host), only Python's stdout is captured.
     """
+    with _LOCK:
+        with _capture() as got:
+            yield got
+
+
+@contextlib.contextmanager
+def _capture() -> Iterator[Captured]:
     got = Captured()
     buf = io.StringIO()
     with contextlib.suppress(Exception):
         sys.stdout.flush()
+    _flush_c_stdio()  # what was printed before the block stays the caller's
     try:
         saved = os.dup(1)
     except OSError:

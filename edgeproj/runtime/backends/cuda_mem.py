@@ -112,8 +112,8 @@ def insufficient_driver_problem(status: dict, jetson: bool | None = None) -> str
             head + f"CUDA {drv}: {pin} (a Jetson's driver comes with JetPack and is not updated on its own; the "
             "edgeproj Jetson image pins it)"
         )
-    pair = " with pip install 'edgeproj[tensorrt-cu12]' for TensorRT" if dmaj == 12 else ""
-    return head + f"CUDA {drv}: {pin}{pair}, or install an NVIDIA driver for {built_for}"
+    trt = f" (with TensorRT: pip install 'tensorrt-cu{dmaj}>=10.3,<11' and this pin after it)" if dmaj >= 12 else ""
+    return head + f"CUDA {drv}: {pin}{trt}, or install an NVIDIA driver for {built_for}"
 
 
 def device_memory_in_use(device: int = 0) -> int | None:

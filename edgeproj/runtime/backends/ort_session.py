@@ -63,8 +63,10 @@ def original_error(exc: BaseException) -> BaseException:
 _MISSING_LIB = re.compile(r"(lib[\w+-]+\.so[.\d]*)[\"']?\s*(?:which is missing|: cannot open shared object)")
 
 
-def gpu_failure_hint(text: str, cuda_major: int | None = None) -> str:
-    """What to do about a GPU session error, judged from the error's own words."""
+def gpu_failure_hint(text: str, cuda_major: int | None = None, not_loaded: list[str] | None = None) -> str:
+    """What to do about a GPU session error, judged from the error's own words and, on Linux, from the
+    preload record: there ONNX Runtime only logs the library it could not open and raises "nodes assigned
+    to the default CPU EP" once the provider is gone, so the libraries still not loaded are the evidence."""
     t = text.lower()
     cu = f"CUDA {cuda_major}" if cuda_major else "its CUDA"
     if any(k in t for k in ("cuda failure 35", "insufficientdriver", "driver version is insufficient")):
@@ -81,6 +83,17 @@ def gpu_failure_hint(text: str, cuda_major: int | None = None) -> str:
         return (
             f"{lib} is missing: install the CUDA/cuDNN libraries of this onnxruntime-gpu's {cu} build (pip install "
             "'edgeproj[gpu]' for CUDA 13, 'edgeproj[gpu-cu12]' for CUDA 12); `edgeproj doctor` lists what is loaded"
+        )
+    if not_loaded:
+        return (
+            f"{', '.join(not_loaded)} not loaded after preloading (the CUDA provider links them): install this "
+            f"onnxruntime-gpu's {cu} libraries (pip install 'edgeproj[gpu]' for CUDA 13, 'edgeproj[gpu-cu12]' for "
+            "CUDA 12) or put the system ones on the loader path; `edgeproj doctor` shows what was loaded"
+        )
+    if "default cpu ep" in t or "fallback" in t and "disabled" in t:
+        return (
+            "onnxruntime dropped the GPU provider while creating the session (it logs why on stderr: usually a CUDA "
+            "or cuDNN library it could not open); `edgeproj doctor` shows the driver and the libraries loaded"
         )
     return "`edgeproj doctor` shows the driver, the GPU libraries loaded and what preloading printed"
 
@@ -140,7 +153,10 @@ def make_session(
         first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         hint = ""
         if wanted in (CUDA, TRT):
-            hint = f" ({gpu_failure_hint(str(cause) + chr(10) + printed.text, ort_gpu_build().get('cuda_major'))})"
+            pre = preload_cuda_libraries(rt, tensorrt=wanted == TRT).get("ort", {})
+            said = printed.text + "\n" + "\n".join(pre.get("output", []))
+            hint = gpu_failure_hint(str(cause) + "\n" + said, ort_gpu_build().get("cuda_major"), pre.get("needed_not_loaded"))
+            hint = f" ({hint})"
         raise BackendError(f"onnxruntime could not create a {wanted} session for {Path(path).name}: {first}{hint}") from None
     if printed.lines:
         print(f"edgeproj: onnxruntime said while opening {Path(path).name}: {' | '.join(printed.lines)[:600]}", file=sys.stderr)

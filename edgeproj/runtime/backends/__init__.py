@@ -4,9 +4,10 @@ A backend module is imported only when chosen or probed, and imports its heavy l
 tensorrt, cuda-python) only when a runner is activated, so a CPU box never touches TensorRT. A new
 backend is a new module and one line here.
 
-Loading a backend module (to probe it or create a runner) sets NVIDIA_TF32_OVERRIDE=0 (unless the user set it) before its CUDA libraries load
-and read it: the runtime's parity with the CPU needs FP32, and cached engines are keyed on the value.
-Importing this package does not, so `edgeproj train` on a GPU keeps PyTorch's TF32 defaults.
+Loading a backend module (to probe it or create a runner) sets NVIDIA_TF32_OVERRIDE=0 (unless the user
+set it) before its CUDA libraries load and read it: the runtime's parity with the CPU needs FP32, and
+cached engines are keyed on the value. Importing this package does not, so `edgeproj train` on a GPU
+keeps PyTorch's TF32 defaults.
 """
 
 from __future__ import annotations

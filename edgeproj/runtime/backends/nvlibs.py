@@ -47,8 +47,9 @@ def loaded_libraries() -> list[str]:
 def init_process_env() -> None:
     """Turn TF32 off for every CUDA library before any of them loads (a user's own setting wins).
 
-    Called by `create_runner` and the doctor, before onnxruntime, TensorRT or cuda-python is imported for
-    the runtime; never by training (TF32 is a training speed-up there, not a parity hazard).
+    Called when a backend module loads (`Backend.load`: probes and runners), by `create_runner` and by the
+    doctor, before onnxruntime, TensorRT or cuda-python is imported for the runtime; never by training
+    (TF32 is a training speed-up there, not a parity hazard).
     """
     if TF32_ENV in os.environ:
         return

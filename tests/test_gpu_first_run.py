@@ -30,19 +30,14 @@ def test_the_tensorrt_profile_follows_the_batch(bundles, name):
 def test_jetson_cuda_python_is_pinned_to_jetpacks_cuda_and_the_doctor_says_so(monkeypatch):
     """cuda-bindings 12.9 carries the CUDA 12.9 runtime; JetPack 6's driver is CUDA 12.6: error 35. The image
     pins cuda-python to 12.6, and the doctor names the pin instead of advising a driver update."""
-    from types import SimpleNamespace
 
     from edgeproj.runtime.backends import cuda_mem
 
     docker = (REPO / "Dockerfile.jetson").read_text()
     assert "cuda-python>=12.6,<12.7" in docker and "cuda-python>=12.6,<13" not in docker
-    rt = SimpleNamespace(
-        cudaError_t=SimpleNamespace(cudaSuccess=0),
-        cudaDriverGetVersion=lambda: (0, 12060),
-        cudaRuntimeGetVersion=lambda: (0, 12090),
-        cudaGetDeviceCount=lambda: (35, 0),
-        cudaGetErrorName=lambda err: (0, b"cudaErrorInsufficientDriver"),
-    )
+    from gpu_fakes import insufficient_driver_cudart
+
+    rt = insufficient_driver_cudart(driver=12060, runtime=12090)
     monkeypatch.setattr(cuda_mem, "cudart", lambda: rt)
     monkeypatch.setattr(cuda_mem, "_on_jetson", lambda: True)
     monkeypatch.setattr("edgeproj.runtime.backends.nvlibs.dist_version", lambda *names: "12.9.4")

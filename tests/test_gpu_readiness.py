@@ -385,15 +385,11 @@ def test_node_assignment_on_a_real_cpu_session():
 
 
 def test_insufficient_driver_is_named_not_silent(monkeypatch):
+    from gpu_fakes import insufficient_driver_cudart
+
     from edgeproj.runtime.backends import cuda_mem
 
-    rt = SimpleNamespace(
-        cudaError_t=SimpleNamespace(cudaSuccess=0),
-        cudaDriverGetVersion=lambda: (0, 12020),
-        cudaRuntimeGetVersion=lambda: (0, 13000),
-        cudaGetDeviceCount=lambda: (35, 0),
-        cudaGetErrorName=lambda err: (0, b"cudaErrorInsufficientDriver"),
-    )
+    rt = insufficient_driver_cudart(driver=12020, runtime=13000)
     monkeypatch.setattr(cuda_mem, "cudart", lambda: rt)
     monkeypatch.setattr(cuda_mem, "_on_jetson", lambda: False)
     st = cuda_mem.cuda_status()

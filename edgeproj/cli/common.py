@@ -15,6 +15,7 @@ from typing import Literal
 
 import typer
 
+from edgeproj.cli.groups import OptionGroup, flag
 from edgeproj.errors import ConfigError
 from edgeproj.runtime.backends import BACKENDS
 from edgeproj.runtime.manifest import ALPHA_RANGE, LAM_RANGE, MAP_KINDS, MAX_ITERATIONS_RANGE
@@ -100,23 +101,34 @@ def output_file(path: Path, what: str = "--out") -> Path:
     return path
 
 
-BackendOpt = typer.Option("ort-cpu", "--backend", "-b", help="Inference backend.")
 BatchHelp = "Patches per projection batch (ort-cpu lanes: the most tiles one lane takes at once; lower it to save memory)."
-ThreadsOpt = typer.Option(
-    0,
-    min=0,
-    max=MAX_THREADS,
-    help="ort-cpu threads: 0 runs one single-threaded lane per CPU core; N uses one session with N threads.",
-)
-CudaGraphOpt = typer.Option(False, "--cuda-graph", help="Capture the step as a CUDA graph (GPU backends).")
-Fp16Opt = typer.Option(False, "--fp16", help="TensorRT FP16 (refused by a calibration that measured a loss, unless forced).")
-ForceFp16Opt = typer.Option(False, "--force-fp16", help="Use FP16 even where calibration measured an accuracy loss.")
+
+
+def backend_flags(batch: int = 8) -> OptionGroup:
+    """The backend flags every projection verb takes, built into one BackendChoice (`batch` is the verb's default)."""
+    return OptionGroup(
+        "choice",
+        "Backend",
+        (
+            flag("backend", BackendName, "ort-cpu", "--backend", "-b", help="Inference backend."),
+            flag("batch", int, batch, "--batch", min=1, max=MAX_BATCH, help=BatchHelp),
+            flag("threads", int, 0, "--threads", min=0, max=MAX_THREADS,
+                 help="ort-cpu threads: 0 runs one single-threaded lane per CPU core; N uses one session with N threads."),
+            flag("cuda_graph", bool, False, "--cuda-graph", help="Capture the step as a CUDA graph (GPU backends)."),
+            flag("fp16", bool, False, "--fp16", help="TensorRT FP16 (refused by a calibration that measured a loss, unless forced)."),
+            flag("force_fp16", bool, False, "--force-fp16", help="Use FP16 even where calibration measured an accuracy loss."),
+            flag("allow_fallback", bool, False, "--allow-fallback", help="Allow ONNX Runtime to fall back to the CPU silently."),
+        ),
+        runtime_choice,
+    )  # fmt: skip
+
+
+BackendOpt = typer.Option("ort-cpu", "--backend", "-b", help="Inference backend.")
 AcceptStopCheckOpt = typer.Option(
     False,
     "--accept-stop-check",
     help="Judge with thresholds calibrated on a backend that checks the stop rule elsewhere (another backend or chunk).",
 )
-FallbackOpt = typer.Option(False, "--allow-fallback", help="Allow ONNX Runtime to fall back to the CPU silently.")
 AlphaOverride = float_option(None, *ALPHA_RANGE, "Override the manifest's Adam step size.")
 LamOverride = float_option(None, *LAM_RANGE, "Override the manifest's lambda (weight of ||x - x0||_1).")
 MaxIterationsOverride = int_option(None, *MAX_ITERATIONS_RANGE, "Override the iteration limit.")

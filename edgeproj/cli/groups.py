@@ -48,12 +48,14 @@ def takes(*groups: OptionGroup):
     """Decorator: the verb receives each group's built value in the parameter the group names."""
 
     def decorate(fn):
-        own = inspect.signature(fn, eval_str=True)
+        own = inspect.signature(fn)
         replaced = {g.param for g in groups}
         missing = replaced - set(own.parameters)
         if missing:
             raise TypeError(f"{fn.__qualname__} has no parameter {', '.join(sorted(missing))} for its option group")
-        params = [p for p in own.parameters.values() if p.name not in replaced]
+        # Only the options typer reads are resolved: a group's value may be annotated with a type imported
+        # for type checking only, so that --help does not import the runtime.
+        params = [_resolved(p, fn.__globals__) for p in own.parameters.values() if p.name not in replaced]
         taken = {p.name for p in params}
         for g in groups:
             for p in g.parameters():
@@ -76,6 +78,12 @@ def takes(*groups: OptionGroup):
         return verb
 
     return decorate
+
+
+def _resolved(p: inspect.Parameter, namespace: dict) -> inspect.Parameter:
+    if isinstance(p.annotation, str):
+        return p.replace(annotation=eval(p.annotation, namespace))  # noqa: S307 - the verb's own annotation
+    return p
 
 
 def flag(name: str, annotation: Any, default: Any, *decls: str, **option: Any) -> Flag:

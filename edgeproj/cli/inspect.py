@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 import typer
 
 from edgeproj.cli.common import (
-    MAX_BATCH,
     AcceptStopCheckOpt,
-    BackendName,
-    BackendOpt,
-    BatchHelp,
-    CudaGraphOpt,
-    FallbackOpt,
-    ForceFp16Opt,
-    Fp16Opt,
-    ThreadsOpt,
+    backend_flags,
     float_option,
 )
+from edgeproj.cli.groups import takes
+
+if TYPE_CHECKING:
+    from edgeproj.runtime.projector import BackendChoice
 
 
+@takes(backend_flags(batch=16))
 def command(
     bundle: Path = typer.Argument(..., help="Calibrated bundle directory."),
     source: Optional[str] = typer.Option(
@@ -32,8 +29,7 @@ def command(
     ),
     out: Path = typer.Option(Path("inspect-out"), "--out", "-o", help="Folder for the database and saved maps."),
     db: Optional[Path] = typer.Option(None, help="SQLite results database (default: OUT/results.sqlite)."),
-    backend: BackendName = BackendOpt,
-    batch: int = typer.Option(16, min=1, max=MAX_BATCH, help=BatchHelp),
+    choice: BackendChoice = None,
     image_threshold: Optional[float] = float_option(None, 0.0, 1e6, "NG above this image score (default: calibration)."),
     pixel_threshold: Optional[float] = float_option(None, 0.0, 1e6, "Defect contour threshold (default: calibration)."),
     roi: Optional[str] = typer.Option(None, help="Region of interest x,y,w,h in frame pixels (must lie inside the frame)."),
@@ -80,11 +76,6 @@ def command(
         100_000, "--mqtt-spool", min=1, max=100_000_000, help="Messages kept on disk while the broker is down (overflow counted)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No periodic progress lines."),
-    threads: int = ThreadsOpt,
-    cuda_graph: bool = CudaGraphOpt,
-    fp16: bool = Fp16Opt,
-    force_fp16: bool = ForceFp16Opt,
-    allow_fallback: bool = FallbackOpt,
     accept_stop_check: bool = AcceptStopCheckOpt,
     json_out: bool = typer.Option(False, "--json", help="JSON lines on stdout: one per frame, then the summary."),
 ):
@@ -99,7 +90,7 @@ def command(
     """
     import logging
 
-    from edgeproj.cli.common import output_dir, output_file, parse_resize, parse_roi, runtime_choice, stop_check_fit
+    from edgeproj.cli.common import output_dir, output_file, parse_resize, parse_roi, stop_check_fit
     from edgeproj.cli.output import console, dumps
     from edgeproj.errors import ConfigError, EdgeprojError
     from edgeproj.line.capture import Capture
@@ -117,7 +108,6 @@ def command(
 
         if "GUI:                           NONE" in cv2.getBuildInformation() or not hasattr(cv2, "imshow"):
             raise ConfigError("--show needs an OpenCV build with GUI support; this one is headless (opencv-python-headless)")
-    choice = runtime_choice(backend, batch, threads, cuda_graph, fp16, force_fp16, allow_fallback)
     opts = InspectOptions(
         image_threshold=image_threshold, pixel_threshold=pixel_threshold, roi=roi_box, resize=resize_wh, queue_size=queue_size,
         save_all=save_all, video=video, show=show, max_frames=max_frames, keep_frames=keep_frames, in_flight=in_flight,

@@ -3,34 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from edgeproj.cli.common import (
-    MAX_BATCH,
     AcceptStopCheckOpt,
     AlphaOverride,
-    BackendName,
-    BackendOpt,
-    BatchHelp,
-    CudaGraphOpt,
-    FallbackOpt,
-    ForceFp16Opt,
-    Fp16Opt,
     LamOverride,
     MapKind,
     MaxIterationsOverride,
-    ThreadsOpt,
+    backend_flags,
 )
+from edgeproj.cli.groups import takes
+
+if TYPE_CHECKING:
+    from edgeproj.runtime.projector import BackendChoice
 
 
+@takes(backend_flags(batch=8))
 def command(
     bundle: Path = typer.Argument(..., help="Bundle directory written by `edgeproj export`."),
     images: list[Path] = typer.Argument(..., help="Image files or folders."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for maps, overlays and summary.json."),
-    backend: BackendName = BackendOpt,
-    batch: int = typer.Option(8, min=1, max=MAX_BATCH, help=BatchHelp),
+    choice: BackendChoice = None,
     map_kind: Optional[MapKind] = typer.Option(None, help="Anomaly map (default: the manifest's)."),
     alpha: Optional[float] = AlphaOverride,
     lam: Optional[float] = LamOverride,
@@ -44,11 +40,6 @@ def command(
         None,
         help="Resize every image (after --roi) to WxH before the frame gate: states a geometry that differs from calibration's.",
     ),
-    threads: int = ThreadsOpt,
-    cuda_graph: bool = CudaGraphOpt,
-    fp16: bool = Fp16Opt,
-    force_fp16: bool = ForceFp16Opt,
-    allow_fallback: bool = FallbackOpt,
     accept_stop_check: bool = AcceptStopCheckOpt,
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No progress output (bars on a terminal, timestamped lines otherwise)."
@@ -64,7 +55,7 @@ def command(
     exits 2.
     """
     from edgeproj import overlays
-    from edgeproj.cli.common import output_dir, parse_resize, parse_roi, runtime_choice, stop_check_fit
+    from edgeproj.cli.common import output_dir, parse_resize, parse_roi, stop_check_fit
     from edgeproj.cli.output import console, dumps, emit_json, progress
     from edgeproj.data.images import list_images, unique_stems
     from edgeproj.errors import DataError, EdgeprojError
@@ -74,7 +65,6 @@ def command(
     from edgeproj.runtime.verdict import FAULT, judge
 
     roi_box, resize_wh = parse_roi(roi), parse_resize(resize)
-    choice = runtime_choice(backend, batch, threads, cuda_graph, fp16, force_fp16, allow_fallback)
     manifest = load_manifest(bundle)
     gate = FrameGate.of(manifest)
     projector = choice.projector(manifest)
@@ -135,7 +125,7 @@ def command(
                 prog.update(task, advance=1, info=f"{stem}: {v.verdict}")
         doc = {
             "bundle": str(bundle),
-            "backend": backend,
+            "backend": choice.backend,
             "providers": proj.providers,
             "image_threshold": cal.image_threshold,
             "counts": {k: sum(s["verdict"] == k for s in summaries) for k in ("OK", "NG", "FAULT")},

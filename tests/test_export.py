@@ -410,8 +410,8 @@ def test_a_split_that_differs_from_the_step_graph_is_left_out(runs, tmp_path, mo
 def test_a_forward_graph_that_hands_over_other_values_is_refused_at_setup(bundle_copy):
     """The manifest's names agree, but the real update graph takes a saved value the forward graph does not
     hand over (a raw onnxruntime error at the first step otherwise)."""
+    from edgeproj.files import sha256_file
     from edgeproj.runtime import Projector
-    from edgeproj.runtime.manifest import sha256_file
 
     path = bundle_copy / "update.onnx"
     model = onnx.load(str(path))

@@ -287,6 +287,6 @@ def test_calibration_never_writes_a_non_finite_number(bundle_copy, demo_root, mo
 def test_manifest_and_json_output_are_strict_json(calibrated_bundle):
     text = (calibrated_bundle / MANIFEST).read_text()
     json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON token {c}"))
-    from edgeproj.runtime.manifest import dumps_strict
+    from edgeproj.jsonio import dumps_strict
 
     assert json.loads(dumps_strict({"a": float("nan"), "b": [float("inf"), np.float32(1.5)]})) == {"a": None, "b": [None, 1.5]}

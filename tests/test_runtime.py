@@ -382,7 +382,7 @@ def test_real_graph_io_is_checked_when_a_session_opens(bundle_copy):
     import onnx
 
     from edgeproj.errors import BundleError
-    from edgeproj.runtime.manifest import sha256_file
+    from edgeproj.files import sha256_file
 
     path = bundle_copy / "update.onnx"  # what the CPU runner opens (with forward.onnx)
     model = onnx.load(str(path))

@@ -17,6 +17,7 @@ import typer
 
 from edgeproj.cli.groups import OptionGroup, flag
 from edgeproj.errors import ConfigError
+from edgeproj.files import unwritable_reason
 from edgeproj.runtime.backends import BACKENDS
 from edgeproj.runtime.manifest import ALPHA_RANGE, LAM_RANGE, MAP_KINDS, MAX_ITERATIONS_RANGE
 
@@ -81,12 +82,9 @@ def output_dir(path: Path, what: str = "--out") -> Path:
         raise ConfigError(f"{what} '{path}' cannot be created: a part of its path is a file") from None
     except OSError as exc:
         raise ConfigError(f"{what} '{path}' cannot be created ({exc.strerror}); check the permissions of its parent") from None
-    probe = path / f".edgeproj-write-test.{os.getpid()}"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ConfigError(f"{what} '{path}' is not writable ({exc.strerror}); choose another folder") from None
+    why = unwritable_reason(path)
+    if why:
+        raise ConfigError(f"{what} '{path}' is not writable ({why}); choose another folder")
     return path
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 def dumps(obj: Any, indent: int | None = 2) -> str:
     """Standard JSON text (NaN/Infinity become null) for results holding numpy values and paths."""
-    from edgeproj.runtime.manifest import dumps_strict
+    from edgeproj.jsonio import dumps_strict
 
     return dumps_strict(obj, indent)
 

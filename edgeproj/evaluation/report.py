@@ -8,7 +8,7 @@ import numpy as np
 
 from edgeproj import overlays
 from edgeproj.evaluation.testset import TestSet
-from edgeproj.runtime.manifest import dumps_strict
+from edgeproj.jsonio import dumps_strict
 
 VARIANT_LABEL = {"l2ae": "L2AE", "dsae": "DSAE", "vae": "VAE", "gvae": "gamma-VAE"}
 METRICS = ("pixel_auroc", "au_pro", "image_auroc")

@@ -16,6 +16,7 @@ import numpy as np
 from edgeproj import __version__, contract
 from edgeproj.errors import BundleError, ConfigError
 from edgeproj.export.network import CONVTRANSPOSE_MODES
+from edgeproj.files import sha256_file
 from edgeproj.preprocess import Preprocess
 from edgeproj.runtime.manifest import (
     MANIFEST,
@@ -24,7 +25,6 @@ from edgeproj.runtime.manifest import (
     InputSpec,
     Manifest,
     Projection,
-    sha256_file,
     write_manifest,
 )
 

@@ -25,8 +25,8 @@ import time
 import numpy as np
 
 from edgeproj.errors import ConfigError, require
+from edgeproj.jsonio import strict_json
 from edgeproj.line.sinks import LineStats
-from edgeproj.runtime.manifest import strict_json
 
 
 def parse_listen(spec: str | int) -> tuple[str, int]:

@@ -32,8 +32,8 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from edgeproj.errors import ConfigError, require
+from edgeproj.jsonio import dumps_strict
 from edgeproj.line.sinks import LineStats
-from edgeproj.runtime.manifest import dumps_strict
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 

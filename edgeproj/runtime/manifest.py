@@ -9,15 +9,15 @@ names recorded against the contract, and every projection setting and threshold 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from edgeproj import contract
 from edgeproj.errors import BundleError, ConfigError
+from edgeproj.files import sha256_file, unwritable_reason, write_durably
+from edgeproj.jsonio import dumps_strict
 from edgeproj.preprocess import Preprocess
 
 SCHEMA_VERSION = 1
@@ -50,14 +50,6 @@ MAX_ITERATIONS_RANGE = (1, 10_000)
 ENERGY_RTOL_RANGE = (0.0, 0.5)
 WINDOW_RANGE = (1, 1000)
 CHECK_EVERY_RANGE = (1, 1000)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_range(name: str, value, bounds: tuple, integer: bool = False) -> None:
@@ -415,73 +407,21 @@ def load_manifest(bundle: Path, verify: bool = True) -> Manifest:
     return manifest
 
 
-def strict_json(obj):
-    """`obj` with every non-finite float replaced by None, numpy scalars/arrays and paths made plain:
-    what `json.dumps(..., allow_nan=False)` accepts (standard JSON has no NaN or Infinity)."""
-    if isinstance(obj, dict):
-        return {str(k): strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict_json(v) for v in obj]
-    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
-        return obj
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "tolist") and not isinstance(obj, (int, float)):
-        return strict_json(obj.tolist())
-    if hasattr(obj, "item") and not isinstance(obj, (int, float)):
-        obj = obj.item()
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, int):
-        return obj
-    if hasattr(obj, "__fspath__"):
-        return os.fspath(obj)
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
-
-
-def dumps_strict(obj, indent: int | None = 2) -> str:
-    """Standard JSON text (no NaN/Infinity tokens) of results holding numpy values and paths."""
-    return json.dumps(strict_json(obj), indent=indent, allow_nan=False)
-
-
 def write_manifest(manifest: Manifest) -> Path:
     """Write manifest.json atomically (temporary file, fsync, rename): a kill leaves the old one intact.
 
     A bundle that cannot be written (read-only, full disk) raises BundleError before anything changes.
     """
-    root = manifest.root
-    path = root / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
-    text = dumps_strict(manifest.to_dict()) + "\n"
+    path = manifest.root / MANIFEST
     try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_durably(path, dumps_strict(manifest.to_dict()) + "\n")
     except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
         raise BundleError(f"cannot write '{path}': {exc.strerror or exc}; check the bundle folder is writable") from None
-    try:  # make the rename itself durable (power loss); a process kill is covered by the rename alone
-        fd = os.open(root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
     return path
 
 
 def check_writable(folder: Path, what: str) -> None:
     """Raise BundleError now, before expensive work, when `folder` cannot take new files."""
-    folder = Path(folder)
-    probe = folder / f".edgeproj-write-test.{os.getpid()}"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise BundleError(f"{what} '{folder}' is not writable ({exc.strerror or exc}); fix its permissions or copy it") from None
+    why = unwritable_reason(folder)
+    if why:
+        raise BundleError(f"{what} '{folder}' is not writable ({why}); fix its permissions or copy it")

@@ -76,7 +76,7 @@ def run_demo(opts: DemoOptions, progress: Progress | None = None) -> dict:
         doc["inpainting"] = inpainting
         with open(report / "table.md", "a") as f:
             f.write(_inpainting_markdown(inpainting))
-    from edgeproj.runtime.manifest import dumps_strict
+    from edgeproj.jsonio import dumps_strict
 
     (report / "results.json").write_text(dumps_strict(doc) + "\n")
     return doc

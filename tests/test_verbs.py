@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -173,6 +176,21 @@ def test_verb_help(verb):
     res = run_cli(verb, "--help")
     assert res.exit_code == 0, res.output
     assert "--json" in res.stdout and "Usage: edgeproj " + verb in res.stdout
+
+
+@pytest.mark.parametrize("args", [["project", "--help"], ["--help"], ["doctor", "--json"]])
+def test_a_closed_stdout_is_not_an_error(args):
+    """`edgeproj project --help | head` must not end in "Broken pipe": the reader left, the run is fine."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write fails with EPIPE, as after `head` has exited
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "edgeproj", *args], stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
 
 
 # ------------------------------------------------------------------ bundle errors

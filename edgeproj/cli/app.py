@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -23,9 +24,17 @@ class _Group(TyperGroup):
     would otherwise print a usage box), and an operating-system refusal (a read-only or full folder).
     """
 
+    def make_context(self, *args, **kwargs):
+        try:  # `edgeproj --help | head` closes the pipe here
+            return super().make_context(*args, **kwargs)
+        except (BrokenPipeError, SystemExit) as exc:
+            _reader_left_or_raise(exc)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except (BrokenPipeError, SystemExit) as exc:  # `edgeproj VERB --help | head`, `edgeproj doctor --json | head -1`
+            _reader_left_or_raise(exc)
         except EdgeprojError as exc:
             _fail(str(exc))
         except OSError as exc:  # permissions, full disk, a path below a file: the user's to fix
@@ -51,6 +60,21 @@ class _Group(TyperGroup):
             typer.echo("edgeproj: aborted", err=True)
             sys.exit(130)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _reader_left_or_raise(exc: BaseException):
+    """The reader of stdout went away: not an error, nothing more to say (exit 0); anything else is re-raised.
+
+    Rich turns a broken pipe into SystemExit(1) raised while handling the BrokenPipeError, which is how
+    that exit is told apart from a verb's own. stdout is pointed at /dev/null so the interpreter's last
+    flush does not fail on the closed pipe again.
+    """
+    if not isinstance(exc, BrokenPipeError) and not isinstance(exc.__context__, BrokenPipeError):
+        raise exc
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    sys.exit(0)
 
 
 def _fail(message: str):

@@ -71,55 +71,54 @@ def command(
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a failed export leaves no folder it made
         raise
-    p = manifest.parity
+    from edgeproj.export.parity_report import ParityReport
+
+    p = ParityReport.of(manifest.parity)
     # On stderr (stdout may be JSON): what the parity figures were measured on, and what was accepted.
-    if not p.get("measured", True):
+    if not p.measured:
         c.print("parity: not measured (--no-parity); the manifest records it")
-    elif str(p.get("probe", "")).startswith("synthetic"):
-        c.print(f"parity probe: {p['probe']}; smooth synthetic patches were used instead")
-    if p.get("accepted_failure"):
-        c.print(
-            f"parity failure accepted (--accept-parity-failure, recorded in the manifest): {'; '.join(p['accepted_failure'])}"
-        )
-    split = p.get("split", {})
-    if split.get("dropped"):
-        c.print(f"warning: {split['dropped']}")
+    elif p.synthetic_probe:
+        c.print(f"parity probe: {p.probe}; smooth synthetic patches were used instead")
+    if p.accepted_failures:
+        c.print(f"parity failure accepted (--accept-parity-failure, recorded in the manifest): {'; '.join(p.accepted_failures)}")
+    if p.split_dropped:
+        c.print(f"warning: {p.split_dropped}")
     if json_out:
         emit_json(manifest.to_dict())
         return
     for name, g in manifest.graphs.items():
         c.print(f"{name}: {out / g.file} ({g.bytes / 1e6:.2f} MB, opset {g.opset}, sha256 {g.sha256[:12]})")
-    if p.get("measured", True) and p.get("gradient"):
-        if not str(p.get("probe", "")).startswith("synthetic"):
-            c.print(f"parity probe: {p.get('probe')}")
-        for b, fig in p["gradient"].items():
-            c.print(
-                f"gradient parity {b}: max|g_onnx - g_torch| / max|g_torch| = {fig['grad_rel_max_err']:.2e} "
-                f"(float32 autograd {fig['float32']['grad_rel_max_err']:.2e}, float64 {fig['float64']['grad_rel_max_err']:.2e})"
-            )
-        from edgeproj.export.parity import trajectory_bounds, trajectory_figures
-
-        for label, fig in p["trajectory"].items():
-            deployed = p.get("deployed_rule") in (None, label)
-            g, b, sp = trajectory_figures(fig), trajectory_bounds(fig, strict=deployed), fig.get("reference_spread", {})
-            if not deployed and p.get("uninformative", {}).get(label):
-                c.print(
-                    f"{label} (not deployed): PyTorch float32 and float64 disagree past the limit on "
-                    f"{', '.join(p['uninformative'][label])}; bounded by 3x that spread, the deployed rule carries the check"
-                )
-            c.print(
-                f"{p['steps']}-step {label} (graph vs nearer PyTorch | PyTorch float32 vs float64 | bound): "
-                f"energy {g['energy_traj_rel_max_err']:.1e} | {sp.get('energy_traj_rel_max_err', float('nan')):.1e} | "
-                f"{b['energy_traj_rel_max_err']:.1e}; map corr {g['map_correlation']:.4f} | "
-                f"{sp.get('map_correlation', float('nan')):.4f} | {b['map_correlation_min']:.4f}; pixel AUROC diff "
-                f"{g['pixel_auroc_diff']:.4f} | {sp.get('pixel_auroc_diff', float('nan')):.4f} | {b['pixel_auroc_diff']:.4f}"
-            )
-        for label, f in p.get("optimizer", {}).items():
-            c.print(
-                f"optimizer {label} ({f['steps']} steps from a non-zero state vs numpy Adam): x {f['x_max_abs_err']:.1e} abs, "
-                f"m {f['m_rel_max_err']:.1e}, v {f['v_rel_max_err']:.1e} rel"
-            )
-        if "max_err" in split:
-            c.print(f"forward + update graphs vs step graph: largest difference {split['max_err']:.1e}")
-        c.print("parity: every figure within its bound" if p.get("passed") else "parity: FAILED (accepted)")
+    if p.measured and p.gradient:
+        _print_parity(c, p)
     c.print(f"bundle written to {out}")
+
+
+def _print_parity(c, p) -> None:
+    """The parity figures, one line each: graph against PyTorch, PyTorch's own spread, the bound."""
+    if not p.synthetic_probe:
+        c.print(f"parity probe: {p.probe}")
+    for g in p.gradient:
+        c.print(
+            f"gradient parity {g.batch}: max|g_onnx - g_torch| / max|g_torch| = {g.graph:.2e} "
+            f"(float32 autograd {g.float32:.2e}, float64 {g.float64:.2e})"
+        )
+    for t in p.trajectories:
+        if t.uninformative:
+            c.print(
+                f"{t.rule} (not deployed): PyTorch float32 and float64 disagree past the limit on "
+                f"{', '.join(t.uninformative)}; bounded by 3x that spread, the deployed rule carries the check"
+            )
+        e, m, a = t.energy, t.map_correlation, t.pixel_auroc_diff
+        c.print(
+            f"{p.steps}-step {t.rule} (graph vs nearer PyTorch | PyTorch float32 vs float64 | bound): "
+            f"energy {e.graph:.1e} | {e.spread:.1e} | {e.bound:.1e}; map corr {m.graph:.4f} | {m.spread:.4f} | {m.bound:.4f}; "
+            f"pixel AUROC diff {a.graph:.4f} | {a.spread:.4f} | {a.bound:.4f}"
+        )
+    for f in p.optimizer:
+        c.print(
+            f"optimizer {f.rule} ({f.steps} steps from a non-zero state vs numpy Adam): x {f.x_abs:.1e} abs, "
+            f"m {f.m_rel:.1e}, v {f.v_rel:.1e} rel"
+        )
+    if p.split_max_err is not None:
+        c.print(f"forward + update graphs vs step graph: largest difference {p.split_max_err:.1e}")
+    c.print("parity: every figure within its bound" if p.passed else "parity: FAILED (accepted)")

@@ -141,7 +141,7 @@ def test_bench_leaves_out_trt_fp16_and_says_why(monkeypatch):
 
     monkeypatch.setattr(runner, "probe_all", lambda: {"ort-cpu": None, "ort-cuda": "no", "ort-trt": "no", "trt": None})
     monkeypatch.setattr(trt, "fp16_probe", lambda: "FP16 unavailable on this TensorRT (11.4.0.106): ...")
-    opts = runner.BenchOptions()
+    opts = runner.BenchOptions(backends=("ort-cpu", "ort-cuda", "ort-trt", "trt"))
     names = [v.name for v in runner.configurations(opts) if v.name != "ort-cpu-threads"]  # that one: multi-core hosts
     assert names == ["ort-cpu", "trt-fp32"]
     unavailable = runner.unavailable_configurations(opts)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from edgeproj.errors import BackendError, ConfigError
-from edgeproj.runtime.backends import backend_options, cache, nvlibs, ort_session, trt_engine
+from edgeproj.runtime.backends import backend_options, cache, names, nvlibs, ort_session, trt_engine
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -141,7 +141,7 @@ def test_bench_leaves_out_trt_fp16_and_says_why(monkeypatch):
 
     monkeypatch.setattr(runner, "probe_all", lambda: {"ort-cpu": None, "ort-cuda": "no", "ort-trt": "no", "trt": None})
     monkeypatch.setattr(trt, "fp16_probe", lambda: "FP16 unavailable on this TensorRT (11.4.0.106): ...")
-    opts = runner.BenchOptions()
+    opts = runner.BenchOptions(backends=("ort-cpu", "ort-cuda", "ort-trt", "trt"))
     names = [v.name for v in runner.configurations(opts) if v.name != "ort-cpu-threads"]  # that one: multi-core hosts
     assert names == ["ort-cpu", "trt-fp32"]
     unavailable = runner.unavailable_configurations(opts)
@@ -433,7 +433,7 @@ def test_tf32_is_off_for_runners_only_and_a_user_value_wins(demo_root, tmp_path)
 def test_doctor_json_on_this_machine():
     doc = _doctor()
     rows = doc["backends"]
-    assert list(rows) == ["ort-cpu", "ort-cuda", "ort-trt", "trt"]
+    assert list(rows) == list(names())  # every registered backend, in registry order
     cpu = rows["ort-cpu"]
     assert cpu["state"] == "available" and cpu["session"]["activated"][0] == "CPUExecutionProvider"
     for name, row in rows.items():

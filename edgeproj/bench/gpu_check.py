@@ -58,10 +58,16 @@ class CheckReport:
 
 
 def configurations(required: list[str], fp16: bool) -> dict[str, tuple[str, dict]]:
-    """The GPU configurations of the required backends, plus trt-fp16 where TensorRT can build it."""
-    out = {k: v for k, v in GPU_CONFIGS.items() if v[0] in required}
-    if fp16 and "trt" in required:
-        out["trt-fp16"] = ("trt", {"fp16": True, "cuda_graph": True})
+    """The GPU configurations of the required backends (GPU_CONFIGS, else the backend's own bench
+    configurations), plus, with fp16, the FP16 configurations its registry entry declares (trt-fp16)."""
+    from edgeproj.runtime.backends import backend
+
+    out = {}
+    for b in required:
+        bench = backend(b).bench
+        out |= {k: v for k, v in GPU_CONFIGS.items() if v[0] == b} or {c.name: (b, c.flags_here(0)) for c in bench if not c.fp16}
+        if fp16:
+            out |= {c.name: (b, c.flags_here(0)) for c in bench if c.fp16}
     return out
 
 
@@ -260,14 +266,16 @@ def main(argv=None) -> int:
     ap.add_argument("--no-speed", action="store_true")
     args = ap.parse_args(argv)
 
-    from edgeproj.runtime.backends import REGISTRY
+    from edgeproj.runtime.backends import ON_GPU, REGISTRY, gpu_backends
 
     required = [b for b in args.required.split(",") if b]
-    unknown = [b for b in required if b not in GPU_CONFIGS.keys() | {"trt"}]
+    unknown = [b for b in required if b not in ON_GPU]
     if unknown:
-        print(f"gpu_check: unknown GPU backend(s) {', '.join(unknown)}", file=sys.stderr)
+        print(f"gpu_check: unknown GPU backend(s) {', '.join(unknown)}; choose from {', '.join(gpu_backends())}",
+              file=sys.stderr)  # fmt: skip
         return 2
-    fp16 = "trt" in required and REGISTRY["trt"].fp16_unavailable_reason() is None
+    # FP16 where a required backend declares an FP16 bench configuration and its probe passes here.
+    fp16 = any(REGISTRY[b].fp16_unavailable_reason() is None for b in required if any(c.fp16 for c in REGISTRY[b].bench))
     configs = configurations(required, fp16)
     report = run_check(args.bundle, args.data, args.category, configs, () if args.no_speed else tuple(required))
     if args.out:

@@ -15,7 +15,6 @@ as failures and never silently dropped.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -68,33 +67,25 @@ def unavailable_configurations(opts: BenchOptions) -> dict[str, str]:
             out[b] = f"unknown backend; choose from {', '.join(REGISTRY)}"
         elif reasons[b] is not None:
             out[b] = reasons[b]
-        elif b == "trt" and opts.fp16 and (why := REGISTRY["trt"].fp16_unavailable_reason()):
-            out["trt-fp16"] = why
+        elif opts.fp16 and (fp16 := [c.name for c in REGISTRY[b].bench if c.fp16]):
+            if why := REGISTRY[b].fp16_unavailable_reason():  # e.g. TensorRT 11 has no FP16 flag
+                out |= dict.fromkeys(fp16, why)
     return out
 
 
 def configurations(opts: BenchOptions) -> list[Variant]:
+    """The configurations every available backend declares for bench (its registry entry's `bench`)."""
     reasons = probe_all()
-    wanted = opts.backends or ("ort-cpu", "ort-cuda", "ort-trt", "trt")
     out = []
-    for b in wanted:
+    for b in opts.backends or tuple(REGISTRY):
         if reasons.get(b, "unknown") is not None:
             continue
-        if b == "ort-cpu":
-            out.append(Variant("ort-cpu", b, backend_options(b, threads=opts.threads)))
-            cores = os.cpu_count() or 1
-            if opts.threads == 0 and cores > 1:
-                # Lanes (one single-threaded session per core) against one session with a thread per core:
-                # a batch smaller than the lanes leaves cores idle on lanes, not on threads.
-                out.append(Variant("ort-cpu-threads", b, backend_options(b, threads=cores)))
-        elif b == "ort-cuda":
-            out += [Variant("ort-cuda", b, backend_options(b)), Variant("ort-cuda+graph", b, backend_options(b, cuda_graph=True))]
-        elif b == "ort-trt":
-            out.append(Variant("ort-trt", b, backend_options(b)))
-        elif b == "trt":
-            out.append(Variant("trt-fp32", b, backend_options(b, cuda_graph=True)))
-            if opts.fp16 and REGISTRY["trt"].fp16_unavailable_reason() is None:  # TensorRT 11 has no FP16 flag
-                out.append(Variant("trt-fp16", b, backend_options(b, cuda_graph=True, fp16=True)))
+        entry = REGISTRY[b]
+        fp16 = opts.fp16 and any(c.fp16 for c in entry.bench) and entry.fp16_unavailable_reason() is None
+        for c in entry.bench:
+            flags = c.flags_here(opts.threads)
+            if flags is not None and (fp16 or not c.fp16):
+                out.append(Variant(c.name, b, backend_options(b, **flags)))
     return out
 
 
@@ -314,7 +305,7 @@ def run_bench(bundle: Path, opts: BenchOptions, tick: Callable[[str], None] | No
         ref = torch_rows.get(r["batch"])
         r["ratio_vs_torch"] = r["iterations_per_ms"] / ref["iterations_per_ms"] if ref else None
         # The same loop in torch on the same device: the GPU torch for GPU rows, the CPU torch for CPU rows.
-        on_gpu = r["backend"].startswith(("torch-cuda", "ort-cuda", "ort-trt", "trt"))
+        on_gpu = r["backend"] == "torch-cuda" or any(v.name == r["backend"] and v.backend in GPU_BACKENDS for v in configs)
         same = (torch_gpu_rows if on_gpu else torch_rows).get(r["batch"])
         r["ratio_vs_torch_same_device"] = r["iterations_per_ms"] / same["iterations_per_ms"] if same else None
         if flops:

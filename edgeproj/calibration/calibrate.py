@@ -56,6 +56,8 @@ class CalibrationOptions:
     synthetic_per_image: int = 2
     backend: str = "ort-cpu"
     batch: int = 8
+    options: object = None  # the backend's options dataclass (None: its defaults)
+    force_fp16: bool = False
     seed: int = 0
     gate_margin: float = MARGIN  # robust SDs beyond the calibrated min and max of each gate statistic
     image_score: str = "auto"  # auto: chosen on synthetic defects (score_choice); or one of IMAGE_SCORES
@@ -175,7 +177,7 @@ def calibrate_bundle(
     defects = _synthetic_defects(images, opts) if opts.synthetic_miss_rate is not None else []
     n_choice = len(hold) if opts.image_score == "auto" and len(hold) >= MIN_PAIRS else 0
     task = progress.add_task("calibrate", total=2 * len(cal) + len(hold) + n_choice + n_lab + len(defects), info="L_r at x0")
-    with Projector(manifest, backend=opts.backend, batch=opts.batch) as proj:
+    with Projector(manifest, backend=opts.backend, options=opts.options, batch=opts.batch, force_fp16=opts.force_fp16) as proj:
         stop_check = proj.stop_check
         cal_tiles = [to_patches(img, manifest.preprocess)[0] for img in cal]
         rec = proj.rec_losses(np.concatenate(cal_tiles))

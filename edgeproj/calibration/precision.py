@@ -1,7 +1,8 @@
-"""FP16 against FP32 on the TensorRT paths: maps, energies and (with labels) pixel AUROC.
+"""FP16 against FP32 on a backend with an FP16 path: maps, energies and (with labels) pixel AUROC.
 
-Where the backend runs but FP16 cannot (TensorRT 11 has no FP16 builder flag; ort-trt cannot keep the
-Adam tail in FP32), the verdict recorded is the string "FP16 unavailable: <reason>", not a failure.
+Which backends have one is their registry declaration (`Backend.fp16`). Where the backend runs but FP16
+cannot (TensorRT 11 has no FP16 builder flag; ort-trt cannot keep the Adam tail in FP32), the verdict
+recorded is the string "FP16 unavailable: <reason>", not a failure.
 """
 
 from __future__ import annotations
@@ -11,28 +12,28 @@ import numpy as np
 from edgeproj.calibration.calibrate import FP16_MAX_AUROC_DROP
 from edgeproj.errors import BackendError
 from edgeproj.metrics import roc_auc
-from edgeproj.runtime.backends import REGISTRY, backend_options
+from edgeproj.runtime import backends
 from edgeproj.runtime.manifest import Manifest
 from edgeproj.runtime.projector import Projector
 
 
 def measure_fp16(manifest: Manifest, images: list[np.ndarray], backend: str = "trt", labelled=None) -> dict | str:
-    """Run the same images in FP32 and FP16 on a TensorRT backend and compare what users see.
+    """Run the same images in FP32 and FP16 on a backend with an FP16 path and compare what users see.
 
     Returns the verdict dict, or "FP16 unavailable: ..." where the backend runs here but FP16 cannot.
-    Raises BackendError when the backend itself is unavailable (nothing could be measured).
+    Raises BackendError when the backend has no FP16 path or is unavailable (nothing could be measured).
     """
-    name = backend
-    if name not in ("trt", "ort-trt"):
-        raise BackendError("the FP16 check needs a TensorRT backend: --backend trt or ort-trt")
-    entry = REGISTRY[name]
+    name, entry = backend, backends.backend(backend)
+    if not entry.fp16:
+        with_fp16 = ", ".join(n for n, b in backends.REGISTRY.items() if b.fp16)
+        raise BackendError(f"the FP16 check needs a backend with FP16 ({with_fp16}); {name} runs FP32 only")
     if (why := entry.unavailable_reason()) is not None:
         raise BackendError(f"the FP16 check needs {name}, which is unavailable here: {why}")
     if (why := entry.fp16_unavailable_reason()) is not None:
         return f"FP16 unavailable: {why}"
     runs = {}
     for prec, fp16 in (("fp32", False), ("fp16", True)):
-        with Projector(manifest, backend=name, options=backend_options(name, fp16=fp16), force_fp16=True) as proj:
+        with Projector(manifest, backend=name, options=backends.backend_options(name, fp16=fp16), force_fp16=True) as proj:
             res = proj.project(images)
             lab = proj.project(labelled.images) if labelled is not None else None
         runs[prec] = (res, lab)

@@ -40,7 +40,7 @@ def command(
     from edgeproj.cli.output import console, dumps, emit_json, progress
     from edgeproj.errors import ConfigError
     from edgeproj.runtime import load_manifest
-    from edgeproj.runtime.backends import BACKENDS
+    from edgeproj.runtime.backends import REGISTRY
 
     try:
         batch_list = tuple(int(b) for b in batches.split(",") if b.strip())
@@ -55,9 +55,9 @@ def command(
     if not sizes or not all(128 <= v <= 8192 for v in sizes):
         raise ConfigError(f"--frame-sizes must list sides in 128..8192, got '{frame_sizes}'")
     names = tuple(b.strip() for b in backends.split(",") if b.strip()) if backends else None
-    unknown = [b for b in names or () if b not in BACKENDS]
+    unknown = [b for b in names or () if b not in REGISTRY]
     if unknown or names == ():
-        raise ConfigError(f"--backends: unknown backend(s) {unknown or backends!r}; choose from {', '.join(BACKENDS)}")
+        raise ConfigError(f"--backends: unknown backend(s) {unknown or backends!r}; choose from {', '.join(REGISTRY)}")
     old = None
     if compare:
         try:

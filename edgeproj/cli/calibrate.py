@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 import typer
 
-from edgeproj.cli.common import MAX_BATCH, BackendName, BackendOpt, BatchHelp, float_option
+from edgeproj.cli.common import backend_flags, float_option
+from edgeproj.cli.groups import takes
+from edgeproj.runtime.backends import REGISTRY
 from edgeproj.runtime.manifest import IMAGE_SCORES
 
+if TYPE_CHECKING:
+    from edgeproj.runtime.projector import BackendChoice
 
+
+@takes(backend_flags(batch=8))
 def command(
     bundle: Path = typer.Argument(..., help="Bundle directory (its manifest is rewritten atomically)."),
     normal_images: Path = typer.Argument(..., help="Folder of normal images, or an MVTec category folder (train/good)."),
@@ -45,10 +51,13 @@ def command(
         + ", ".join(IMAGE_SCORES)
         + ".",
     ),
-    backend: BackendName = BackendOpt,
-    batch: int = typer.Option(8, min=1, max=MAX_BATCH, help=BatchHelp),
+    choice: BackendChoice = None,
     precision_check: bool = typer.Option(
-        False, "--precision-check", help="Measure FP16 vs FP32 on a TensorRT backend (trt / ort-trt)."
+        False,
+        "--precision-check",
+        help="Measure FP16 vs FP32 on the backend's FP16 path ("
+        + ", ".join(f"{n}: on {b.fp16_check or 'none, refused'}" for n, b in REGISTRY.items())
+        + ").",
     ),
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No progress output (bars on a terminal, timestamped lines otherwise)."
@@ -68,10 +77,14 @@ def command(
     from edgeproj.data.mvtec import normal_images as list_normal
     from edgeproj.errors import ConfigError
     from edgeproj.runtime import load_manifest
+    from edgeproj.runtime.backends import fp16_check_backend
     from edgeproj.runtime.manifest import check_writable
 
+    # Where the FP16 check runs is the backend's declaration; one that does not apply is refused before any work.
+    fp16_backend = fp16_check_backend(choice.backend) if precision_check else None
     opts = CalibrationOptions(stop_rule=stop, stop_quantile=stop_quantile, pixel_fpr=pixel_fpr, image_frr=image_frr,
-                              holdout=holdout, backend=backend, batch=batch, synthetic_miss_rate=synthetic_miss_rate,
+                              holdout=holdout, backend=choice.backend, batch=choice.batch, options=choice.options,
+                              force_fp16=choice.force_fp16, synthetic_miss_rate=synthetic_miss_rate,
                               synthetic_per_image=synthetic_per_image, gate_margin=gate_margin,
                               aspect_tolerance=aspect_tolerance, image_score=image_score)  # fmt: skip
     if labelled is not None and not category:
@@ -88,9 +101,7 @@ def command(
     if precision_check:
         from edgeproj.calibration.precision import measure_fp16
 
-        fp16 = measure_fp16(
-            manifest, load_normal(paths[:8], manifest.channels), backend if backend in ("trt", "ort-trt") else "trt", ts
-        )
+        fp16 = measure_fp16(manifest, load_normal(paths[:8], manifest.channels), fp16_backend, ts)
         precision = {"fp32": "reference", "fp16": fp16, "int8": "not offered (see docs): FP32/FP16 only"}
     c = console()
     with progress(enabled=not (quiet or json_out)) as prog:
@@ -115,16 +126,20 @@ def command(
             f"(the --image-frr target would give {syn['threshold_at_normal_frr_target']:.4g})"
         )
     _print_gate(c, section, manifest.channels)
-    choice = section.get("image_score_choice") or {}
-    figs = choice.get("candidates_auroc")
+    if precision is not None:
+        fp16 = precision["fp16"]
+        verdict = fp16 if isinstance(fp16, str) else "allowed" if fp16["allowed"] else "refused (it loses accuracy)"
+        c.print(f"FP16 measured on {fp16_backend}: {verdict}")
+    score = section.get("image_score_choice") or {}
+    figs = score.get("candidates_auroc")
     if figs:
         listed = ", ".join(f"{k} {v:.3f}" for k, v in sorted(figs.items(), key=lambda kv: -kv[1]))
         c.print(
-            f"image score {choice['chosen']} (was {choice.get('before')}): AUROC of synthetic defects vs the "
-            f"{choice['normal_images']} held-out normal images: {listed}"
+            f"image score {score['chosen']} (was {score.get('before')}): AUROC of synthetic defects vs the "
+            f"{score['normal_images']} held-out normal images: {listed}"
         )
-    elif choice:
-        c.print(f"image score {choice.get('chosen')}: {choice.get('rule')}")
+    elif score:
+        c.print(f"image score {score.get('chosen')}: {score.get('rule')}")
     if "holdout_pixel_fpr" in m:
         c.print(
             f"held-out normal images ({section['images']['holdout']}): pixel FPR {m['holdout_pixel_fpr']:.4f}, "

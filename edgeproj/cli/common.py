@@ -18,10 +18,9 @@ import typer
 from edgeproj.cli.groups import OptionGroup, flag
 from edgeproj.errors import ConfigError
 from edgeproj.files import unwritable_reason
-from edgeproj.runtime.backends import BACKENDS
+from edgeproj.runtime import backends
 from edgeproj.runtime.manifest import ALPHA_RANGE, LAM_RANGE, MAP_KINDS, MAX_ITERATIONS_RANGE
 
-BackendName = Literal[BACKENDS]
 MapKind = Literal[MAP_KINDS]
 MAX_BATCH = 1024
 MAX_THREADS = 64
@@ -43,6 +42,14 @@ def float_option(default, lo: float, hi: float, help: str, *decls: str):
 
 def int_option(default, lo: int, hi: int | None, help: str, *decls: str):
     return typer.Option(default, *decls, min=lo, max=hi, help=help)
+
+
+def known_backend(value: str) -> str:
+    """Option callback of --backend: a registered backend (read at parse time, so one registered after this
+    module was imported counts), else a usage error listing the choices."""
+    if value not in backends.REGISTRY:
+        raise typer.BadParameter(f"unknown backend '{value}'; choose one of {', '.join(backends.names())}")
+    return value
 
 
 def runtime_choice(
@@ -108,7 +115,10 @@ def backend_flags(batch: int = 8) -> OptionGroup:
         "choice",
         "Backend",
         (
-            flag("backend", BackendName, "ort-cpu", "--backend", "-b", help="Inference backend."),
+            # The choices are checked against the registry at parse time (a plain Literal would freeze them at
+            # import); the metavar lists those registered when the CLI was imported.
+            flag("backend", str, "ort-cpu", "--backend", "-b", metavar=f"<{'|'.join(backends.names())}>",
+                 callback=known_backend, help="Inference backend."),
             flag("batch", int, batch, "--batch", min=1, max=MAX_BATCH, help=BatchHelp),
             flag("threads", int, 0, "--threads", min=0, max=MAX_THREADS,
                  help="ort-cpu threads: 0 runs one single-threaded lane per CPU core; N uses one session with N threads."),
@@ -121,7 +131,6 @@ def backend_flags(batch: int = 8) -> OptionGroup:
     )  # fmt: skip
 
 
-BackendOpt = typer.Option("ort-cpu", "--backend", "-b", help="Inference backend.")
 AcceptStopCheckOpt = typer.Option(
     False,
     "--accept-stop-check",

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from edgeproj.cli.common import MAX_BATCH, BackendName, BackendOpt, BatchHelp, float_option
+from edgeproj.cli.common import backend_flags, float_option
+from edgeproj.cli.groups import takes
+
+if TYPE_CHECKING:
+    from edgeproj.runtime.projector import BackendChoice
 
 
+@takes(backend_flags(batch=8))
 def command(
     targets: list[Path] = typer.Argument(
         ..., help="BUNDLE DATA, or DATA alone with --variants; with --synthetic, DATA is a folder of normal images."
@@ -33,8 +38,7 @@ def command(
     ),
     lr: float = float_option(1e-4, 1e-8, 1.0, "Training learning rate for variants without a run."),
     resize: Optional[int] = typer.Option(None, min=128, max=8192, help="Texture resize for training new runs (paper: 512)."),
-    backend: BackendName = BackendOpt,
-    batch: int = typer.Option(8, min=1, max=MAX_BATCH, help=BatchHelp),
+    choice: BackendChoice = None,
     study: bool = typer.Option(True, help="Run the convergence study (paper figure 5) and the placement comparison."),
     study_every: int = typer.Option(5, min=1, max=10_000, help="Iterations between points of the convergence curves."),
     study_iterations: Optional[int] = typer.Option(
@@ -53,7 +57,6 @@ def command(
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON on stdout."),
 ):
     """Pixel AUROC, AU-PRO and image AUROC of baseline and gradient projection; report folder with PNGs."""
-    from edgeproj.cli.common import runtime_choice
     from edgeproj.cli.output import console, emit_json, progress
     from edgeproj.errors import ConfigError
     from edgeproj.evaluation.evaluate import EvalOptions
@@ -96,7 +99,7 @@ def command(
     opts = ReportOptions(
         category,
         out,
-        runtime_choice(backend, batch),
+        choice,
         EvalOptions(
             study=study, study_every=study_every, study_iterations=study_iterations, rule_study=rule_study, appendix_b=appendix_b
         ),

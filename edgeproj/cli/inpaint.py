@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from edgeproj.cli.common import AlphaOverride, BackendName, BackendOpt, LamOverride, MaxIterationsOverride
+from edgeproj.cli.common import AlphaOverride, LamOverride, MaxIterationsOverride, backend_flags
+from edgeproj.cli.groups import takes
+
+if TYPE_CHECKING:
+    from edgeproj.runtime.projector import BackendChoice
 
 
+@takes(backend_flags(batch=8))
 def command(
     bundle: Path = typer.Argument(..., help="Bundle directory."),
     image: Path = typer.Argument(..., help="Image to repair."),
     out: Path = typer.Option(..., "--out", "-o", help="Output PNG."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Known region to fill (nonzero = fill); none: blind inpainting."),
-    backend: BackendName = BackendOpt,
+    choice: BackendChoice = None,
     max_iterations: Optional[int] = MaxIterationsOverride,
     alpha: Optional[float] = AlphaOverride,
     lam: Optional[float] = LamOverride,
@@ -25,12 +30,11 @@ def command(
     import cv2
     import numpy as np
 
-    from edgeproj.cli.common import output_file, runtime_choice
+    from edgeproj.cli.common import output_file
     from edgeproj.cli.output import console, emit_json
     from edgeproj.data.images import read_image, read_mask, write_png
     from edgeproj.runtime import load_manifest
 
-    choice = runtime_choice(backend, batch=8)
     manifest = load_manifest(bundle)
     output_file(out)
     settings = manifest.projection.with_overrides(max_iterations=max_iterations, alpha=alpha, lam=lam)

@@ -33,7 +33,7 @@ from edgeproj.runtime.backends.nvlibs import (
     preload_cuda_libraries,
 )
 from edgeproj.runtime.backends.ort_session import gpu_failure_hint, original_error
-from edgeproj.runtime.device_memory import GPU_BACKENDS, backend_device_memory
+from edgeproj.runtime.device_memory import backend_device_memory
 
 AVAILABLE, UNAVAILABLE, BROKEN = "available", "unavailable", "broken"
 
@@ -41,7 +41,6 @@ AVAILABLE, UNAVAILABLE, BROKEN = "available", "unavailable", "broken"
 _TINY_MODEL = base64.b64decode(
     "CAgSD2VkZ2Vwcm9qLWRvY3RvcjpOChoKAXgKAXgSAXkaCmRvY3Rvcl9hZGQiA0FkZBIGZG9jdG9yWhMKAXgSDgoMCAESCAoCCAEKAggIYhMKAXkSDgoMCAESCAoCCAEKAggIQgQKABAR"
 )
-_PROVIDER = {"ort-cpu": "CPUExecutionProvider", "ort-cuda": "CUDAExecutionProvider", "ort-trt": "TensorrtExecutionProvider"}
 
 PACKAGES = (
     "numpy",
@@ -172,14 +171,14 @@ def diagnose(sessions: bool = True, bundle=None) -> dict:
     for name, entry in REGISTRY.items():
         reason = entry.unavailable_reason()
         row: dict = {"state": AVAILABLE if reason is None else UNAVAILABLE, "reason": reason, "summary": entry.summary}
-        if reason is None and sessions and name in _PROVIDER:
-            check = tiny_session(_PROVIDER[name])
+        if reason is None and sessions and entry.provider:
+            check = tiny_session(entry.provider)
             row["session"] = check
             if not check["ok"]:
                 row["state"], row["reason"] = BROKEN, check["problem"]
         fp16 = entry.fp16_unavailable_reason()
         row["fp16"] = "available" if fp16 is None else fp16
-        if bundle is not None and name in GPU_BACKENDS and row["state"] == AVAILABLE:
+        if bundle is not None and entry.on_gpu and row["state"] == AVAILABLE:
             row["device_memory"] = backend_device_memory(bundle, name)
         backends[name] = row
     report["backends"] = backends

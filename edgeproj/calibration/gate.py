@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -87,11 +87,24 @@ def rejection_summary(results: list[GateResult]) -> dict:
     return {"images": len(results), "rejected": by.total(), "by_check": dict(sorted(by.items()))}
 
 
-def describe_ranges(spec: GateSpec) -> list[dict]:
-    """One row per statistic for `calibrate`'s output: accepted range, what calibration saw, unit."""
+@dataclass(frozen=True)
+class RangeRow:
+    """One statistic of the gate as `calibrate` reports it: accepted range, what calibration saw, unit."""
+
+    statistic: str
+    label: str
+    unit: str
+    lo: float | None
+    hi: float | None
+    seen_min: float
+    seen_max: float
+    scope: str
+
+
+def describe_ranges(spec: GateSpec) -> list[RangeRow]:
+    """One row per statistic for `calibrate`'s output."""
     rows = []
     for key, r in spec.ranges.items():
         st = statistic_of(key)
-        rows.append({"statistic": key, "label": st.label, "unit": st.unit, "lo": r.lo, "hi": r.hi,
-                     "seen_min": r.seen_min, "seen_max": r.seen_max, "scope": st.scope})  # fmt: skip
+        rows.append(RangeRow(key, st.label, st.unit, r.lo, r.hi, r.seen_min, r.seen_max, st.scope))
     return rows

@@ -105,74 +105,72 @@ def command(
         precision = {"fp32": "reference", "fp16": fp16, "int8": "not offered (see docs): FP32/FP16 only"}
     c = console()
     with progress(enabled=not (quiet or json_out)) as prog:
-        section = calibrate_bundle(bundle, paths, opts, labelled=ts, precision=precision, progress=prog).to_dict()
+        calibration = calibrate_bundle(bundle, paths, opts, labelled=ts, precision=precision, progress=prog)
     if json_out:
-        emit_json(section)
+        emit_json(calibration.to_dict())
         return
-    m = section["measured"]
-    c.print(
-        f"stop threshold L_r < {section['rec_loss_threshold']:.4g}; pixel threshold {section['pixel_threshold']:.4g}; "
-        f"image threshold {section['image_threshold']:.4g}"
-    )
-    c.print(
-        f"pixel FPR {m['calibration_pixel_fpr']:.4f} (target {pixel_fpr}), image false-reject {m['calibration_image_frr']:.3f} "
-        f"(target {image_frr}) on {section['images']['calibration']} calibration images"
-    )
-    if "synthetic" in m:
-        syn = m["synthetic"]
-        c.print(
-            f"image threshold set by synthetic defects: miss rate {syn['miss_rate']:.3f} (target {synthetic_miss_rate}) over "
-            f"{syn['defects']} defects; normal false-reject at this threshold {m['calibration_image_frr']:.3f} "
-            f"(the --image-frr target would give {syn['threshold_at_normal_frr_target']:.4g})"
-        )
-    _print_gate(c, section, manifest.channels)
-    if precision is not None:
-        fp16 = precision["fp16"]
-        verdict = fp16 if isinstance(fp16, str) else "allowed" if fp16["allowed"] else "refused (it loses accuracy)"
-        c.print(f"FP16 measured on {fp16_backend}: {verdict}")
-    score = section.get("image_score_choice") or {}
-    figs = score.get("candidates_auroc")
-    if figs:
-        listed = ", ".join(f"{k} {v:.3f}" for k, v in sorted(figs.items(), key=lambda kv: -kv[1]))
-        c.print(
-            f"image score {score['chosen']} (was {score.get('before')}): AUROC of synthetic defects vs the "
-            f"{score['normal_images']} held-out normal images: {listed}"
-        )
-    elif score:
-        c.print(f"image score {score.get('chosen')}: {score.get('rule')}")
-    if "holdout_pixel_fpr" in m:
-        c.print(
-            f"held-out normal images ({section['images']['holdout']}): pixel FPR {m['holdout_pixel_fpr']:.4f}, "
-            f"image false-reject {m['holdout_image_frr']:.3f}, with the frame gate {m['holdout_frr_with_gate']:.3f} "
-            f"(the gate rejected {m['holdout_gate']['rejected']})"
-        )
-        pr = m["promise"]
-        seen = (
-            f"{pr['unseen_by_training']} of them never seen by training: {pr['unseen_rejected']} rejected, at most "
-            f"{100 * pr['unseen_upper_95']:.1f}%"
-            if pr["unseen_by_training"]
-            else "all of them training images: expect more rejects on new parts"
-        )
-        c.print(
-            f"good parts rejected: {pr['rejected']} of {pr['images']} held-out ({100 * pr['rate']:.1f}%), at most "
-            f"{100 * pr['upper_95']:.1f}% at 95% confidence ({seen}); more held-out images narrow the bound"
-        )
-    else:
-        c.print("no held-out images (fewer than 4 normal images, or --holdout 0): no false-reject rate can be promised")
-    if "labelled" in section:
-        lab = section["labelled"]
-        c.print(
-            f"labelled: pixel AUROC {lab['pixel_auroc']:.3f}, best pixel F1 {lab['best_f1_pixel']['f1']:.3f} at "
-            f"{lab['best_f1_pixel']['threshold']:.4g}; best image F1 {lab['best_f1_image']['f1']:.3f}"
-        )
+    from edgeproj.calibration.summary import CalibrationSummary
+
+    _print_summary(c, CalibrationSummary.of(calibration, manifest.channels), pixel_fpr, image_frr, synthetic_miss_rate)
     c.print(f"manifest updated: {bundle / 'manifest.json'}")
 
 
-def _print_gate(c, section: dict, channels: int) -> None:
-    """The frame gate's accepted ranges, one line per statistic."""
-    from edgeproj.runtime.gate import GateSpec
+def _print_summary(c, s, pixel_fpr: float, image_frr: float, synthetic_miss_rate) -> None:
+    """The thresholds and the figures behind them, a line each."""
+    c.print(
+        f"stop threshold L_r < {s.rec_loss_threshold:.4g}; pixel threshold {s.pixel_threshold:.4g}; "
+        f"image threshold {s.image_threshold:.4g}"
+    )
+    c.print(
+        f"pixel FPR {s.pixel_fpr:.4f} (target {pixel_fpr}), image false-reject {s.image_frr:.3f} "
+        f"(target {image_frr}) on {s.calibration_images} calibration images"
+    )
+    if s.synthetic:
+        c.print(
+            f"image threshold set by synthetic defects: miss rate {s.synthetic.miss_rate:.3f} (target {synthetic_miss_rate}) "
+            f"over {s.synthetic.defects} defects; normal false-reject at this threshold {s.image_frr:.3f} "
+            f"(the --image-frr target would give {s.synthetic.threshold_at_normal_frr_target:.4g})"
+        )
+    if s.gate:
+        _print_gate(c, s.gate)
+    choice = s.score_choice
+    if choice and choice.candidates_auroc:
+        listed = ", ".join(f"{k} {v:.3f}" for k, v in sorted(choice.candidates_auroc.items(), key=lambda kv: -kv[1]))
+        c.print(
+            f"image score {choice.chosen} (was {choice.before}): AUROC of synthetic defects vs the "
+            f"{choice.normal_images} held-out normal images: {listed}"
+        )
+    elif choice:
+        c.print(f"image score {choice.chosen}: {choice.rule}")
+    h = s.heldout
+    if h:
+        c.print(
+            f"held-out normal images ({h.images}): pixel FPR {h.pixel_fpr:.4f}, image false-reject {h.image_frr:.3f}, "
+            f"with the frame gate {h.frr_with_gate:.3f} (the gate rejected {h.gate_rejected})"
+        )
+        pr = h.promise
+        seen = (
+            f"{pr.unseen_by_training} of them never seen by training: {pr.unseen_rejected} rejected, at most "
+            f"{100 * pr.unseen_upper_95:.1f}%"
+            if pr.unseen_by_training
+            else "all of them training images: expect more rejects on new parts"
+        )
+        c.print(
+            f"good parts rejected: {pr.rejected} of {pr.images} held-out ({100 * pr.rate:.1f}%), at most "
+            f"{100 * pr.upper_95:.1f}% at 95% confidence ({seen}); more held-out images narrow the bound"
+        )
+    else:
+        c.print("no held-out images (fewer than 4 normal images, or --holdout 0): no false-reject rate can be promised")
+    if s.labelled:
+        lab = s.labelled
+        c.print(
+            f"labelled: pixel AUROC {lab.pixel_auroc:.3f}, best pixel F1 {lab.best_pixel_f1:.3f} at "
+            f"{lab.best_pixel_threshold:.4g}; best image F1 {lab.best_image_f1:.3f}"
+        )
 
-    spec = GateSpec.from_dict(section["gate"], "this calibration", channels)
+
+def _print_gate(c, spec) -> None:
+    """The frame gate's accepted ranges, one line per statistic."""
     h, w = spec.reference_hw
     c.print(
         f"frame gate ({spec.images} images {w}x{h}, aspect within {100 * spec.aspect_tolerance:g}%, margin {spec.margin:g} "
@@ -181,9 +179,9 @@ def _print_gate(c, section: dict, channels: int) -> None:
     from edgeproj.calibration.gate import describe_ranges
 
     for r in describe_ranges(spec):
-        lo = "-" if r["lo"] is None else f"{r['lo']:.4g}"
-        hi = "-" if r["hi"] is None else f"{r['hi']:.4g}"
+        lo = "-" if r.lo is None else f"{r.lo:.4g}"
+        hi = "-" if r.hi is None else f"{r.hi:.4g}"
         c.print(
-            f"  {r['statistic']:<14} accepted {lo:>9} .. {hi:<9} (normal images {r['seen_min']:.4g}..{r['seen_max']:.4g}; {r['unit']})",
+            f"  {r.statistic:<14} accepted {lo:>9} .. {hi:<9} (normal images {r.seen_min:.4g}..{r.seen_max:.4g}; {r.unit})",
             soft_wrap=True,
         )

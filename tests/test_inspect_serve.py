@@ -1,7 +1,8 @@
 """End to end: `edgeproj inspect --serve` on a video, the page loaded in headless Chromium (Debian's).
 
 The verb runs as a real process; the test waits for the page to show a verdict of that run, checks the
-counts against the database afterwards and saves a screenshot.
+counts against the database afterwards and takes a screenshot (left in the test's temporary folder: the
+README's picture comes from a real run, see docs/line.md).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]  # fmt: skip
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _video(demo_root: Path, path: Path, frames: int) -> Path:
@@ -83,5 +83,3 @@ def test_inspect_serve_shows_live_verdicts_in_a_browser(calibrated_bundle, demo_
     assert summary and re.search(r'"processed": 120', summary[0])
     assert len(read_rows(out / "results.sqlite")) == 120
     assert shot.stat().st_size > 10_000
-    if os.environ.get("EDGEPROJ_UPDATE_DOCS") == "1":
-        shutil.copy(shot, ROOT / "docs" / "inspect-serve.png")

@@ -60,7 +60,6 @@ def command(
     from edgeproj.cli.output import console, emit_json, progress
     from edgeproj.errors import ConfigError
     from edgeproj.evaluation.evaluate import EvalOptions
-    from edgeproj.evaluation.report import VARIANT_LABEL
     from edgeproj.workstation.reports import ReportOptions, evaluation_report, train_variants
 
     if synthetic and (variants or category):
@@ -129,36 +128,10 @@ def command(
         emit_json(results[0] if len(results) == 1 else {"results": results, "placement": doc["placement"]})
         return
     c = console()
+    from edgeproj.evaluation.summary import EvaluationSummary
+
     for r in results:
-        c.print(
-            f"{r['category']} {VARIANT_LABEL[r['variant']]}: pixel AUROC {r['baseline']['pixel_auroc']:.3f} -> "
-            f"{r['grad']['pixel_auroc']:.3f}, AU-PRO {r['baseline']['au_pro']:.3f} -> {r['grad']['au_pro']:.3f}, "
-            f"image AUROC {r['baseline']['image_auroc']:.3f} -> {r['grad']['image_auroc']:.3f}"
-        )
-        g = r.get("gate")
-        if g and g["calibrated"]:
-            line = (
-                f"  frame gate: flagged {g['flagged_good']} of {g['good']} good and {g['flagged_defect']} of {g['defect']} "
-                f"defective test images; image AUROC with the gate {g['image_auroc_with_gate']:.3f}"
-            )
-            if at := g.get("at_image_threshold"):
-                line += (
-                    f"; at the calibrated threshold good parts rejected {100 * at['good_rejected']:.1f}% "
-                    f"({100 * at['good_rejected_with_gate']:.1f}% with the gate), defects found "
-                    f"{100 * at['defects_found']:.1f}% ({100 * at['defects_found_with_gate']:.1f}%)"
-                )
-            c.print(line)
-        elif g:
-            c.print("  frame gate: none (the bundle was calibrated before it existed; recalibrate to add it)")
-        choice = (r.get("image_score") or {}).get("choice") or {}
-        if not choice.get("candidates_auroc"):
-            c.print(
-                f"  image score {r.get('image_score', {}).get('deployed')}: not chosen for this line "
-                f"({choice.get('rule') or 'the bundle was not calibrated'}); `edgeproj calibrate` chooses it on the "
-                "normal images"
-            )
-        else:
-            c.print(f"  image score {choice['chosen']}, chosen by calibrate on synthetic defects")
+        _print_summary(c, EvaluationSummary.of(r))
     if synthetic_info is not None:
         c.print(
             f"synthetic defects: {synthetic_info['defects']} on {synthetic_info['normal_images']} "
@@ -166,3 +139,34 @@ def command(
         )
     c.print((out / "table.md").read_text())
     c.print(f"report written to {out}")
+
+
+def _print_summary(c, s) -> None:
+    """Baseline -> projection figures, what the frame gate did, and how the image score was chosen."""
+    b, p = s.baseline, s.projection
+    c.print(
+        f"{s.category} {s.label}: pixel AUROC {b.pixel_auroc:.3f} -> {p.pixel_auroc:.3f}, "
+        f"AU-PRO {b.au_pro:.3f} -> {p.au_pro:.3f}, image AUROC {b.image_auroc:.3f} -> {p.image_auroc:.3f}"
+    )
+    g = s.gate
+    if g and g.calibrated:
+        line = (
+            f"  frame gate: flagged {g.flagged_good} of {g.good} good and {g.flagged_defect} of {g.defect} "
+            f"defective test images; image AUROC with the gate {g.image_auroc_with_gate:.3f}"
+        )
+        if at := g.at_image_threshold:
+            line += (
+                f"; at the calibrated threshold good parts rejected {100 * at.good_rejected:.1f}% "
+                f"({100 * at.good_rejected_with_gate:.1f}% with the gate), defects found "
+                f"{100 * at.defects_found:.1f}% ({100 * at.defects_found_with_gate:.1f}%)"
+            )
+        c.print(line)
+    elif g:
+        c.print("  frame gate: none (the bundle was calibrated before it existed; recalibrate to add it)")
+    if s.image_score_chosen is None:
+        c.print(
+            f"  image score {s.image_score}: not chosen for this line ({s.image_score_rule}); `edgeproj calibrate` "
+            "chooses it on the normal images"
+        )
+    else:
+        c.print(f"  image score {s.image_score_chosen}, chosen by calibrate on synthetic defects")

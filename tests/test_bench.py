@@ -223,6 +223,86 @@ def test_bench_cli_bad_batches(bundles, batches):
     assert "Traceback" not in res.output
 
 
+# ------------------------------------------------------------------ interleaved rounds, spread, noisy figures
+
+
+def test_spread_of_rounds():
+    from edgeproj.bench.rounds import spread_of
+
+    s = spread_of([3.0, 1.0, 2.0])
+    assert (s.median, s.min, s.max, s.rounds) == (2.0, 1.0, 3.0, 3)
+    assert s.max_over_min == 3.0 and s.rel_half_range == pytest.approx(0.5) and s.noisy
+    assert not spread_of([1.0, 1.2]).noisy and not spread_of([5.0]).noisy
+
+
+def test_rounds_interleave_every_configuration(bundles, monkeypatch):
+    """Each round times every configuration once, the torch loop first, so a disturbance hits them alike."""
+    from edgeproj.bench import runner
+
+    calls: list[str] = []
+
+    def recording(cls):
+        class Recording(cls):
+            def once(self):
+                calls.append(self.name)
+                return super().once()
+
+        return Recording
+
+    monkeypatch.setattr(runner, "EagerLoop", recording(runner.EagerLoop))
+    monkeypatch.setattr(runner, "RuntimeLoop", recording(runner.RuntimeLoop))
+    opts = BenchOptions(backends=("ort-cpu",), batches=(1,), iterations=2, warmup=1, repeats=3, line=False)
+    report = runner.measure(bundles["l2ae"], opts)
+    assert calls == ["torch-eager", *CPU_ROWS] * 3
+    assert all(len(r.latency_rounds_ms) == 3 for r in report.rows)
+
+
+def _noisy_report():
+    from edgeproj.bench.report import BenchReport
+    from edgeproj.bench.rounds import CpuLoad
+    from edgeproj.bench.rows import BenchRow
+    from edgeproj.bench.runner import _ratios
+
+    load = CpuLoad(other_share=0.42, loadavg_before=0.5, loadavg_after=2.5, cpu_count=2)
+    rows = [
+        BenchRow("torch-eager", 1, iterations=10, latency_rounds_ms=[100.0, 100.0, 100.0], load=load),
+        # The second round is disturbed: 4x slower there, the ratio rounds disagree by 4x.
+        BenchRow("ort-cpu", 1, iterations=10, latency_rounds_ms=[10.0, 40.0, 10.0], load=load),
+        BenchRow("ort-cpu-threads", 1, iterations=10, latency_rounds_ms=[20.0, 21.0, 20.0], load=load),
+    ]
+    _ratios(rows)
+    return BenchReport("b", "l2ae", 10, 1, 3, 4.9e8, None, {"cpu": "x", "cpu_threads": 2, "onnxruntime": "1"}, rows, {})
+
+
+def test_noisy_figure_is_marked_with_why_and_never_a_headline():
+    doc = _noisy_report().as_json()
+    noisy, steady = doc["results"][1], doc["results"][2]
+    assert noisy["ratio_vs_torch"] == pytest.approx(10.0)  # the median of 10, 2.5, 10: kept in the full figures
+    assert noisy["spread"]["ratio_vs_torch"]["max_over_min"] == pytest.approx(4.0)
+    why = noisy["noisy"]["ratio_vs_torch"]
+    assert "rounds disagree by 4.00x" in why and "another process used the CPU?" in why and "42%" in why
+    assert set(noisy["noisy"]) == {"iterations_per_ms", "ratio_vs_torch", "ratio_vs_torch_same_device"}
+    summary = doc["summary"]
+    assert summary["ort-cpu_b1"]["ratio_vs_torch"] is None and summary["ort-cpu_b1"]["iterations_per_ms"] is None
+    assert summary["ort-cpu_b1"]["noisy"]["ratio_vs_torch"] == why
+    assert steady["noisy"] == {} and summary["ort-cpu-threads_b1"]["ratio_vs_torch"] == pytest.approx(5.0)
+
+
+def test_bench_table_marks_noisy_figures():
+    from rich.console import Console
+
+    from edgeproj.cli.bench import print_table
+
+    c = Console(record=True, width=160)
+    print_table(_noisy_report(), c)
+    text = c.export_text()
+    row = next(line for line in text.splitlines() if "ort-cpu " in line)
+    assert "noisy" in row and "10.00" not in row
+    steady = next(line for line in text.splitlines() if "ort-cpu-threads" in line)
+    assert "5.00 ±" in steady and "noisy" not in steady
+    assert "noisy: ort-cpu b1" in text and "rounds disagree by 4.00x" in text
+
+
 # ------------------------------------------------------------------ Dockerfile.jetson
 
 

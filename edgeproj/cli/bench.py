@@ -133,7 +133,7 @@ def print_table(report, c, compared: dict | None = None) -> None:
         "device MB",
     )
     for col in cols:
-        t.add_column(col, justify="right")
+        t.add_column(col, justify="right", no_wrap=col in ("backend", "iter/ms", "x torch"))
     notes = []
     for r in report.rows:
         if not r.measured:
@@ -156,7 +156,7 @@ def print_table(report, c, compared: dict | None = None) -> None:
         )
         if noisy:
             notes.append(f"noisy: {r.backend} b{r.batch} ({', '.join(noisy)}): {next(iter(noisy.values()))}")
-    c.width = max(c.width, 120)  # a log file or pipe reports 80 columns: keep the headers readable
+    c.width = max(c.width, 140)  # a log file or pipe reports 80 columns: keep the headers and spreads readable
     c.print(t)
     c.print(
         f"figures: the median over rounds, ± half their range; 'noisy': rounds disagree by more than {NOISY_FACTOR}x, "

@@ -33,7 +33,6 @@ def command(
     from edgeproj.cli.output import console, emit_json, progress
     from edgeproj.data.demo import CATEGORIES
     from edgeproj.errors import ConfigError
-    from edgeproj.evaluation.report import VARIANT_LABEL
     from edgeproj.workstation.bundles import parse_variants
     from edgeproj.workstation.demo import DemoOptions, run_demo
 
@@ -59,22 +58,65 @@ def command(
         return
     c = console()
     report = out / "report"
-    for r in doc["results"]:
-        c.print(
-            f"{r['category']} {VARIANT_LABEL[r['variant']]}: pixel AUROC {r['baseline']['pixel_auroc']:.3f} -> "
-            f"{r['grad']['pixel_auroc']:.3f} ({100 * r['improvement_rate']['pixel_auroc']:+.1f}%), AU-PRO "
-            f"{r['baseline']['au_pro']:.3f} -> {r['grad']['au_pro']:.3f}"
-        )
     c.print((report / "table.md").read_text())
     for tag, r in doc.get("synthetic_ranking", {}).items():
         c.print(f"synthetic check {tag}: {r['verdict']}")
-    if doc.get("bench"):
-        bench = dict(doc["bench"])
-        for frame, r in bench.pop("line", {}).items():
-            ratio = r.get("fps_ratio_vs_torch")
-            c.print(
-                f"line: {frame} frames at {r['fps']:.2f} frames/s with the stop rules on "
-                f"({r['iterations_per_tile']:.2f} iterations per tile)" + (f", {ratio:.2f}x PyTorch eager" if ratio else "")
-            )
-        c.print(f"benchmark: {bench}")
+    print_summary(doc, c)
     c.print(f"demo finished in {doc['timings_s']['total']:.0f} s; report: {report} (table.md, results.json, PNG figures)")
+
+
+def print_summary(doc: dict, c) -> None:
+    """The demo's last words: one short table of the evaluation, one of the benchmark (figures with their
+    spread over interleaved rounds, or "noisy" and why); every figure stays in results.json."""
+    from rich.table import Table
+
+    from edgeproj.cli.bench import figure
+    from edgeproj.evaluation.report import VARIANT_LABEL
+
+    t = Table(title="demo summary: f(x) -> gradient projection")
+    for col in ("category", "variant", "pixel AUROC", "change", "AU-PRO", "image AUROC"):
+        t.add_column(col, justify="left" if col in ("category", "variant") else "right")
+    for r in doc["results"]:
+        b, g = r["baseline"], r["grad"]
+        image = f"{b['image_auroc']:.3f} -> {g['image_auroc']:.3f}" if "image_auroc" in b and "image_auroc" in g else ""
+        t.add_row(
+            r["category"],
+            VARIANT_LABEL.get(r["variant"], r["variant"]),
+            f"{b['pixel_auroc']:.3f} -> {g['pixel_auroc']:.3f}",
+            f"{100 * r['improvement_rate']['pixel_auroc']:+.1f}%",
+            f"{b['au_pro']:.3f} -> {g['au_pro']:.3f}",
+            image,
+        )
+    c.print(t)
+    bench = dict(doc.get("bench") or {})
+    if not bench:
+        return
+    full = doc.get("bench_report") or {}
+    line = bench.pop("line", {})
+    title = "benchmark: the deployed loop"
+    if full:
+        title += f" ({full['iterations_per_projection']} iterations, median of {full['repeats']} interleaved rounds)"
+    t = Table(title=title)
+    for col in ("configuration", "batch", "iterations/ms", "x PyTorch eager"):
+        t.add_column(col, justify="left" if col == "configuration" else "right")
+    notes = []
+    for key, e in bench.items():
+        name, _, batch = key.rpartition("_b")
+        spread, noisy = e.get("spread", {}), e.get("noisy", {})
+        it = spread.get("iterations_per_ms", {}).get("median", e.get("iterations_per_ms"))
+        t.add_row(name, batch, figure(it, spread.get("iterations_per_ms"), "iterations_per_ms" in noisy, ".3f"),
+                  figure(e.get("ratio_vs_torch") or spread.get("ratio_vs_torch", {}).get("median"), spread.get("ratio_vs_torch"),
+                         "ratio_vs_torch" in noisy))  # fmt: skip
+        if noisy:
+            notes.append(f"noisy: {name} b{batch}: {next(iter(noisy.values()))}")
+    for frame, e in line.items():
+        spread, noisy = e.get("spread", {}), e.get("noisy", {})
+        fps = figure(spread.get("fps", {}).get("median", e.get("fps")), spread.get("fps"), "runtime.fps" in noisy)
+        ratio = spread.get("fps_ratio_vs_torch", {}).get("median", e.get("fps_ratio_vs_torch"))
+        t.add_row(f"line {frame}, stop rules on", "", f"{fps} frames/s",
+                  figure(ratio, spread.get("fps_ratio_vs_torch"), "fps_ratio_vs_torch" in noisy))  # fmt: skip
+        if noisy:
+            notes.append(f"noisy: line {frame}: {next(iter(noisy.values()))}")
+    c.print(t)
+    for note in notes:
+        c.print(note, soft_wrap=True)

@@ -15,10 +15,12 @@ from edgeproj.runtime.manifest import Manifest
 
 
 def torch_available() -> bool:
-    """torch is installed (the eager rows are measured only then)."""
-    import importlib.util
-
-    return importlib.util.find_spec("torch") is not None
+    """torch imports here (the eager rows are measured only then; a device has no torch)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def torch_cuda_available() -> bool:

@@ -142,7 +142,7 @@ class RuntimeLoop:
             # What this configuration takes on the device (driver's count, after warm-up and graph captures).
             self.device_memory_mb = device_memory.memory_taken(mem_before, mem_after) if self.on_gpu else None
             self.timed = replace(fixed, max_iterations=self.iterations)
-            self.proj = proj
+            self.proj, self.providers = proj, proj.providers
             self._close = stack.pop_all()
         return self
 
@@ -167,7 +167,7 @@ class RuntimeLoop:
             latency_rounds_ms=list(self.latencies),
             device_rounds_ms=list(self.device_latencies),
             error=self.error,
-            providers=self.proj.providers,
+            providers=self.providers,
             setup_s=round(self.setup_s, 3),
             on_gpu=self.on_gpu,
             device_memory_mb=self.device_memory_mb,

@@ -51,14 +51,18 @@ def _doc() -> dict:
 def test_demo_ends_with_a_summary_table_and_no_noisy_headline():
     from edgeproj.cli.demo import print_summary
 
-    c = Console(record=True, width=100)
+    c = Console(record=True, width=80)
     print_summary(_doc(), c)
     text = c.export_text()
     assert "{" not in text and "ratio_vs_torch" not in text  # no raw dict of figures
-    assert "grid" in text and "0.800 -> 0.900" in text and "+12.5%" in text and "0.700 -> 0.750" in text
+    pixel = next(line for line in text.splitlines() if "pixel AUROC" in line and "grid" in line)
+    assert "L2AE" in pixel and "0.800" in pixel and "0.900" in pixel and "+12.5%" in pixel
+    image = next(line for line in text.splitlines() if "image AUROC" in line and "grid" not in line)
+    assert "0.700" in image and "0.750" in image
     b1 = next(line for line in text.splitlines() if "ort-cpu" in line and " 1 " in line)
     assert "0.510 ±2%" in b1 and "3.05 ±2%" in b1
     b8 = next(line for line in text.splitlines() if "ort-cpu" in line and " 8 " in line)
     assert "noisy" in b8 and "70.49" not in b8 and "21.00" not in b8
-    assert "noisy: ort-cpu b8: rounds disagree by 3.00x; another process used the CPU?" in text
+    assert "noisy: ort-cpu b8 (iter/ms, x torch): rounds disagree by 3.52x; another process used the CPU?" in text
     assert "12.00 ±4% frames/s" in text and "median of 3 interleaved rounds" in text
+    assert max(len(line) for line in text.splitlines() if not line.startswith("noisy:")) <= 80

@@ -108,6 +108,25 @@ def figure(value: float | None, spread: dict | None, noisy: bool, fmt: str = ".2
     return f"{value:{fmt}} ±{100 * spread['rel_half_range']:.0f}%"
 
 
+# How the tables name a figure of the JSON (in notes on noisy figures).
+FIGURE_LABELS = {
+    "iterations_per_ms": "iter/ms",
+    "ratio_vs_torch": "x torch",
+    "ratio_vs_torch_same_device": "x torch same device",
+    "runtime.fps": "frames/s",
+    "torch_eager.fps": "torch frames/s",
+    "fps_ratio_vs_torch": "x torch",
+}
+
+
+def noisy_note(what: str, noisy: dict[str, str], spreads: dict[str, dict]) -> str:
+    """One line for a row's noisy figures: which, and the reason of the one whose rounds disagree most."""
+    worst = max(noisy, key=lambda k: spreads.get(k, {}).get("max_over_min", 0))
+    shown = [k for k in noisy if not (k == "ratio_vs_torch_same_device" and spreads.get(k) == spreads.get("ratio_vs_torch"))]
+    labels = ", ".join(dict.fromkeys(FIGURE_LABELS.get(k, k) for k in shown))  # on the CPU both ratios are one
+    return f"noisy: {what} ({labels}): {noisy[worst]}"
+
+
 def print_table(report, c, compared: dict | None = None) -> None:
     """The rows of a BenchReport, then the system, what was not measured, noisy figures and the line figure."""
     from rich.table import Table
@@ -155,7 +174,7 @@ def print_table(report, c, compared: dict | None = None) -> None:
             "" if r.device_memory_mb is None else f"{r.device_memory_mb:.0f}",
         )
         if noisy:
-            notes.append(f"noisy: {r.backend} b{r.batch} ({', '.join(noisy)}): {next(iter(noisy.values()))}")
+            notes.append(noisy_note(f"{r.backend} b{r.batch}", noisy, spreads))
     c.width = max(c.width, 140)  # a log file or pipe reports 80 columns: keep the headers and spreads readable
     c.print(t)
     c.print(
@@ -212,7 +231,8 @@ def print_line(line: dict | None, c) -> None:
                       str(row["tiles_per_frame"]), f"{row['iterations_per_tile']:.2f}", f"{100 * row['tiles_stopped_at_x0']:.0f}%",
                       ratio)  # fmt: skip
         if noisy:
-            notes.append(f"noisy: line {frame} ({', '.join(noisy)}): {next(iter(noisy.values()))}")
+            spreads = {f"{e}.fps": r[e]["spread"]["fps"] for e in ("runtime", "torch_eager") if r.get(e)}
+            notes.append(noisy_note(f"line {frame}", noisy, spreads | r.get("spread", {})))
     c.print(t)
     for note in notes:
         c.print(note, soft_wrap=True)

@@ -68,37 +68,37 @@ def command(
 def print_summary(doc: dict, c) -> None:
     """The demo's last words: one short table of the evaluation, one of the benchmark (figures with their
     spread over interleaved rounds, or "noisy" and why); every figure stays in results.json."""
+    from rich import box
     from rich.table import Table
 
-    from edgeproj.cli.bench import figure
+    from edgeproj.cli.bench import figure, noisy_note
     from edgeproj.evaluation.report import VARIANT_LABEL
 
-    t = Table(title="demo summary: f(x) -> gradient projection")
-    for col in ("category", "variant", "pixel AUROC", "change", "AU-PRO", "image AUROC"):
-        t.add_column(col, justify="left" if col in ("category", "variant") else "right")
+    t = Table(title="demo summary: f(x) against the gradient projection", box=box.SIMPLE_HEAD)
+    for col in ("category", "variant", "metric", "f(x)", "gradient", "change"):
+        t.add_column(col, justify="left" if col in ("category", "variant", "metric") else "right", no_wrap=True)
     for r in doc["results"]:
-        b, g = r["baseline"], r["grad"]
-        image = f"{b['image_auroc']:.3f} -> {g['image_auroc']:.3f}" if "image_auroc" in b and "image_auroc" in g else ""
-        t.add_row(
-            r["category"],
-            VARIANT_LABEL.get(r["variant"], r["variant"]),
-            f"{b['pixel_auroc']:.3f} -> {g['pixel_auroc']:.3f}",
-            f"{100 * r['improvement_rate']['pixel_auroc']:+.1f}%",
-            f"{b['au_pro']:.3f} -> {g['au_pro']:.3f}",
-            image,
-        )
+        b, g, rate = r["baseline"], r["grad"], r.get("improvement_rate", {})
+        first = True
+        for key, label in (("pixel_auroc", "pixel AUROC"), ("au_pro", "AU-PRO"), ("image_auroc", "image AUROC")):
+            if key not in b or key not in g:
+                continue
+            head = (r["category"], VARIANT_LABEL.get(r["variant"], r["variant"])) if first else ("", "")
+            change = f"{100 * rate[key]:+.1f}%" if key in rate else ""
+            t.add_row(*head, label, f"{b[key]:.3f}", f"{g[key]:.3f}", change)
+            first = False
     c.print(t)
     bench = dict(doc.get("bench") or {})
     if not bench:
         return
     full = doc.get("bench_report") or {}
     line = bench.pop("line", {})
-    title = "benchmark: the deployed loop"
-    if full:
-        title += f" ({full['iterations_per_projection']} iterations, median of {full['repeats']} interleaved rounds)"
-    t = Table(title=title)
-    for col in ("configuration", "batch", "iterations/ms", "x PyTorch eager"):
-        t.add_column(col, justify="left" if col == "configuration" else "right")
+    title = "benchmark"
+    if full:  # short enough for the table's width: rich would wrap it
+        title += f": {full['iterations_per_projection']} iterations, median of {full['repeats']} interleaved rounds"
+    t = Table(title=title, box=box.SIMPLE_HEAD)
+    for col in ("configuration", "batch", "iter/ms", "x torch"):
+        t.add_column(col, justify="left" if col == "configuration" else "right", no_wrap=True)
     notes = []
     for key, e in bench.items():
         name, _, batch = key.rpartition("_b")
@@ -108,15 +108,15 @@ def print_summary(doc: dict, c) -> None:
                   figure(e.get("ratio_vs_torch") or spread.get("ratio_vs_torch", {}).get("median"), spread.get("ratio_vs_torch"),
                          "ratio_vs_torch" in noisy))  # fmt: skip
         if noisy:
-            notes.append(f"noisy: {name} b{batch}: {next(iter(noisy.values()))}")
+            notes.append(noisy_note(f"{name} b{batch}", noisy, spread))
     for frame, e in line.items():
         spread, noisy = e.get("spread", {}), e.get("noisy", {})
         fps = figure(spread.get("fps", {}).get("median", e.get("fps")), spread.get("fps"), "runtime.fps" in noisy)
         ratio = spread.get("fps_ratio_vs_torch", {}).get("median", e.get("fps_ratio_vs_torch"))
-        t.add_row(f"line {frame}, stop rules on", "", f"{fps} frames/s",
+        t.add_row(f"line {frame}, stop rules on", "", fps if "runtime.fps" in noisy else f"{fps} frames/s",
                   figure(ratio, spread.get("fps_ratio_vs_torch"), "fps_ratio_vs_torch" in noisy))  # fmt: skip
         if noisy:
-            notes.append(f"noisy: line {frame}: {next(iter(noisy.values()))}")
+            notes.append(noisy_note(f"line {frame}", noisy, {"runtime.fps": spread.get("fps", {})} | spread))
     c.print(t)
     for note in notes:
         c.print(note, soft_wrap=True)

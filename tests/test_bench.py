@@ -12,8 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from edgeproj.bench.rounds import NOISY_FACTOR
 from edgeproj.bench.runner import BenchOptions, compare, run_bench
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,18 +63,33 @@ def test_run_bench_rows_and_ratios(report, bundles):
             assert lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p95"] <= lat["p99"]
             assert r["step_ms"] == pytest.approx(lat["p50"] / 3)
             assert r["gflops"] == pytest.approx(report["flops_per_iteration"] * r["iterations_per_ms"] / 1e6)
-        assert ort["ratio_vs_torch"] == pytest.approx(ort["iterations_per_ms"] / torch_row["iterations_per_ms"], rel=1e-12)
+        # Interleaved rounds: the ratio is taken within each round (same work: torch's time over ours), then its median.
+        per_round = [t / o for t, o in zip(torch_row["rounds"]["latency_ms"], ort["rounds"]["latency_ms"], strict=True)]
+        assert len(per_round) == 2 and ort["rounds"]["ratio_vs_torch"] == pytest.approx(per_round, rel=1e-12)
+        assert ort["ratio_vs_torch"] == pytest.approx(float(np.median(per_round)), rel=1e-12)
         assert torch_row["ratio_vs_torch"] == pytest.approx(1.0)
+        spread = ort["spread"]["ratio_vs_torch"]
+        assert spread["min"] <= ort["ratio_vs_torch"] <= spread["max"] and spread["rounds"] == 2
+        assert ("ratio_vs_torch" in ort["noisy"]) == (spread["max_over_min"] > NOISY_FACTOR)
         assert ort["providers"] == ["CPUExecutionProvider"]
         # On the CPU the same-device torch is the CPU torch; no torch-cuda row without a GPU torch.
         assert ort["ratio_vs_torch_same_device"] == ort["ratio_vs_torch"]
-        assert report["summary"][f"ort-cpu_b{batch}"]["ratio_vs_torch"] == ort["ratio_vs_torch"]
+        # The summary gives a figure only when its rounds agree; a noisy one is None there, with its reason.
+        summary = report["summary"][f"ort-cpu_b{batch}"]
+        if "ratio_vs_torch" in ort["noisy"]:
+            assert summary["ratio_vs_torch"] is None and "rounds disagree" in summary["noisy"]["ratio_vs_torch"]
+        else:
+            assert summary["ratio_vs_torch"] == ort["ratio_vs_torch"]
+        assert summary["spread"]["ratio_vs_torch"] == spread
     assert "torch-eager_b1" not in report["summary"]
     assert not any(r["backend"] == "torch-cuda" for r in report["results"])
     # What cannot run here is listed with its reason, never silently dropped.
     for name, why in report["unavailable"].items():
         assert name in ("ort-cuda", "ort-trt", "trt", "trt-fp16") and why
+    # Every configuration at a batch is opened and warmed up, then timed round after round.
     assert report["_ticks"][:2] == ["torch-eager b1", "ort-cpu b1"]
+    assert report["_ticks"][len(CPU_ROWS) + 1 : len(CPU_ROWS) + 3] == ["round 1/2 b1", "round 2/2 b1"]
+    assert set(report["load"]) == {"b1", "b2"} and report["load"]["b1"]["cpu_count"] == os.cpu_count()
     # Lanes against one session with a thread per core, at every batch (on a multi-core machine).
     threads = [r for r in report["results"] if r["backend"] == "ort-cpu-threads"]
     if (os.cpu_count() or 1) > 1:
@@ -92,17 +109,24 @@ def test_line_figure(report, bundles):
     assert rt["tiles_per_frame"] == th["tiles_per_frame"] == 1
     # The runtime keeps two frames in flight (frames over wall time); torch runs one frame at a time.
     assert rt["in_flight"] == 2 and rt["fps"] > 0
-    assert th["fps"] == pytest.approx(1000.0 / th["latency_ms"]["mean"])
+    # Frames in interleaved rounds (5 frames, at least 2 a round: 2 rounds); a figure is the median over rounds.
+    for row in (rt, th):
+        assert len(row["rounds"]["fps"]) == 2 and row["fps"] == pytest.approx(float(np.median(row["rounds"]["fps"])))
     for row in (rt, th):
         assert row["latency_ms"]["p50"] <= row["latency_ms"]["p99"]
         assert 0 <= row["iterations_per_tile"] <= 30 and 0 <= row["tiles_stopped_at_x0"] <= 1
     # Same tiles, same stop rules: both engines spend the same iterations.
     assert rt["iterations_per_tile"] == pytest.approx(th["iterations_per_tile"])
-    assert r["fps_ratio_vs_torch"] == pytest.approx(rt["fps"] / th["fps"])
+    ratios = [a / b for a, b in zip(rt["rounds"]["fps"], th["rounds"]["fps"], strict=True)]
+    assert r["fps_ratio_vs_torch"] == pytest.approx(float(np.median(ratios)))
     mem = line["memory"]
     assert mem["runtime"]["torch_imported"] is False and mem["torch"]["torch_imported"] is True
     assert mem["runtime_over_torch"] == pytest.approx(mem["runtime"]["peak_rss_mb"] / mem["torch"]["peak_rss_mb"])
-    assert report["summary"]["line"][frame]["fps"] == pytest.approx(rt["fps"], rel=1e-2)
+    summary = report["summary"]["line"][frame]
+    if "runtime.fps" in r["noisy"]:
+        assert summary["fps"] is None
+    else:
+        assert summary["fps"] == pytest.approx(rt["fps"], rel=1e-2)
 
 
 @pytest.mark.parametrize("sizes", ["x", "64", ","])
@@ -197,6 +221,86 @@ def test_bench_cli_bad_batches(bundles, batches):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edgeproj: error:") and "--batches" in lines[0]
     assert "Traceback" not in res.output
+
+
+# ------------------------------------------------------------------ interleaved rounds, spread, noisy figures
+
+
+def test_spread_of_rounds():
+    from edgeproj.bench.rounds import spread_of
+
+    s = spread_of([3.0, 1.0, 2.0])
+    assert (s.median, s.min, s.max, s.rounds) == (2.0, 1.0, 3.0, 3)
+    assert s.max_over_min == 3.0 and s.rel_half_range == pytest.approx(0.5) and s.noisy
+    assert not spread_of([1.0, 1.2]).noisy and not spread_of([5.0]).noisy
+
+
+def test_rounds_interleave_every_configuration(bundles, monkeypatch):
+    """Each round times every configuration once, the torch loop first, so a disturbance hits them alike."""
+    from edgeproj.bench import runner
+
+    calls: list[str] = []
+
+    def recording(cls):
+        class Recording(cls):
+            def once(self):
+                calls.append(self.name)
+                return super().once()
+
+        return Recording
+
+    monkeypatch.setattr(runner, "EagerLoop", recording(runner.EagerLoop))
+    monkeypatch.setattr(runner, "RuntimeLoop", recording(runner.RuntimeLoop))
+    opts = BenchOptions(backends=("ort-cpu",), batches=(1,), iterations=2, warmup=1, repeats=3, line=False)
+    report = runner.measure(bundles["l2ae"], opts)
+    assert calls == ["torch-eager", *CPU_ROWS] * 3
+    assert all(len(r.latency_rounds_ms) == 3 for r in report.rows)
+
+
+def _noisy_report():
+    from edgeproj.bench.report import BenchReport
+    from edgeproj.bench.rounds import CpuLoad
+    from edgeproj.bench.rows import BenchRow
+    from edgeproj.bench.runner import _ratios
+
+    load = CpuLoad(other_share=0.42, loadavg_before=0.5, loadavg_after=2.5, cpu_count=2)
+    rows = [
+        BenchRow("torch-eager", 1, iterations=10, latency_rounds_ms=[100.0, 100.0, 100.0], load=load),
+        # The second round is disturbed: 4x slower there, the ratio rounds disagree by 4x.
+        BenchRow("ort-cpu", 1, iterations=10, latency_rounds_ms=[10.0, 40.0, 10.0], load=load),
+        BenchRow("ort-cpu-threads", 1, iterations=10, latency_rounds_ms=[20.0, 21.0, 20.0], load=load),
+    ]
+    _ratios(rows)
+    return BenchReport("b", "l2ae", 10, 1, 3, 4.9e8, None, {"cpu": "x", "cpu_threads": 2, "onnxruntime": "1"}, rows, {})
+
+
+def test_noisy_figure_is_marked_with_why_and_never_a_headline():
+    doc = _noisy_report().as_json()
+    noisy, steady = doc["results"][1], doc["results"][2]
+    assert noisy["ratio_vs_torch"] == pytest.approx(10.0)  # the median of 10, 2.5, 10: kept in the full figures
+    assert noisy["spread"]["ratio_vs_torch"]["max_over_min"] == pytest.approx(4.0)
+    why = noisy["noisy"]["ratio_vs_torch"]
+    assert "rounds disagree by 4.00x" in why and "another process used the CPU?" in why and "42%" in why
+    assert set(noisy["noisy"]) == {"iterations_per_ms", "ratio_vs_torch", "ratio_vs_torch_same_device"}
+    summary = doc["summary"]
+    assert summary["ort-cpu_b1"]["ratio_vs_torch"] is None and summary["ort-cpu_b1"]["iterations_per_ms"] is None
+    assert summary["ort-cpu_b1"]["noisy"]["ratio_vs_torch"] == why
+    assert steady["noisy"] == {} and summary["ort-cpu-threads_b1"]["ratio_vs_torch"] == pytest.approx(5.0)
+
+
+def test_bench_table_marks_noisy_figures():
+    from rich.console import Console
+
+    from edgeproj.cli.bench import print_table
+
+    c = Console(record=True, width=160)
+    print_table(_noisy_report(), c)
+    text = c.export_text()
+    row = next(line for line in text.splitlines() if "ort-cpu " in line)
+    assert "noisy" in row and "10.00" not in row
+    steady = next(line for line in text.splitlines() if "ort-cpu-threads" in line)
+    assert "5.00 ±" in steady and "noisy" not in steady
+    assert "noisy: ort-cpu b1" in text and "rounds disagree by 4.00x" in text
 
 
 # ------------------------------------------------------------------ Dockerfile.jetson

@@ -28,7 +28,7 @@ def peak_rss_mb() -> float:
 
 
 def _child(which: str, bundle: Path, size: int, frames: int = 3) -> dict:
-    from edgeproj.bench.line import line_frames
+    from edgeproj.bench.frames import line_frames
     from edgeproj.runtime import load_manifest
 
     m = load_manifest(bundle)
@@ -43,7 +43,7 @@ def _child(which: str, bundle: Path, size: int, frames: int = 3) -> dict:
     else:
         import torch
 
-        from edgeproj.bench.runner import torch_model
+        from edgeproj.bench.eager import torch_model
         from edgeproj.models.torch_reference import torch_project_stopping
         from edgeproj.preprocess import to_patches
 

@@ -11,17 +11,29 @@ GPU backends are also compared with the same torch loop on the same GPU (`torch-
 `ratio_vs_torch_same_device`) when torch has CUDA. Configurations that cannot run here (a backend not
 available, FP16 on a TensorRT without it) are listed under `unavailable` with the reason, never measured
 as failures and never silently dropped.
+
+Every figure comes from interleaved rounds (edgeproj.bench.rounds): at each batch size all configurations
+are opened and warmed up, then each round times one projection of each, the torch loop included, so a
+disturbance hits them alike; a ratio is taken within each round, then its median. A figure whose rounds
+disagree by more than NOISY_FACTOR is marked noisy, with what else used the CPU, and the summary leaves it out.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from edgeproj.bench.eager import EagerLoop, torch_available, torch_cuda_available
+from edgeproj.bench.line import run_line
+from edgeproj.bench.report import BenchReport
+from edgeproj.bench.rounds import CpuLoad, cpu_sample, spread_of
+from edgeproj.bench.rows import BenchRow
+from edgeproj.bench.workload import bench_inputs
 from edgeproj.runtime import device_memory
 from edgeproj.runtime.backends import REGISTRY, backend_options, probe_all
 from edgeproj.runtime.manifest import Manifest, load_manifest
@@ -89,146 +101,83 @@ def configurations(opts: BenchOptions) -> list[Variant]:
     return out
 
 
-def latency_stats(ms: list[float]) -> dict:
-    """min, mean and percentiles (p50, p90, p95, p99) of latencies in ms."""
-    a = np.asarray(ms)
-    return {
-        "min": float(a.min()),
-        "mean": float(a.mean()),
-        "p50": float(np.percentile(a, 50)),
-        "p90": float(np.percentile(a, 90)),
-        "p95": float(np.percentile(a, 95)),
-        "p99": float(np.percentile(a, 99)),
-    }
+class RuntimeLoop:
+    """Whole projections of `iterations` steps (stop rules off) on one backend configuration: opened and
+    warmed up on entry, then one timed projection per `once()`."""
 
+    def __init__(self, manifest: Manifest, variant: Variant, batch: int, iterations: int, warmup: int):
+        self.manifest, self.variant, self.batch, self.iterations, self.warmup = manifest, variant, batch, iterations, warmup
+        self.name = variant.name
+        self.latencies: list[float] = []
+        self.device_latencies: list[float] = []
+        self.error: str | None = None
+        self._close = ExitStack()
 
-def _inputs(manifest: Manifest, batch: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    c, s = manifest.channels, manifest.size
-    # Smooth random images in the data range; the work per step does not depend on the content.
-    return np.clip(0.5 + 0.15 * rng.standard_normal((batch, c, s, s)), 0, 1).astype(np.float32)
+    def __enter__(self) -> RuntimeLoop:
+        v = self.variant
+        self.x0 = bench_inputs(self.manifest, self.batch)
+        fixed = self.manifest.projection.without_stop_rules()
+        self.on_gpu = v.backend in GPU_BACKENDS
+        mem_before = device_memory.baseline() if self.on_gpu else None
+        t_setup = time.perf_counter()
+        with ExitStack() as stack:
+            proj = stack.enter_context(
+                Projector(self.manifest, backend=v.backend, options=v.options, batch=self.batch, force_fp16=True)
+            )
+            self.setup_s = time.perf_counter() - t_setup
+            chunk = proj.runner.chunk or 1
+            # Warm-up covers both ping-pong parities of every chunk slot, so CUDA-graph captures
+            # (one per binding) happen before timing starts.
+            proj.project_patches(self.x0, settings=replace(fixed, max_iterations=max(self.warmup, 2 * chunk + 1)))
+            mem_after = device_memory.device_memory_in_use() if self.on_gpu else None
+            # What this configuration takes on the device (driver's count, after warm-up and graph captures).
+            self.device_memory_mb = device_memory.memory_taken(mem_before, mem_after) if self.on_gpu else None
+            self.timed = replace(fixed, max_iterations=self.iterations)
+            self.proj, self.providers = proj, proj.providers
+            self._close = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._close.close()
+
+    def once(self) -> float:
+        """One timed projection; its latency in ms (and the CUDA-event time of its steps where there is one)."""
+        before = self.proj.device_ms
+        t = time.perf_counter()
+        self.proj.project_patches(self.x0, settings=self.timed)
+        self.latencies.append((time.perf_counter() - t) * 1000)
+        if before is not None:
+            self.device_latencies.append(self.proj.device_ms - before)
+        return self.latencies[-1]
+
+    def row(self) -> BenchRow:
+        return BenchRow(
+            backend=self.name,
+            batch=self.batch,
+            iterations=self.iterations,
+            latency_rounds_ms=list(self.latencies),
+            device_rounds_ms=list(self.device_latencies),
+            error=self.error,
+            providers=self.providers,
+            setup_s=round(self.setup_s, 3),
+            on_gpu=self.on_gpu,
+            device_memory_mb=self.device_memory_mb,
+        )
 
 
 def bench_runtime(manifest: Manifest, variant: Variant, batch: int, iterations: int, warmup: int, repeats: int) -> dict:
-    """Time whole projections of `iterations` steps (stop rules off) on one backend configuration."""
-    x0 = _inputs(manifest, batch)
-    fixed = manifest.projection.without_stop_rules()
-    on_gpu = variant.backend in GPU_BACKENDS
-    mem_before = device_memory.baseline() if on_gpu else None
-    t_setup = time.perf_counter()
-    with Projector(manifest, backend=variant.backend, options=variant.options, batch=batch, force_fp16=True) as proj:
-        setup_s = time.perf_counter() - t_setup
-        chunk = proj.runner.chunk or 1
-        # Warm-up covers both ping-pong parities of every chunk slot, so CUDA-graph captures
-        # (one per binding) happen before timing starts.
-        proj.project_patches(x0, settings=replace(fixed, max_iterations=max(warmup, 2 * chunk + 1)))
-        mem_after = device_memory.device_memory_in_use() if on_gpu else None
-        timed = replace(fixed, max_iterations=iterations)
-        lat, dev = [], []
+    """One backend configuration alone: `repeats` timed projections of `iterations` steps (stop rules off)."""
+    with RuntimeLoop(manifest, variant, batch, iterations, warmup) as loop:
         for _ in range(repeats):
-            before = proj.device_ms
-            t = time.perf_counter()
-            proj.project_patches(x0, settings=timed)
-            lat.append((time.perf_counter() - t) * 1000)
-            if before is not None:
-                dev.append(proj.device_ms - before)
-        providers = proj.providers
-    step_ms = float(np.median(lat)) / iterations
-    row = {
-        "backend": variant.name,
-        "batch": batch,
-        "providers": providers,
-        "setup_s": round(setup_s, 3),
-        "step_ms": step_ms,
-        "iterations_per_ms": batch / step_ms,
-        "images_per_s": 1000.0 * batch / (step_ms * iterations),
-        "latency_ms": latency_stats(lat),
-    }
-    if dev:
-        row["device_ms"] = latency_stats(dev)  # CUDA-event time of the steps alone, without host readbacks
-    if on_gpu:
-        # What this configuration takes on the device (driver's count, after warm-up and graph captures).
-        row["device_memory_mb"] = device_memory.memory_taken(mem_before, mem_after)
-    return row
+            loop.once()
+        row = loop.row()
+    return row.as_json()
 
 
-def torch_cuda_available() -> bool:
-    """torch is installed with CUDA and sees a GPU (then GPU backends get a same-device torch row)."""
-    try:
-        import torch
-    except ImportError:
-        return False
-    try:
-        return bool(torch.cuda.is_available())
-    except Exception:  # noqa: BLE001 - a broken CUDA install means no same-device row, not a crash
-        return False
+def conv_reference_gflops(threads: int = 0, seconds: float = 1.0, rounds: int = 1) -> list[float] | float | None:
+    """GFLOP/s of ONNX Runtime's own kernel on a large 3x3 Conv here: what the hardware gives ORT.
 
-
-def torch_model(manifest: Manifest):
-    """The bundle's autoencoder in torch (eval mode), with the run's weights when the run is reachable."""
-    from edgeproj.models.autoencoder import build_model
-    from edgeproj.models.config import ModelConfig
-
-    cfg = ModelConfig.from_dict(manifest.training.get("model") or {"variant": manifest.variant, "channels": manifest.channels})
-    model = build_model(cfg).eval()
-    weights = Path(manifest.training.get("run", "")) / "model.safetensors"
-    if weights.is_file():
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(weights)))
-    return model
-
-
-def bench_torch(manifest: Manifest, batch: int, iterations: int, warmup: int, repeats: int, device: str = "cpu") -> dict | None:
-    """The PyTorch eager autograd loop on the same work, if torch is installed (never on the device).
-
-    device="cuda" runs it on the GPU in FP32 (TF32 off, like the runtime's GPU paths), synchronized
-    around every timed projection.
-    """
-    try:
-        import torch
-    except ImportError:
-        return None
-    from edgeproj.models.torch_reference import torch_project
-
-    model = torch_model(manifest)
-    x0 = torch.from_numpy(_inputs(manifest, batch))
-    cuda = device.startswith("cuda")
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    if cuda:
-        model, x0 = model.to(device), x0.to(device)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    p = manifest.projection
-    try:
-        torch_project(model, x0, p.alpha, p.lam, warmup, p.tuned, p.tuned_on_step)
-        sync()
-        lat = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            torch_project(model, x0, p.alpha, p.lam, iterations, p.tuned, p.tuned_on_step)
-            sync()
-            lat.append((time.perf_counter() - t) * 1000)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
-    step_ms = float(np.median(lat)) / iterations
-    row = {
-        "backend": "torch-cuda" if cuda else "torch-eager",
-        "batch": batch,
-        "threads": torch.get_num_threads(),
-        "step_ms": step_ms,
-        "iterations_per_ms": batch / step_ms,
-        "images_per_s": 1000.0 * batch / (step_ms * iterations),
-        "latency_ms": latency_stats(lat),
-        "torch": torch.__version__,
-    }
-    if cuda:
-        row["device"] = torch.cuda.get_device_name(torch.device(device))
-    return row
-
-
-def conv_reference_gflops(threads: int = 0, seconds: float = 1.0) -> float | None:
-    """GFLOP/s of ONNX Runtime's own kernel on a large 3x3 Conv here: what the hardware gives ORT."""
+    rounds > 1 splits the `seconds` into that many timed slices and returns each slice's figure."""
     try:
         import onnxruntime as ort
         from onnxruntime import OrtValue  # noqa: F401
@@ -255,98 +204,113 @@ def conv_reference_gflops(threads: int = 0, seconds: float = 1.0) -> float | Non
     x = np.random.default_rng(1).standard_normal((8, c, hw, hw)).astype(np.float32)
     s.run(None, {"x": x})
     flops = 2 * 8 * c * hw * hw * c * 9
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        s.run(None, {"x": x})
-        n += 1
-    return flops * n / (time.perf_counter() - t0) / 1e9
+    out = []
+    for _ in range(rounds):
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / rounds:
+            s.run(None, {"x": x})
+            n += 1
+        out.append(flops * n / (time.perf_counter() - t0) / 1e9)
+    return out if rounds > 1 else out[0]
 
 
-def run_bench(bundle: Path, opts: BenchOptions, tick: Callable[[str], None] | None = None) -> dict:
-    """Measure every configuration at every batch size; returns the full report."""
+def _measure_batch(manifest: Manifest, configs: list[Variant], batch: int, iterations: int, opts: BenchOptions,
+                   same_gpu: bool, tick: Callable[[str], None]) -> tuple[list[BenchRow], CpuLoad]:  # fmt: skip
+    """Every configuration at one batch size, in interleaved rounds: all are opened and warmed up, then each
+    round times one projection of each, so a disturbance during a round hits them all alike."""
+    slots: list = []  # an open loop, or the error row of one that could not open (kept in place)
+    with ExitStack() as stack:
+
+        def open_loop(name: str, make: Callable) -> None:
+            tick(f"{name} b{batch}")
+            try:
+                slots.append(stack.enter_context(make()))
+            except Exception as exc:  # one failing configuration must not lose the others' numbers
+                slots.append(BenchRow(name, batch, error=f"{type(exc).__name__}: {exc}"))
+
+        if opts.torch and torch_available():
+            open_loop("torch-eager", lambda: EagerLoop(manifest, batch, iterations, opts.warmup))
+        if same_gpu:
+            open_loop("torch-cuda", lambda: EagerLoop(manifest, batch, iterations, opts.warmup, device="cuda"))
+        for v in configs:
+            open_loop(v.name, lambda v=v: RuntimeLoop(manifest, v, batch, iterations, opts.warmup))
+        loops = [s for s in slots if not isinstance(s, BenchRow)]
+        before = cpu_sample()
+        for r in range(opts.repeats):
+            tick(f"round {r + 1}/{opts.repeats} b{batch}")
+            for loop in loops:
+                if loop.error is None:
+                    try:
+                        loop.once()
+                    except Exception as exc:  # noqa: BLE001 - reported as a failed row, like any backend
+                        loop.error = f"{type(exc).__name__}: {exc}"
+        load = CpuLoad.between(before, cpu_sample())
+        rows = [s if isinstance(s, BenchRow) else s.row() for s in slots]
+    for row in rows:
+        row.load = load
+    return rows, load
+
+
+def _ratios(rows: list[BenchRow]) -> None:
+    """Per-round ratios of each row against the torch loop of the same batch, in the same round."""
+    ref = {(r.backend, r.batch): r.latency_rounds_ms for r in rows if r.measured and r.backend.startswith("torch-")}
+    for r in rows:
+        if not r.measured:
+            continue
+        # The same loop in torch on the same device: the GPU torch for GPU rows, the CPU torch for CPU rows.
+        on_gpu = r.on_gpu or r.backend == "torch-cuda"  # a runtime row knows its device from the registry
+        for name, torch_name in (
+            ("ratio_vs_torch", "torch-eager"),
+            ("ratio_vs_torch_same_device", "torch-cuda" if on_gpu else "torch-eager"),
+        ):
+            t = ref.get((torch_name, r.batch))
+            # iterations/ms over the torch loop's in the same round: the same work, so torch's time over ours.
+            r.ratio_rounds[name] = [tt / ms for tt, ms in zip(t, r.latency_rounds_ms, strict=True)] if t else None
+
+
+def measure(bundle: Path, opts: BenchOptions, tick: Callable[[str], None] | None = None) -> BenchReport:
+    """Measure every configuration at every batch size in interleaved rounds; returns the typed report."""
     from edgeproj.bench.system import system_facts
 
+    tick = tick or (lambda what: None)
     manifest = load_manifest(bundle)
     iterations = opts.iterations or manifest.projection.max_iterations
     flops = manifest.cost.get("step_flops_per_sample")
-    rows = []
-    torch_rows: dict[int, dict] = {}
-    torch_gpu_rows: dict[int, dict] = {}
     configs = configurations(opts)
     same_gpu = opts.torch and any(v.backend in GPU_BACKENDS for v in configs) and torch_cuda_available()
+    rows: list[BenchRow] = []
+    loads: dict[str, CpuLoad] = {}
     for batch in opts.batches:
-        if opts.torch:
-            if tick:
-                tick(f"torch-eager b{batch}")
-            t = bench_torch(manifest, batch, iterations, opts.warmup, opts.repeats)
-            if t:
-                torch_rows[batch] = t
-                rows.append(t)
-        if same_gpu:
-            if tick:
-                tick(f"torch-cuda b{batch}")
-            try:
-                t = bench_torch(manifest, batch, iterations, opts.warmup, opts.repeats, device="cuda")
-                torch_gpu_rows[batch] = t
-            except Exception as exc:  # noqa: BLE001 - reported as a failed row, like any backend
-                t = {"backend": "torch-cuda", "batch": batch, "error": f"{type(exc).__name__}: {exc}"}
-            rows.append(t)
-        for v in configs:
-            if tick:
-                tick(f"{v.name} b{batch}")
-            try:
-                r = bench_runtime(manifest, v, batch, iterations, opts.warmup, opts.repeats)
-            except Exception as exc:  # one failing backend must not lose the others' numbers
-                r = {"backend": v.name, "batch": batch, "error": f"{type(exc).__name__}: {exc}"}
-            rows.append(r)
+        batch_rows, loads[f"b{batch}"] = _measure_batch(manifest, configs, batch, iterations, opts, same_gpu, tick)
+        rows += batch_rows
+    _ratios(rows)
     for r in rows:
-        if "iterations_per_ms" not in r:
-            continue
-        ref = torch_rows.get(r["batch"])
-        r["ratio_vs_torch"] = r["iterations_per_ms"] / ref["iterations_per_ms"] if ref else None
-        # The same loop in torch on the same device: the GPU torch for GPU rows, the CPU torch for CPU rows.
-        on_gpu = r["backend"] == "torch-cuda" or any(v.name == r["backend"] and v.backend in GPU_BACKENDS for v in configs)
-        same = (torch_gpu_rows if on_gpu else torch_rows).get(r["batch"])
-        r["ratio_vs_torch_same_device"] = r["iterations_per_ms"] / same["iterations_per_ms"] if same else None
-        if flops:
-            r["gflops"] = flops * r["iterations_per_ms"] / 1e6
-    conv_ref = conv_reference_gflops(opts.threads)
-    report = {
-        "bundle": str(bundle),
-        "variant": manifest.variant,
-        "iterations_per_projection": iterations,
-        "warmup_iterations": opts.warmup,
-        "repeats": opts.repeats,
-        "flops_per_iteration": flops,
-        "reference_conv_gflops": conv_ref,
-        "system": system_facts(),
-        "results": rows,
-        "unavailable": unavailable_configurations(opts),
-    }
-    best = {}
-    for r in rows:
-        if not r.get("backend", "").startswith("torch-") and "iterations_per_ms" in r:
-            key = f"{r['backend']}_b{r['batch']}"
-            best[key] = {
-                "iterations_per_ms": round(r["iterations_per_ms"], 4),
-                "ratio_vs_torch": r.get("ratio_vs_torch"),
-                "ratio_vs_torch_same_device": r.get("ratio_vs_torch_same_device"),
-            }
-    report["summary"] = best
+        r.flops_per_iteration = flops
+    conv = conv_reference_gflops(opts.threads, rounds=max(2, opts.repeats))
+    report = BenchReport(
+        bundle=str(bundle),
+        variant=manifest.variant,
+        iterations=iterations,
+        warmup=opts.warmup,
+        repeats=opts.repeats,
+        flops=flops,
+        conv_gflops=spread_of(conv) if conv else None,
+        system=system_facts(),
+        rows=rows,
+        unavailable=unavailable_configurations(opts),
+        loads=loads,
+    )
     if opts.line and configs:
-        from edgeproj.bench.line import run_line
-
-        if tick:
-            tick("line frames")
+        tick("line frames")
         v = configs[0]
-        report["line"] = run_line(manifest, v.backend, v.options, opts.frame_sizes, opts.line_frames, torch=opts.torch,
-                                  memory=opts.memory)  # fmt: skip
-        report["summary"]["line"] = {
-            k: {"fps": round(r["runtime"]["fps"], 2), "fps_ratio_vs_torch": r.get("fps_ratio_vs_torch"),
-                "iterations_per_tile": round(r["runtime"]["iterations_per_tile"], 2)}
-            for k, r in report["line"]["frames"].items()
-        }  # fmt: skip
+        report.line = run_line(manifest, v.backend, v.options, opts.frame_sizes, opts.line_frames, torch=opts.torch,
+                               memory=opts.memory, rounds=opts.repeats)  # fmt: skip
     return report
+
+
+def run_bench(bundle: Path, opts: BenchOptions, tick: Callable[[str], None] | None = None) -> dict:
+    """Measure every configuration at every batch size; returns the full report as JSON."""
+    return measure(bundle, opts, tick).as_json()
 
 
 def compare(report: dict, old: dict) -> list[dict]:

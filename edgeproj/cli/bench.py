@@ -34,7 +34,7 @@ def command(
     json_out: bool = typer.Option(False, "--json", help="Print the full report as JSON on stdout."),
 ):
     """Benchmark the projection loop; report like trtexec (warm-up excluded, percentiles, versions)."""
-    from edgeproj.bench.runner import BenchOptions, run_bench
+    from edgeproj.bench.runner import BenchOptions, measure
     from edgeproj.bench.runner import compare as compare_reports
     from edgeproj.cli.common import MAX_BATCH, output_file
     from edgeproj.cli.output import console, dumps, emit_json, progress
@@ -85,23 +85,57 @@ def command(
     c = console()
     with progress(enabled=not (quiet or json_out)) as prog:
         task = prog.add_task("bench", total=None, info="")
-        report = run_bench(bundle, opts, tick=lambda what: prog.update(task, advance=1, info=what))
+        report = measure(bundle, opts, tick=lambda what: prog.update(task, advance=1, info=what))
+    doc = report.as_json()  # the report file, the --json output and the comparison all read this one document
     if old is not None:
-        report["compare"] = {"old": str(compare), "rows": compare_reports(report, old)}
+        doc["compare"] = {"old": str(compare), "rows": compare_reports(doc, old)}
     if out:
-        out.write_text(dumps(report) + "\n")
+        out.write_text(dumps(doc) + "\n")
     if json_out:
-        emit_json(report)
+        emit_json(doc)
         return
-    print_table(report, c)
+    print_table(report, c, doc.get("compare"))
 
 
-def print_table(report: dict, c) -> None:
+def figure(value: float | None, spread: dict | None, noisy: bool, fmt: str = ".2f") -> str:
+    """A figure as the tables print it: the median with "+-" half the range over rounds, or "noisy"."""
+    if value is None:
+        return ""
+    if noisy:
+        return "[yellow]noisy"
+    if not spread or spread["rounds"] < 2:
+        return f"{value:{fmt}}"
+    return f"{value:{fmt}} ±{100 * spread['rel_half_range']:.0f}%"
+
+
+# How the tables name a figure of the JSON (in notes on noisy figures).
+FIGURE_LABELS = {
+    "iterations_per_ms": "iter/ms",
+    "ratio_vs_torch": "x torch",
+    "ratio_vs_torch_same_device": "x torch same device",
+    "runtime.fps": "frames/s",
+    "torch_eager.fps": "torch frames/s",
+    "fps_ratio_vs_torch": "x torch",
+}
+
+
+def noisy_note(what: str, noisy: dict[str, str], spreads: dict[str, dict]) -> str:
+    """One line for a row's noisy figures: which, and the reason of the one whose rounds disagree most."""
+    worst = max(noisy, key=lambda k: spreads.get(k, {}).get("max_over_min", 0))
+    shown = [k for k in noisy if not (k == "ratio_vs_torch_same_device" and spreads.get(k) == spreads.get("ratio_vs_torch"))]
+    labels = ", ".join(dict.fromkeys(FIGURE_LABELS.get(k, k) for k in shown))  # on the CPU both ratios are one
+    return f"noisy: {what} ({labels}): {noisy[worst]}"
+
+
+def print_table(report, c, compared: dict | None = None) -> None:
+    """The rows of a BenchReport, then the system, what was not measured, noisy figures and the line figure."""
     from rich.table import Table
 
+    from edgeproj.bench.rounds import NOISY_FACTOR
+
     t = Table(
-        title=f"{report['variant']}: {report['iterations_per_projection']} iterations per projection, "
-        f"{(report['flops_per_iteration'] or 0) / 1e9:.3f} GFLOP per iteration"
+        title=f"{report.variant}: {report.iterations} iterations per projection, "
+        f"{(report.flops or 0) / 1e9:.3f} GFLOP per iteration, median of {report.repeats} interleaved rounds"
     )
     cols = (
         "backend",
@@ -118,41 +152,56 @@ def print_table(report: dict, c) -> None:
         "device MB",
     )
     for col in cols:
-        t.add_column(col, justify="right")
-    for r in report["results"]:
-        if "error" in r:
-            t.add_row(r["backend"], str(r["batch"]), f"[red]{r['error'][:60]}", *[""] * (len(cols) - 3))
+        t.add_column(col, justify="right", no_wrap=col in ("backend", "iter/ms", "x torch"))
+    notes = []
+    for r in report.rows:
+        if not r.measured:
+            t.add_row(r.backend, str(r.batch), f"[red]{(r.error or 'not measured')[:60]}", *[""] * (len(cols) - 3))
             continue
-        lat = r["latency_ms"]
-        ratio = r.get("ratio_vs_torch")
-        same = r.get("ratio_vs_torch_same_device")
+        lat, spreads, noisy = r.as_json()["latency_ms"], {k: s.as_json() for k, s in r.spreads().items()}, r.noisy()
+        speed_noisy = "iterations_per_ms" in noisy  # step ms, img/s and GFLOP/s are the same figure in other units
         t.add_row(
-            r["backend"],
-            str(r["batch"]),
-            f"{r['step_ms']:.2f}",
-            f"{r['iterations_per_ms']:.3f}",
-            f"{r['images_per_s']:.2f}",
+            r.backend,
+            str(r.batch),
+            "[yellow]noisy" if speed_noisy else f"{r.step_ms:.2f}",
+            figure(r.iterations_per_ms, spreads["iterations_per_ms"], speed_noisy, ".3f"),
+            "[yellow]noisy" if speed_noisy else f"{r.images_per_s:.2f}",
             f"{lat['p50']:.0f}",
             f"{lat['p90']:.0f}",
             f"{lat['p99']:.0f}",
-            f"{r.get('gflops', 0):.0f}",
-            f"{ratio:.2f}" if ratio else "",
-            f"{same:.2f}" if same else "",
-            "" if r.get("device_memory_mb") is None else f"{r['device_memory_mb']:.0f}",
+            "[yellow]noisy" if speed_noisy else f"{r.gflops or 0:.0f}",
+            *(figure(r.ratio(k), spreads.get(k), k in noisy) for k in ("ratio_vs_torch", "ratio_vs_torch_same_device")),
+            "" if r.device_memory_mb is None else f"{r.device_memory_mb:.0f}",
         )
-    c.width = max(c.width, 120)  # a log file or pipe reports 80 columns: keep the headers readable
+        if noisy:
+            notes.append(noisy_note(f"{r.backend} b{r.batch}", noisy, spreads))
+    c.width = max(c.width, 140)  # a log file or pipe reports 80 columns: keep the headers and spreads readable
     c.print(t)
-    if report.get("reference_conv_gflops"):
-        c.print(f"reference: ONNX Runtime's own 3x3 Conv reaches {report['reference_conv_gflops']:.0f} GFLOP/s on this machine")
-    s = report["system"]
+    c.print(
+        f"figures: the median over rounds, ± half their range; 'noisy': rounds disagree by more than {NOISY_FACTOR}x, "
+        "no figure given",
+        soft_wrap=True,
+    )
+    for note in notes:
+        c.print(note, soft_wrap=True)
+    conv = report.conv_gflops
+    if conv:
+        if conv.noisy:
+            c.print(f"reference: ONNX Runtime's own 3x3 Conv: noisy (rounds disagree by {conv.max_over_min:.2f}x)")
+        else:
+            c.print(
+                f"reference: ONNX Runtime's own 3x3 Conv reaches {conv.median:.0f} GFLOP/s "
+                f"±{100 * conv.rel_half_range:.0f}% on this machine"
+            )
+    s = report.system
     c.print(
         f"system: {s['cpu']} ({s['cpu_threads']} threads), GPU {s.get('gpu') or 'none'}, onnxruntime {s['onnxruntime']}, "
         f"tensorrt {s.get('tensorrt') or 'n/a'}"
     )
-    for name, why in report.get("unavailable", {}).items():
+    for name, why in report.unavailable.items():
         c.print(f"not measured: {name}: {why}", soft_wrap=True)
-    print_line(report.get("line"), c)
-    for row in report.get("compare", {}).get("rows", []):
+    print_line(report.line, c)
+    for row in (compared or {}).get("rows", []):
         c.print(f"{row['backend']} b{row['batch']}: {row['ratio_vs_old']:.2f}x the old report")
 
 
@@ -165,18 +214,28 @@ def print_line(line: dict | None, c) -> None:
     t = Table(title=f"line: whole frames through {line['backend']}, calibrated stop rules on")
     for col in ("frame", "engine", "frames/s", "p50 ms", "p99 ms", "tiles", "iter/tile", "stop at x0", "x torch"):
         t.add_column(col, justify="right")
+    notes = []
     for frame, r in line["frames"].items():
+        noisy = r.get("noisy", {})
         for engine in ("runtime", "torch_eager"):
             row = r.get(engine)
             if not row:
                 continue
-            ratio = r.get("fps_ratio_vs_torch") if engine == "runtime" else None
-            if engine == "runtime" and row.get("in_flight", 1) > 1:
-                engine = f"runtime ({row['in_flight']} in flight)"
-            t.add_row(frame, engine, f"{row['fps']:.2f}", f"{row['latency_ms']['p50']:.0f}", f"{row['latency_ms']['p99']:.0f}",
+            ratio = ""
+            if engine == "runtime":
+                ratio = figure(r.get("fps_ratio_vs_torch"), r.get("spread", {}).get("fps_ratio_vs_torch"),
+                               "fps_ratio_vs_torch" in noisy)  # fmt: skip
+            fps = figure(row["fps"], row.get("spread", {}).get("fps"), f"{engine}.fps" in noisy)
+            label = f"runtime ({row['in_flight']} in flight)" if engine == "runtime" and row.get("in_flight", 1) > 1 else engine
+            t.add_row(frame, label, fps, f"{row['latency_ms']['p50']:.0f}", f"{row['latency_ms']['p99']:.0f}",
                       str(row["tiles_per_frame"]), f"{row['iterations_per_tile']:.2f}", f"{100 * row['tiles_stopped_at_x0']:.0f}%",
-                      f"{ratio:.2f}" if ratio else "")  # fmt: skip
+                      ratio)  # fmt: skip
+        if noisy:
+            spreads = {f"{e}.fps": r[e]["spread"]["fps"] for e in ("runtime", "torch_eager") if r.get(e)}
+            notes.append(noisy_note(f"line {frame}", noisy, spreads | r.get("spread", {})))
     c.print(t)
+    for note in notes:
+        c.print(note, soft_wrap=True)
     gate = [
         f"{frame} {r['runtime']['gate_ms']:.1f} ms"
         for frame, r in line["frames"].items()

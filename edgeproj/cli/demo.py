@@ -33,7 +33,6 @@ def command(
     from edgeproj.cli.output import console, emit_json, progress
     from edgeproj.data.demo import CATEGORIES
     from edgeproj.errors import ConfigError
-    from edgeproj.evaluation.report import VARIANT_LABEL
     from edgeproj.workstation.bundles import parse_variants
     from edgeproj.workstation.demo import DemoOptions, run_demo
 
@@ -59,22 +58,65 @@ def command(
         return
     c = console()
     report = out / "report"
-    for r in doc["results"]:
-        c.print(
-            f"{r['category']} {VARIANT_LABEL[r['variant']]}: pixel AUROC {r['baseline']['pixel_auroc']:.3f} -> "
-            f"{r['grad']['pixel_auroc']:.3f} ({100 * r['improvement_rate']['pixel_auroc']:+.1f}%), AU-PRO "
-            f"{r['baseline']['au_pro']:.3f} -> {r['grad']['au_pro']:.3f}"
-        )
     c.print((report / "table.md").read_text())
     for tag, r in doc.get("synthetic_ranking", {}).items():
         c.print(f"synthetic check {tag}: {r['verdict']}")
-    if doc.get("bench"):
-        bench = dict(doc["bench"])
-        for frame, r in bench.pop("line", {}).items():
-            ratio = r.get("fps_ratio_vs_torch")
-            c.print(
-                f"line: {frame} frames at {r['fps']:.2f} frames/s with the stop rules on "
-                f"({r['iterations_per_tile']:.2f} iterations per tile)" + (f", {ratio:.2f}x PyTorch eager" if ratio else "")
-            )
-        c.print(f"benchmark: {bench}")
+    print_summary(doc, c)
     c.print(f"demo finished in {doc['timings_s']['total']:.0f} s; report: {report} (table.md, results.json, PNG figures)")
+
+
+def print_summary(doc: dict, c) -> None:
+    """The demo's last words: one short table of the evaluation, one of the benchmark (figures with their
+    spread over interleaved rounds, or "noisy" and why); every figure stays in results.json."""
+    from rich import box
+    from rich.table import Table
+
+    from edgeproj.cli.bench import figure, noisy_note
+    from edgeproj.evaluation.report import VARIANT_LABEL
+
+    t = Table(title="demo summary: f(x) against the gradient projection", box=box.SIMPLE_HEAD)
+    for col in ("category", "variant", "metric", "f(x)", "gradient", "change"):
+        t.add_column(col, justify="left" if col in ("category", "variant", "metric") else "right", no_wrap=True)
+    for r in doc["results"]:
+        b, g, rate = r["baseline"], r["grad"], r.get("improvement_rate", {})
+        first = True
+        for key, label in (("pixel_auroc", "pixel AUROC"), ("au_pro", "AU-PRO"), ("image_auroc", "image AUROC")):
+            if key not in b or key not in g:
+                continue
+            head = (r["category"], VARIANT_LABEL.get(r["variant"], r["variant"])) if first else ("", "")
+            change = f"{100 * rate[key]:+.1f}%" if key in rate else ""
+            t.add_row(*head, label, f"{b[key]:.3f}", f"{g[key]:.3f}", change)
+            first = False
+    c.print(t)
+    bench = dict(doc.get("bench") or {})
+    if not bench:
+        return
+    full = doc.get("bench_report") or {}
+    line = bench.pop("line", {})
+    title = "benchmark"
+    if full:  # short enough for the table's width: rich would wrap it
+        title += f": {full['iterations_per_projection']} iterations, median of {full['repeats']} interleaved rounds"
+    t = Table(title=title, box=box.SIMPLE_HEAD)
+    for col in ("configuration", "batch", "iter/ms", "x torch"):
+        t.add_column(col, justify="left" if col == "configuration" else "right", no_wrap=True)
+    notes = []
+    for key, e in bench.items():
+        name, _, batch = key.rpartition("_b")
+        spread, noisy = e.get("spread", {}), e.get("noisy", {})
+        it = spread.get("iterations_per_ms", {}).get("median", e.get("iterations_per_ms"))
+        t.add_row(name, batch, figure(it, spread.get("iterations_per_ms"), "iterations_per_ms" in noisy, ".3f"),
+                  figure(e.get("ratio_vs_torch") or spread.get("ratio_vs_torch", {}).get("median"), spread.get("ratio_vs_torch"),
+                         "ratio_vs_torch" in noisy))  # fmt: skip
+        if noisy:
+            notes.append(noisy_note(f"{name} b{batch}", noisy, spread))
+    for frame, e in line.items():
+        spread, noisy = e.get("spread", {}), e.get("noisy", {})
+        fps = figure(spread.get("fps", {}).get("median", e.get("fps")), spread.get("fps"), "runtime.fps" in noisy)
+        ratio = spread.get("fps_ratio_vs_torch", {}).get("median", e.get("fps_ratio_vs_torch"))
+        t.add_row(f"line {frame}, stop rules on", "", fps if "runtime.fps" in noisy else f"{fps} frames/s",
+                  figure(ratio, spread.get("fps_ratio_vs_torch"), "fps_ratio_vs_torch" in noisy))  # fmt: skip
+        if noisy:
+            notes.append(noisy_note(f"line {frame}", noisy, {"runtime.fps": spread.get("fps", {})} | spread))
+    c.print(t)
+    for note in notes:
+        c.print(note, soft_wrap=True)

@@ -1,0 +1,28 @@
+"""The timed work every bench figure shares: its input batch and the latency statistics of its timings."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeproj.runtime.manifest import Manifest
+
+
+def bench_inputs(manifest: Manifest, batch: int, seed: int = 0) -> np.ndarray:
+    """A batch of smooth random images in the data range, shaped for the bundle."""
+    rng = np.random.default_rng(seed)
+    c, s = manifest.channels, manifest.size
+    # The work per step does not depend on the content, so any image in range times the same.
+    return np.clip(0.5 + 0.15 * rng.standard_normal((batch, c, s, s)), 0, 1).astype(np.float32)
+
+
+def latency_stats(ms: list[float]) -> dict:
+    """min, mean and percentiles (p50, p90, p95, p99) of latencies in ms."""
+    a = np.asarray(ms)
+    return {
+        "min": float(a.min()),
+        "mean": float(a.mean()),
+        "p50": float(np.percentile(a, 50)),
+        "p90": float(np.percentile(a, 90)),
+        "p95": float(np.percentile(a, 95)),
+        "p99": float(np.percentile(a, 99)),
+    }

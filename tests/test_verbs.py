@@ -12,7 +12,9 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import typer
 from cli_helpers import one_line_error, run_cli
+from typer.testing import CliRunner
 
 from edgeproj.data.images import read_image, read_mask, write_png
 from edgeproj.runtime import load_manifest
@@ -176,6 +178,27 @@ def test_verb_help(verb):
     res = run_cli(verb, "--help")
     assert res.exit_code == 0, res.output
     assert "--json" in res.stdout and "Usage: edgeproj " + verb in res.stdout
+
+
+@pytest.mark.parametrize("verb", [[], *([v] for v in VERBS), ["doctor"], ["data", "make-demo"], ["data", "check"]])
+def test_help_reads_at_80_columns_with_nothing_cut(verb):
+    """Every line fits 80 columns, no name or value is cut with an ellipsis, and every option is listed."""
+    import click
+
+    from edgeproj.cli.app import app
+
+    res = CliRunner().invoke(app, [*verb, "--help"], terminal_width=80, env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    assert "\u2026" not in res.stdout
+    assert not [line for line in lines if line.rstrip().endswith("...") and not line.startswith("Usage:")], res.stdout
+    command = typer.main.get_command(app)
+    for name in verb:
+        command = command.commands[name]
+    for param in command.params:
+        if isinstance(param, click.Option) and not param.hidden:
+            assert any(opt in res.stdout for opt in param.opts), (param.opts, res.stdout)
 
 
 @pytest.mark.parametrize("args", [["project", "--help"], ["--help"], ["doctor", "--json"]])

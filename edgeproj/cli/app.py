@@ -6,7 +6,6 @@ import os
 import sys
 
 import typer
-from typer.core import TyperGroup
 
 try:  # typer >= 0.20 carries its own copy of click
     from typer._click import exceptions as _cx
@@ -14,10 +13,11 @@ except ImportError:  # pragma: no cover - older typer on plain click
     from click import exceptions as _cx
 
 from edgeproj import __version__
+from edgeproj.cli.helpformat import MARKUP, Command, Group
 from edgeproj.errors import EdgeprojError
 
 
-class _Group(TyperGroup):
+class _Group(Group):
     """One abort path: every user-facing failure is one line on stderr and exit code 2.
 
     That covers EdgeprojError raised by a verb, a bad option or value (click's usage errors, which
@@ -89,6 +89,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=MARKUP,
 )
 
 
@@ -105,20 +106,29 @@ def _root(
     """edgeproj command line."""
 
 
+# One line per verb for `edgeproj --help` (the verbs' docstrings are paragraphs, cut mid-sentence there).
+VERBS = {
+    "train": "Train an autoencoder on normal images (stops when it has learned).",
+    "export": "Write the ONNX graphs with the energy gradient, and the manifest.",
+    "project": "Anomaly maps, overlays and verdicts for image files.",
+    "inpaint": "Inpaint an image: a known mask (eq. 7) or blind (eq. 8).",
+    "calibrate": "Thresholds and the frame gate from good parts, into the manifest.",
+    "evaluate": "Pixel AUROC, AU-PRO, image AUROC: baseline vs projection.",
+    "inspect": "Judge frames from a camera, stream, video or folder.",
+    "bench": "Iterations per millisecond of every backend, against PyTorch.",
+    "demo": "The whole pipeline on the embedded procedural data.",
+    "doctor": "Which backends run here, and exactly why the others do not.",
+}
+
+
 def _register() -> None:
     from edgeproj.cli import bench, calibrate, data, demo, doctor, evaluate, export, inpaint, inspect, project, train
 
-    app.add_typer(data.app, name="data")
-    app.command("train")(train.command)
-    app.command("export")(export.command)
-    app.command("project")(project.command)
-    app.command("inpaint")(inpaint.command)
-    app.command("calibrate")(calibrate.command)
-    app.command("evaluate")(evaluate.command)
-    app.command("inspect")(inspect.command)
-    app.command("bench")(bench.command)
-    app.command("demo")(demo.command)
-    app.command("doctor")(doctor.command)
+    verbs = {"train": train, "export": export, "project": project, "inpaint": inpaint, "calibrate": calibrate,
+             "evaluate": evaluate, "inspect": inspect, "bench": bench, "demo": demo, "doctor": doctor}  # fmt: skip
+    app.add_typer(data.app, name="data", short_help="Generate the demo data set; check a data folder.")
+    for name, module in verbs.items():
+        app.command(name, cls=Command, short_help=VERBS[name])(module.command)
 
 
 _register()

@@ -6,10 +6,17 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Data helpers: generate the demo data set, check a data folder.", no_args_is_help=True)
+from edgeproj.cli.helpformat import MARKUP, Command, Group
+
+app = typer.Typer(
+    help="Data helpers: generate the demo data set, check a data folder.",
+    no_args_is_help=True,
+    cls=Group,
+    rich_markup_mode=MARKUP,
+)
 
 
-@app.command("make-demo")
+@app.command("make-demo", cls=Command, short_help="Write the procedural demo data set (MVTec AD layout).")
 def make_demo(
     out: Path = typer.Argument(..., help="Output folder; categories are written as OUT/<category>."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed; the same seed gives byte-identical files."),
@@ -41,7 +48,7 @@ def make_demo(
     )
 
 
-@app.command("check")
+@app.command("check", cls=Command, short_help="Read an MVTec-layout folder; report counts and skipped files.")
 def check(
     data: Path = typer.Argument(..., help="An MVTec-layout root, or one category folder."),
     category: str = typer.Option(None, "--category", "-c", help="Check only this category."),

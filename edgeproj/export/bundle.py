@@ -69,7 +69,7 @@ def method_notes(p: Projection) -> dict:
     return {
         "update": update,
         "alpha": (f"Adam step size {p.alpha:g} on images in [0, 1]; the paper states alpha = 0.5 with Adam (sections 3.4 "
-                  "and 4.1). The default comes from `edgeproj evaluate --rule-study` on the demo data (README, Method)."),
+                  "and 4.1). The default comes from `edgeproj evaluate --rule-study` on the demo data (docs/method.md)."),
         "lambda": f"{p.lam:g}; the paper's lambda is 0.05",
         "image_score": f"{p.image_score}: the image-level score compared with the image threshold",
     }  # fmt: skip

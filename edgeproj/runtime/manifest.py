@@ -134,7 +134,7 @@ class Projection:
     tuned: bool = True
     tuned_on_step: bool = True
     map_kind: str = "dssim_projection"
-    image_score: str = "map_max_smoothed"  # chosen by the image-score study (README, Method)
+    image_score: str = "map_max_smoothed"  # chosen by the image-score study (docs/method.md)
     beta1: float = contract.ADAM_BETA1
     beta2: float = contract.ADAM_BETA2
     eps: float = contract.ADAM_EPS

@@ -142,14 +142,12 @@ def inspect(
 ) -> Summary:
     """Run until the source ends, `max_frames`, or a stop signal; returns the run's Summary.
 
-    Every frame gets a verdict (OK, NG or FAULT, see edgeproj.runtime.verdict) that is reported through
-    `on_result` whether or not the database could take its row; a frame that could not be read, or that
-    fails the frame gate (edgeproj.runtime.gate), is FAULT without being projected, and frames that fail
-    it in a row raise the camera ALARM (edgeproj.line.alarm). `store` is a ResultStore, or a path
-    to open one at (then closed at the end). `outputs` are the saved frames, video and window (by
-    default NG and FAULT frames are saved); `sinks` (the live page, MQTT) get every row with its image
-    and map without the line waiting on them; `every(summary)` is called every `every_s` seconds with
-    the running summary (periodic progress in logs).
+    Every frame gets a verdict (OK, NG or FAULT, edgeproj.runtime.verdict), reported through `on_result`
+    whether or not the database (`store`, or a path to open one at) could take its row. A frame that
+    could not be read or fails the frame gate is FAULT without being projected; frames failing it in a
+    row raise the camera ALARM (edgeproj.line.alarm). `outputs` (saved frames, video, window) are fed on
+    the line; `sinks` (live page, MQTT) get every row without the line waiting on them; `every(summary)`
+    is called every `every_s` seconds (progress in logs).
     """
     image_thr, pixel_thr = resolve_thresholds(projector.manifest.calibration, opts)
     stop, sinks = stop or StopFlag(), sinks or Sinks()
@@ -169,10 +167,9 @@ def inspect(
     try:
         line.run(cap, stop, opts.max_frames)
     finally:
-        cap.stop()
-        cap.join(timeout=5)
+        unjudged = _stop_capture(cap)
         summary.seconds = ticker.elapsed()
-        summary.took_capture(cap.stats, dropped_at_stop=_drain(cap))
+        summary.took_capture(cap.stats, dropped_at_stop=unjudged)
         line.close()
         if own_store:
             store.close()
@@ -195,8 +192,10 @@ def run_facts(summary: Summary, manifest) -> dict:
     )  # fmt: skip
 
 
-def _drain(cap: Capture) -> int:
-    """Frames still queued when a stop came were read but never judged: how many (counted as dropped)."""
+def _stop_capture(cap: Capture) -> int:
+    """Stop the capture thread; frames still queued were read but never judged: how many (counted as dropped)."""
+    cap.stop()
+    cap.join(timeout=5)
     n = 0
     while True:
         try:

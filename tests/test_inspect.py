@@ -117,7 +117,7 @@ def test_folder_source_counts_a_corrupt_file_and_loses_nothing(calibrated, demo_
         summary = inspect(proj, open_source(str(folder), 1), tmp_path / "r.sqlite", tmp_path, InspectOptions(queue_size=1))
     # The unreadable file is a part that could not be judged: a FAULT row, never skipped.
     assert summary.frames_read == 5 and summary.corrupt == 1 and summary.processed == 5 and summary.dropped == 0
-    assert summary.fault >= 1 and summary.gate["by_check"].get("unreadable") == 1
+    assert summary.fault >= 1 and summary.gate.by_check.get("unreadable") == 1
     rows = read_rows(tmp_path / "r.sqlite")
     assert [r["name"] for r in rows] == ["000.png", "001.png", "002.png", "003.png", "004.png"]
     assert rows[2]["verdict"] == "FAULT" and rows[2]["gate"] == "unreadable" and "truncated" in rows[2]["fault"]

@@ -16,6 +16,7 @@ from edgeproj.cli.groups import Flag, OptionGroup, flag, takes
 from edgeproj.line.options import FrameOutputs, InspectOptions, LiveOptions, MqttOptions, SourceOptions, StorageOptions
 
 if TYPE_CHECKING:
+    from edgeproj.line.store import FrameRow
     from edgeproj.line.summary import Summary
     from edgeproj.runtime.projector import BackendChoice
 
@@ -189,17 +190,15 @@ class _Report:
             if w:
                 self.c.print(f"warning: {w}", soft_wrap=True)
 
-    def frame(self, row: dict) -> None:
+    def frame(self, row: FrameRow) -> None:
         from edgeproj.cli.output import dumps
 
         if self.json_out:
-            print(dumps(row, indent=None), flush=True)
-        elif row["verdict"] != "OK":
-            score = "n/a" if row["score"] is None else f"{row['score']:.4f}"
-            why = f" - {row['fault']}" if row.get("fault") else ""
-            self.c.print(
-                f"[red]{row['verdict']}[/red] frame {row['seq']} {row['name']} score {score} ({row['latency_ms']:.0f} ms){why}"
-            )
+            print(dumps(row.as_json(), indent=None), flush=True)
+        elif row.verdict != "OK":
+            score = "n/a" if row.score is None else f"{row.score:.4f}"
+            why = f" - {row.fault}" if row.fault else ""
+            self.c.print(f"[red]{row.verdict}[/red] frame {row.seq} {row.name} score {score} ({row.latency_ms:.0f} ms){why}")
 
     @staticmethod
     def _progress(s: Summary) -> None:
@@ -232,10 +231,10 @@ class _Report:
             f"p99 {s.latency_ms_p99:.0f} ms ({s.stopped_by})"
         )
         g = s.gate
-        if g["failed"]:
-            checks = ", ".join(f"{k} {n}" for k, n in g["by_check"].items())
-            c.print(f"frame gate: {g['failed']} frame(s) stopped, FAULT ({checks}); camera alarms {g['alarms']}")
-        if g["alarm_active"]:
+        if g.failed:
+            checks = ", ".join(f"{k} {n}" for k, n in g.by_check.items())
+            c.print(f"frame gate: {g.failed} frame(s) stopped, FAULT ({checks}); camera alarms {g.alarms}")
+        if g.alarm_active:
             c.print("[red]ALARM still active at the end of the run: the last frames failed the frame gate in a row")
         if s.storage_alarms or s.rows_unstored:
             c.print(

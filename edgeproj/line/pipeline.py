@@ -111,9 +111,9 @@ class _Line:
         s.count(v.verdict, latency, unreadable=frame.image is None)
         self.in_flight.popleft()
         if self.on_result:
-            self.on_result(row.__dict__)
+            self.on_result(row)
         if self.sinks:
-            self.sinks.publish(row.__dict__, j.image, None if res is None else res.map)
+            self.sinks.publish(row.as_json(), j.image, None if res is None else res.map)
         self.ticker.tick(s, self.monitor.summary)
 
     def close(self) -> None:
@@ -132,7 +132,7 @@ def inspect(
     store: ResultStore | Path,
     out_dir: Path,
     opts: InspectOptions,
-    on_result: Callable[[dict], None] | None = None,
+    on_result: Callable[[FrameRow], None] | None = None,
     stop: StopFlag | None = None,
     capture: Capture | None = None,
     sinks: Sinks | None = None,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgeproj.line.alarm import GateCounts
 from edgeproj.runtime.verdict import FAULT, NG, OK
 
 # Written after the run's own figures in the JSON form, in this order (the order `inspect --json` prints).
@@ -37,7 +38,7 @@ class Summary:
     latencies_ms: list = field(default_factory=list)
     stopped_by: str = "end of source"
     source_error: str = ""
-    gate: dict = field(default_factory=dict)  # frames the frame gate stopped, by check; camera alarms
+    gate: GateCounts = field(default_factory=GateCounts)  # frames the frame gate stopped, by check; camera alarms
     database: str = ""
     image_threshold: float | None = None
     pixel_threshold: float | None = None
@@ -81,7 +82,7 @@ class Summary:
     def as_json(self) -> dict:
         """The summary as `inspect --json` writes it (no per-frame latencies; `sinks` only when there were any)."""
         d = {k: v for k, v in self.__dict__.items() if k != "latencies_ms" and k not in _TAIL}
-        d |= {"seconds": round(self.seconds, 3), "fps": self.fps}
+        d |= {"seconds": round(self.seconds, 3), "gate": self.gate.as_json(), "fps": self.fps}
         d |= {"latency_ms_p50": self.latency_ms_p50, "latency_ms_p99": self.latency_ms_p99}
         d |= {"database": self.database, "image_threshold": self.image_threshold, "pixel_threshold": self.pixel_threshold}
         return d | ({"sinks": self.sinks} if self.sinks is not None else {})
@@ -100,7 +101,7 @@ class Ticker:
     def elapsed(self) -> float:
         return self.clock() - self.t0
 
-    def tick(self, summary: Summary, gate: Callable[[], dict]) -> None:
+    def tick(self, summary: Summary, gate: Callable[[], GateCounts]) -> None:
         if self.every is None or self.clock() < self.next:
             return
         self.next = self.clock() + self.every_s

@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 
 from edgeproj.calibration.calibrate import CalibrationOptions, calibrate_bundle
 from edgeproj.errors import ConfigError, DataError
+from edgeproj.line.options import FrameOutputs
 from edgeproj.line.pipeline import InspectOptions, inspect
 from edgeproj.line.sources import FrameSource
-from edgeproj.line.store import ResultStore, read_rows
+from edgeproj.line.store import FrameRow, ResultStore, read_rows
 from edgeproj.runtime import Projector, load_manifest
 from edgeproj.runtime.manifest import MANIFEST, Calibration
 from edgeproj.runtime.verdict import FAULT, NG, OK, judge
@@ -94,19 +95,19 @@ def _hostile_frames() -> list[np.ndarray]:
 
 
 def test_nan_inf_and_extreme_frames_are_never_ok(calibrated_bundle, tmp_path):
-    rows: list[dict] = []
+    rows: list[FrameRow] = []
     with Projector.from_bundle(calibrated_bundle) as proj:
         summary = inspect(
             proj, ArraySource(_hostile_frames()), tmp_path / "r.sqlite", tmp_path, InspectOptions(), on_result=rows.append
         )
-    assert len(rows) == 6 and summary["processed"] == 6
-    assert all(r["verdict"] != OK for r in rows), rows
+    assert len(rows) == 6 and summary.processed == 6
+    assert all(r.verdict != OK for r in rows), rows
     # Non-finite pixels give a non-finite score or a diverged projection: FAULT, with the reason stored.
     for r in rows[:4]:
-        assert r["verdict"] == FAULT and r["fault"], r
-    assert summary["fault"] >= 4 and summary["ok"] == 0
+        assert r.verdict == FAULT and r.fault, r
+    assert summary.fault >= 4 and summary.ok == 0
     stored = read_rows(tmp_path / "r.sqlite")
-    assert [r["verdict"] for r in stored] == [r["verdict"] for r in rows]
+    assert [r["verdict"] for r in stored] == [r.verdict for r in rows]
     assert all(r["score"] is None or math.isfinite(r["score"]) for r in stored)
 
 
@@ -144,13 +145,13 @@ def test_a_processing_error_is_a_fault_and_the_line_goes_on(calibrated_bundle, g
         return real(self, x0, weight, settings)
 
     monkeypatch.setattr(OrtCpuRunner, "load", flaky)
-    rows: list[dict] = []
+    rows: list[FrameRow] = []
     with Projector.from_bundle(calibrated_bundle, options=OrtCpuOptions(lanes=2)) as proj:
         assert proj.pipelined
         summary = inspect(proj, ArraySource(frames), tmp_path / "r.sqlite", tmp_path, InspectOptions(), on_result=rows.append)
         assert all(t.is_alive() for t in proj._pool._threads)  # the lane that failed goes on
-    assert [r["verdict"] == FAULT for r in rows] == [False, True, False]
-    assert "device lost" in rows[1]["fault"] and summary["fault"] == 1 and summary["processed"] == 3
+    assert [r.verdict == FAULT for r in rows] == [False, True, False]
+    assert "device lost" in rows[1].fault and summary.fault == 1 and summary.processed == 3
 
 
 def test_a_locked_database_does_not_stop_the_line_and_loses_no_row(calibrated_bundle, good_frames, tmp_path):
@@ -160,7 +161,7 @@ def test_a_locked_database_does_not_stop_the_line_and_loses_no_row(calibrated_bu
     locker = sqlite3.connect(str(db), isolation_level=None, check_same_thread=False)
     locker.execute("BEGIN EXCLUSIVE")
     frames = good_frames[:5]
-    rows: list[dict] = []
+    rows: list[FrameRow] = []
     released = threading.Event()
 
     def on_result(row):
@@ -172,8 +173,8 @@ def test_a_locked_database_does_not_stop_the_line_and_loses_no_row(calibrated_bu
     with Projector.from_bundle(calibrated_bundle) as proj:
         summary = inspect(proj, ArraySource(frames), ResultStore(db, busy_ms=50), tmp_path, InspectOptions(), on_result=on_result)
     locker.close()
-    assert len(rows) == 5 and summary["processed"] == 5
-    assert summary["storage_alarms"] == 1 and summary["rows_unstored"] == 0 and summary["rows_lost_from_store"] == 0
+    assert len(rows) == 5 and summary.processed == 5
+    assert summary.storage_alarms == 1 and summary.rows_unstored == 0 and summary.rows_lost_from_store == 0
     assert [r["seq"] for r in read_rows(db)] == [0, 1, 2, 3, 4]
 
 
@@ -189,7 +190,7 @@ def test_a_full_disk_raises_an_alarm_and_keeps_rows_until_it_clears(calibrated_b
 
     monkeypatch.setattr(store, "add", add)
     frames = good_frames[:4]
-    rows: list[dict] = []
+    rows: list[FrameRow] = []
 
     def on_result(row):
         rows.append(row)
@@ -199,14 +200,21 @@ def test_a_full_disk_raises_an_alarm_and_keeps_rows_until_it_clears(calibrated_b
     with Projector.from_bundle(calibrated_bundle) as proj:
         summary = inspect(proj, ArraySource(frames), store, tmp_path, InspectOptions(store_buffer=1), on_result=on_result)
     # The buffer held one row: the first verdict was reported but could not be kept, and is counted.
-    assert len(rows) == 4 and summary["storage_alarms"] == 1 and summary["rows_lost_from_store"] == 1
+    assert len(rows) == 4 and summary.storage_alarms == 1 and summary.rows_lost_from_store == 1
     assert [r["seq"] for r in read_rows(tmp_path / "r.sqlite")] == [1, 2, 3]
 
 
 def test_saved_frames_are_bounded(calibrated_bundle, good_frames, tmp_path):
     frames = good_frames[:5]
     with Projector.from_bundle(calibrated_bundle) as proj:
-        inspect(proj, ArraySource(frames), tmp_path / "r.sqlite", tmp_path, InspectOptions(save_all=True, keep_frames=2))
+        inspect(
+            proj,
+            ArraySource(frames),
+            tmp_path / "r.sqlite",
+            tmp_path,
+            InspectOptions(),
+            outputs=FrameOutputs(save_all=True, keep_frames=2),
+        )
     assert len(list((tmp_path / "frames").glob("*_overlay.png"))) == 2
     assert len(list((tmp_path / "frames").glob("*_map.png"))) == 2
 
@@ -222,7 +230,7 @@ def test_database_durability_setting(tmp_path):
 def test_roi_outside_a_later_frame_is_a_fault(calibrated_bundle, good_frames, tmp_path):
     # A 256x256 frame whose top-left 128x128 ROI is a good part, then a frame the ROI does not fit.
     frames = [np.tile(good_frames[0], (2, 2, 1)), good_frames[1][:100, :100]]
-    rows: list[dict] = []
+    rows: list[FrameRow] = []
     with Projector.from_bundle(calibrated_bundle) as proj:
         inspect(
             proj,
@@ -232,7 +240,7 @@ def test_roi_outside_a_later_frame_is_a_fault(calibrated_bundle, good_frames, tm
             InspectOptions(roi=(0, 0, 128, 128)),
             on_result=rows.append,
         )
-    assert rows[0]["verdict"] != FAULT and rows[1]["verdict"] == FAULT and "roi" in rows[1]["fault"]
+    assert rows[0].verdict != FAULT and rows[1].verdict == FAULT and "roi" in rows[1].fault
 
 
 # ---------------------------------------------------------------- calibration

@@ -372,16 +372,16 @@ def test_frames_failing_the_gate_in_a_row_raise_one_alarm_that_clears(calibrated
         summary = inspect(
             proj, ListSource(frames), tmp_path / "r.sqlite", tmp_path, InspectOptions(alarm_after=3), sinks=Sinks([sink])
         )
-    g = summary["gate"]
-    assert g["failed"] == 6 and g["alarms"] == 1 and not g["alarm_active"]
-    assert sum(g["by_check"].values()) == 6 and len(g["by_check"]) >= 2  # the dark frame fails on its own check
+    g = summary.gate
+    assert g.failed == 6 and g.alarms == 1 and not g.alarm_active
+    assert sum(g.by_check.values()) == 6 and len(g.by_check) >= 2  # the dark frame fails on its own check
     alarms = [r.message for r in caplog.records if r.message.startswith("ALARM:")]
     assert len(alarms) == 1 and "3 frames in a row" in alarms[0]
     assert sum("ALARM cleared" in r.message for r in caplog.records) == 1
     raised = [s for s in sink.statuses if s.get("alarm")]
     assert raised and raised[0]["alarm"]["frames_in_row"] == 3 and "frame gate" in raised[0]["alarm"]["reason"]
     assert sink.statuses[-1]["alarm"] is None and sink.statuses[-1]["gate"]["failed"] == 6
-    assert summary["fault"] == 6 and summary["ok"] + summary["ng"] == 3
+    assert summary.fault == 6 and summary.ok + summary.ng == 3
 
 
 def test_the_alarm_monitor_counts_and_throttles():
@@ -394,7 +394,7 @@ def test_the_alarm_monitor_counts_and_throttles():
     assert [bool(s["alarm"]) for s in sink.statuses] == [False, True]
     now[0] = 5.0
     m.update(3, "", "")  # back in range: cleared at once
-    assert sink.statuses[-1]["alarm"] is None and m.summary()["by_check"] == {"sharpness": 2, "contrast": 1}
+    assert sink.statuses[-1]["alarm"] is None and m.summary().by_check == {"sharpness": 2, "contrast": 1}
 
 
 def test_evaluate_reports_what_the_gate_flags_and_the_aurocs_with_it(trained_bundle, gate_demo_root, tmp_path):
@@ -459,9 +459,9 @@ def test_a_processing_error_neither_raises_nor_clears_the_camera_alarm(trained_b
     frames = [blank, blank, good, blank]  # the error between the 2nd and 3rd blank frame
     with Projector.from_bundle(trained_bundle) as proj:
         summary = inspect(proj, ListSource(frames), tmp_path / "r.sqlite", tmp_path, InspectOptions(alarm_after=3))
-    g = summary["gate"]
-    assert g["failed"] == 3 and g["passed"] == 0 and g["alarms"] == 1 and g["alarm_active"]
-    assert summary["fault"] == 4
+    g = summary.gate
+    assert g.failed == 3 and g.passed == 0 and g.alarms == 1 and g.alarm_active
+    assert summary.fault == 4
 
 
 def test_undecodable_frames_past_a_videos_end_are_not_parts():

@@ -49,7 +49,7 @@ def test_video_of_demo_images_flags_the_defective_frames(calibrated, demo_root, 
     with Projector.from_bundle(calibrated) as proj:
         summary = inspect(proj, src, tmp_path / "r.sqlite", tmp_path, InspectOptions())
     rows = read_rows(tmp_path / "r.sqlite")
-    assert summary["processed"] == len(paths) == len(rows) and summary["dropped"] == 0
+    assert summary.processed == len(paths) == len(rows) and summary.dropped == 0
     ng = {r["seq"] for r in rows if r["verdict"] == "NG"}
     defect_seqs = {i for i, d in enumerate(is_defect) if d}
     # The calibration images themselves (scores <= the image threshold) must pass, defects must be found.
@@ -58,7 +58,7 @@ def test_video_of_demo_images_flags_the_defective_frames(calibrated, demo_root, 
     for r in rows:
         if r["verdict"] == "NG":
             assert Path(r["map_path"]).is_file() and Path(r["overlay_path"]).is_file()
-    assert summary["latency_ms_p50"] > 0 and summary["fps"] > 0
+    assert summary.latency_ms_p50 > 0 and summary.fps > 0
 
 
 def test_frames_in_flight_keep_order_and_verdicts(calibrated, demo_root, tmp_path):
@@ -91,7 +91,7 @@ def test_frames_in_flight_keep_order_and_verdicts(calibrated, demo_root, tmp_pat
             waiting["most"] = 0
             db = tmp_path / f"r{depth}.sqlite"
             summary = inspect(proj, open_source(str(folder), 1), db, tmp_path / f"o{depth}", InspectOptions(in_flight=depth))
-            assert summary["processed"] == len(paths) and summary["dropped"] == 0
+            assert summary.processed == len(paths) and summary.dropped == 0
             rows[depth], most[depth] = read_rows(db), waiting["most"]
     # At most `depth` in flight; with 3 allowed, frames really overlapped (a frame reads in about a
     # millisecond, a projection takes tens).
@@ -116,8 +116,8 @@ def test_folder_source_counts_a_corrupt_file_and_loses_nothing(calibrated, demo_
     with Projector.from_bundle(calibrated) as proj:
         summary = inspect(proj, open_source(str(folder), 1), tmp_path / "r.sqlite", tmp_path, InspectOptions(queue_size=1))
     # The unreadable file is a part that could not be judged: a FAULT row, never skipped.
-    assert summary["frames_read"] == 5 and summary["corrupt"] == 1 and summary["processed"] == 5 and summary["dropped"] == 0
-    assert summary["fault"] >= 1 and summary["gate"]["by_check"].get("unreadable") == 1
+    assert summary.frames_read == 5 and summary.corrupt == 1 and summary.processed == 5 and summary.dropped == 0
+    assert summary.fault >= 1 and summary.gate.by_check.get("unreadable") == 1
     rows = read_rows(tmp_path / "r.sqlite")
     assert [r["name"] for r in rows] == ["000.png", "001.png", "002.png", "003.png", "004.png"]
     assert rows[2]["verdict"] == "FAULT" and rows[2]["gate"] == "unreadable" and "truncated" in rows[2]["fault"]
@@ -154,9 +154,9 @@ def test_live_source_faster_than_projection_drops_oldest(calibrated, tmp_path):
     src = FakeLive(40)
     with Projector.from_bundle(calibrated) as proj:
         summary = inspect(proj, src, tmp_path / "r.sqlite", tmp_path, InspectOptions(queue_size=2))
-    assert summary["frames_read"] == 40
-    assert summary["dropped"] > 0
-    assert summary["processed"] + summary["dropped"] == 40
+    assert summary.frames_read == 40
+    assert summary.dropped > 0
+    assert summary.processed + summary.dropped == 40
     seqs = [r["seq"] for r in read_rows(tmp_path / "r.sqlite")]
     assert seqs == sorted(seqs) and seqs[-1] == 39  # the newest frame is never the one dropped
 
@@ -167,8 +167,8 @@ def test_live_source_that_fails_mid_stream_is_reopened(calibrated, tmp_path):
     cap = Capture(src, maxsize=16, backoff=(0.5, 8.0), sleep=waits.append)
     with Projector.from_bundle(calibrated) as proj:
         summary = inspect(proj, src, tmp_path / "r.sqlite", tmp_path, InspectOptions(queue_size=16), capture=cap)
-    assert summary["reconnects"] == 3 and waits == [0.5, 1.0, 2.0]  # two failed reopens, then success
-    assert summary["frames_read"] == 6 and summary["processed"] + summary["dropped"] == 6
+    assert summary.reconnects == 3 and waits == [0.5, 1.0, 2.0]  # two failed reopens, then success
+    assert summary.frames_read == 6 and summary.processed + summary.dropped == 6
 
 
 def test_uncalibrated_bundle_is_refused_unless_thresholds_given(bundles, tmp_path):
@@ -176,7 +176,7 @@ def test_uncalibrated_bundle_is_refused_unless_thresholds_given(bundles, tmp_pat
         with pytest.raises(ConfigError, match="not calibrated"):
             inspect(proj, FakeLive(1), tmp_path / "r.sqlite", tmp_path, InspectOptions())
         summary = inspect(proj, FakeLive(2), tmp_path / "r.sqlite", tmp_path, InspectOptions(image_threshold=10.0))
-    assert summary["processed"] + summary["dropped"] == 2 and summary["ng"] == 0
+    assert summary.processed + summary.dropped == 2 and summary.ng == 0
 
 
 def test_kill_9_loses_no_reported_row(calibrated, demo_root, tmp_path):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,3 +59,26 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path):
     )
     assert out.returncode == 2
     assert out.stderr.strip().startswith("edgeproj: error:") and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_the_wheel_ships_the_package_data(tmp_path):
+    """Files read with importlib.resources (the live page's HTML) are in the built wheel, not only in the checkout."""
+    import zipfile
+
+    pytest.importorskip("setuptools")
+    pytest.importorskip("wheel")
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "edgeproj", src / "edgeproj", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"), str(src)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    names = zipfile.ZipFile(next((tmp_path / "dist").glob("*.whl"))).namelist()
+    data = [
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "edgeproj").rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")
+    ]
+    assert "edgeproj/line/live/page.html" in data
+    assert [d for d in data if d not in names] == []

@@ -10,9 +10,24 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict, dataclass, field
 
 log = logging.getLogger("edgeproj.line")
 UNREADABLE = "unreadable"  # the check recorded for a frame that could not be read or decoded
+
+
+@dataclass(frozen=True)
+class GateCounts:
+    """The frame gate over a run: frames it passed and stopped (by check, most first), camera alarms raised."""
+
+    passed: int = 0
+    failed: int = 0
+    by_check: dict = field(default_factory=dict)
+    alarms: int = 0
+    alarm_active: bool = False  # the last frames failed the gate in a row
+
+    def as_json(self) -> dict:
+        return asdict(self)
 
 
 class GateMonitor:
@@ -63,14 +78,9 @@ class GateMonitor:
             return None
         return {"active": True, "frames_in_row": self.in_row, "reason": self.last_reason}
 
-    def summary(self) -> dict:
-        return {
-            "passed": self.passed,
-            "failed": self.failed,
-            "by_check": dict(sorted(self.by_check.items(), key=lambda kv: -kv[1])),
-            "alarms": self.alarms,
-            "alarm_active": self.active,
-        }
+    def summary(self) -> GateCounts:
+        by_check = dict(sorted(self.by_check.items(), key=lambda kv: -kv[1]))
+        return GateCounts(self.passed, self.failed, by_check, self.alarms, self.active)
 
     def flush(self) -> None:
         """Send the final counts to the sinks (updates between alarms are sent at most once a second)."""
@@ -83,4 +93,4 @@ class GateMonitor:
         if not force and now < self._next_status:
             return
         self._next_status = now + self.status_every_s
-        self.sinks.status(alarm=self.alarm(), gate=self.summary())
+        self.sinks.status(alarm=self.alarm(), gate=self.summary().as_json())

@@ -1,5 +1,7 @@
 """Result sinks beside the SQLite store: the live page and MQTT, fed by the line without waiting on them.
 
+`open_sinks` starts the sinks a run's SinkOptions (edgeproj.line.options) name.
+
 A sink takes every frame's row (a dict, whatever fields the row has) with `publish`, run-level facts
 (run id, source, thresholds, bundle checksum) with `status`, and ends with `close`. `publish` is called on
 the line thread, so it only hands the row over (a bounded queue, a one-slot buffer) and returns; the
@@ -11,9 +13,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from edgeproj.errors import ConfigError
+from edgeproj.line.options import SinkOptions
 
 VERDICTS = ("OK", "NG", "FAULT")
 
@@ -69,9 +75,46 @@ class Sinks:
     def stats(self) -> dict:
         return {type(s).__name__: s.stats() for s in self.sinks} | {"sink_errors": self.errors}
 
+    @property
+    def urls(self) -> list[str]:
+        """The pages a person can open (the live page's address)."""
+        return [s.url for s in self.sinks if hasattr(s, "url")]
+
     def close(self) -> None:
         for s in self.sinks:
             s.close()
+
+
+def open_sinks(options: SinkOptions, out_dir: Path, title: str, image_threshold, pixel_threshold) -> Sinks:
+    """The live page and the MQTT publisher `options` ask for, started (ConfigError on a bad option).
+
+    The MQTT spool is OUT/mqtt-spool.sqlite; `title` and the thresholds are shown on the live page.
+    """
+    sinks = Sinks()
+    try:
+        if options.mqtt:
+            from edgeproj.line.mqtt import MqttPublisher, parse_mqtt_url
+
+            m = options.mqtt
+            cfg = parse_mqtt_url(m.url, username=m.user, password=m.password(), ca_file=m.ca, cert_file=m.cert,
+                                 key_file=m.key, insecure=m.insecure)  # fmt: skip
+            sinks.add(MqttPublisher(cfg, out_dir / "mqtt-spool.sqlite", spool_max=m.spool).start())
+        if options.live:
+            from edgeproj.line.live import LivePage, parse_listen
+
+            host, port = parse_listen(options.live.listen)
+            page = LivePage(host, port, token=options.live.token, image_threshold=image_threshold,
+                            pixel_threshold=pixel_threshold, title=title)  # fmt: skip
+            sinks.add(page.start())
+    except ImportError as exc:
+        sinks.close()
+        raise ConfigError(
+            f"--serve and --mqtt need the line extra ({exc.name} is missing): pip install 'edgeproj[line]'"
+        ) from None
+    except BaseException:
+        sinks.close()
+        raise
+    return sinks
 
 
 class LineStats:

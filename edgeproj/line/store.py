@@ -57,6 +57,10 @@ class FrameRow:
     fault: str = ""
     gate: str = ""  # the frame-gate check that made it FAULT ('unreadable' when it could not be read)
 
+    def as_json(self) -> dict:
+        """The row as `inspect --json` prints it and the sinks receive it (the database's columns, in order)."""
+        return dict(self.__dict__)
+
 
 class ResultStore:
     """Append-only frame log, committed row by row.

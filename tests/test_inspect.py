@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from edgeproj.data.mvtec import load_category
-from edgeproj.errors import ConfigError
+from edgeproj.errors import ConfigError, DataError
 from edgeproj.line.capture import Capture
 from edgeproj.line.pipeline import InspectOptions, inspect
 from edgeproj.line.sources import FrameSource, SourceLost, open_source
@@ -103,6 +103,19 @@ def test_frames_in_flight_keep_order_and_verdicts(calibrated, demo_root, tmp_pat
     np.testing.assert_allclose([r["score"] for r in three], [r["score"] for r in one], rtol=1e-5)
     with pytest.raises(ConfigError, match="in-flight"):
         InspectOptions(in_flight=0)
+
+
+def test_a_glob_with_an_image_extension_is_a_source_not_a_missing_file(demo_root, tmp_path):
+    """`--source 'dir/*.png'` (the form the error message suggests) reads the matching images."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for p in sorted((demo_root / "grid" / "train" / "good").glob("*.png"))[:3]:
+        shutil.copy(p, folder / p.name)
+    (folder / "notes.txt").write_text("not an image")
+    src = open_source(str(folder / "*.png"), 1)
+    assert [p.name for p in src.paths] == sorted(p.name for p in folder.glob("*.png"))
+    with pytest.raises(DataError, match="does not exist"):
+        open_source(str(folder / "missing.png"), 1)
 
 
 def test_folder_source_counts_a_corrupt_file_and_loses_nothing(calibrated, demo_root, tmp_path):

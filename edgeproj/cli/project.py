@@ -54,17 +54,15 @@ def command(
     outside [0, 1]) is FAULT too and does not stop the others; the summary records it, and the verb then
     exits 2.
     """
-    from edgeproj import overlays
     from edgeproj.cli.common import output_dir, parse_resize, parse_roi, stop_check_fit
     from edgeproj.cli.output import console, dumps, emit_json, progress
     from edgeproj.data.images import list_images, unique_stems
-    from edgeproj.errors import DataError, EdgeprojError
+    from edgeproj.errors import EdgeprojError
+    from edgeproj.line.image_files import Framing, ProjectReport, project_files
     from edgeproj.runtime import load_manifest
-    from edgeproj.runtime.framing import frame_as_stated
     from edgeproj.runtime.gate import FrameGate
-    from edgeproj.runtime.verdict import FAULT, judge
 
-    roi_box, resize_wh = parse_roi(roi), parse_resize(resize)
+    framing = Framing(parse_roi(roi), parse_resize(resize), max_pixels)
     manifest = load_manifest(bundle)
     gate = FrameGate.of(manifest)
     projector = choice.projector(manifest)
@@ -76,84 +74,33 @@ def command(
     for p in images:
         paths.extend(list_images(p) if p.is_dir() else [p])
     out = output_dir(out)
-    stems = unique_stems(paths)
-    cal = manifest.calibration
-    thr = cal.pixel_threshold
-    vmax = 2 * thr if thr else None
-    summaries, failed = [], []
     with projector as proj:
         # Said once the setup holds, so a setup error stays one line.
         if advisory:
             console().print(f"warning: {advisory}", soft_wrap=True)
         if gate.advisory:
             console().print(f"warning: {gate.advisory}", soft_wrap=True)
+        report = ProjectReport(str(bundle), choice.backend, proj.providers, manifest.calibration.image_threshold, gate.calibrated)
         with progress(enabled=not (quiet or json_out)) as prog:
             task = prog.add_task("project", total=len(paths), info="")
-            for path, stem in zip(paths, stems):
-                try:
-                    from edgeproj.data.images import read_image
-
-                    image = frame_as_stated(read_image(path, manifest.channels, max_pixels=max_pixels), roi_box, resize_wh)
-                    checked = gate.check_frame(image)
-                    if not checked.passed:  # judged FAULT without a projection: the frame shows no judgeable part
-                        v = judge(None, cal.image_threshold, gate=checked)
-                        summaries.append({"source": str(path), "verdict": v.verdict, "fault": v.reason, "gate": v.gate})
-                        prog.update(task, advance=1, info=f"{stem}: FAULT ({v.gate})")
-                        continue
-                    (res,) = proj.project([image], settings=settings)
-                    checked = checked.merged(gate.check_model(res.rec_loss0))
-                    res.source = str(path)
-                    overlays.write(out / f"{stem}_map.png", overlays.heatmap(res.map, vmax=vmax))
-                    overlays.write(out / f"{stem}_overlay.png", overlays.overlay(image, res.map, thr, vmax=vmax))
-                except (DataError, EdgeprojError) as exc:
-                    failed.append(f"{path}: {exc}")
-                    summaries.append({"source": str(path), "verdict": FAULT, "fault": str(exc), "error": str(exc)}
-                                     | ({"gate": "unreadable"} if isinstance(exc, DataError) else {}))  # fmt: skip
-                    prog.update(task, advance=1, info=f"{stem}: FAULT")
-                    continue
-                v = judge(res.score, cal.image_threshold, res.diverged, gate=checked)
-                s = res.summary() | {
-                    "map_png": str(out / f"{stem}_map.png"),
-                    "overlay_png": str(out / f"{stem}_overlay.png"),
-                    "verdict": v.verdict,
-                }
-                if v.reason:
-                    s["fault"] = v.reason
-                if v.gate:
-                    s["gate"] = v.gate
-                summaries.append(s)
-                prog.update(task, advance=1, info=f"{stem}: {v.verdict}")
-        doc = {
-            "bundle": str(bundle),
-            "backend": choice.backend,
-            "providers": proj.providers,
-            "image_threshold": cal.image_threshold,
-            "counts": {k: sum(s["verdict"] == k for s in summaries) for k in ("OK", "NG", "FAULT")},
-            "gate": {
-                "calibrated": gate.calibrated,
-                "by_check": {
-                    c: sum(s.get("gate") == c for s in summaries) for c in sorted({s["gate"] for s in summaries if s.get("gate")})
-                },
-            },
-            "images": summaries,
-            "failed": failed,
-        }
+            project_files(proj, gate, manifest, paths, unique_stems(paths), out, settings, framing, report,
+                          tick=lambda info: prog.update(task, advance=1, info=info))  # fmt: skip
+    doc = report.as_json()
     (out / "summary.json").write_text(dumps(doc) + "\n")
     if json_out:
         emit_json(doc)
     else:
         c = console()
-        for s in summaries:
-            if "score" in s:
+        for v in report.images:
+            if v.projected:
                 c.print(
-                    f"{Path(s['source']).name}: {s['verdict']} score {s['score']:.4f} (baseline {s['baseline_score']:.4f}), "
-                    f"{s['iterations_mean']:.0f} iterations, stops {s['stop_reasons']}"
-                    + (f"; {s['fault']}" if s.get("fault") else "")
+                    f"{Path(v.source).name}: {v.verdict} score {v.score:.4f} (baseline {v.baseline_score:.4f}), "
+                    f"{v.iterations_mean:.0f} iterations, stops {v.stop_reasons}" + (f"; {v.fault}" if v.fault else "")
                 )
             else:
-                c.print(f"{Path(s['source']).name}: FAULT {s['fault']}")
+                c.print(f"{Path(v.source).name}: FAULT {v.fault}")
         c.print(f"maps, overlays and summary.json written to {out}")
-    if failed:
+    if report.failed:
         raise EdgeprojError(
-            f"{len(failed)} of {len(paths)} images failed (FAULT, see {out / 'summary.json'}); first: {failed[0]}"
+            f"{len(report.failed)} of {len(paths)} images failed (FAULT, see {out / 'summary.json'}); first: {report.failed[0]}"
         )

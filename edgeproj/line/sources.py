@@ -232,11 +232,12 @@ def _make_source(spec: str | None, channels: int, csi: int | None, max_pixels: i
     if "://" in spec:
         return CaptureSource(spec, channels, live=True, api=cv2.CAP_FFMPEG, max_pixels=max_pixels)
     p = Path(spec)
-    if not p.exists() and p.suffix.lower() in VIDEO_EXTS | set(IMAGE_EXTS):
+    is_glob = any(ch in spec for ch in "*?[")  # 'dir/*.png' names no file: the glob decides
+    if not p.exists() and not is_glob and p.suffix.lower() in VIDEO_EXTS | set(IMAGE_EXTS):
         raise DataError(f"source file '{spec}' does not exist; check the path")
     if p.is_file() and p.suffix.lower() in VIDEO_EXTS:
         return CaptureSource(str(p), channels, live=False, api=cv2.CAP_FFMPEG, max_pixels=max_pixels)
-    if p.is_dir() or any(ch in spec for ch in "*?["):
+    if p.is_dir() or is_glob:
         return FolderSource(spec, channels, max_pixels)
     if p.is_file() and p.suffix.lower() in IMAGE_EXTS:
         return FolderSource(spec, channels, max_pixels)

@@ -7,11 +7,12 @@ from pathlib import Path
 import typer
 
 from edgeproj.cli.common import float_option
+from edgeproj.models.variants import variant_names
 
 
 def command(
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for data, runs, bundles and the report."),
-    variants: str = typer.Option("l2ae,dsae", help="'all' or a comma list of l2ae, dsae, vae, gvae."),
+    variants: str = typer.Option("l2ae,dsae", help=f"'all' or a comma list of {', '.join(variant_names())}."),
     categories: str = typer.Option("grid,stone", help="Demo categories to run (grid, stone)."),
     steps: int = typer.Option(600, min=1, max=1_000_000, help="Training steps per model."),
     lr: float = float_option(
@@ -33,7 +34,7 @@ def command(
     from edgeproj.cli.output import console, emit_json, progress
     from edgeproj.data.demo import CATEGORIES
     from edgeproj.errors import ConfigError
-    from edgeproj.evaluation.report import VARIANT_LABEL
+    from edgeproj.models.variants import get_variant
     from edgeproj.workstation.bundles import parse_variants
     from edgeproj.workstation.demo import DemoOptions, run_demo
 
@@ -61,7 +62,7 @@ def command(
     report = out / "report"
     for r in doc["results"]:
         c.print(
-            f"{r['category']} {VARIANT_LABEL[r['variant']]}: pixel AUROC {r['baseline']['pixel_auroc']:.3f} -> "
+            f"{r['category']} {get_variant(r['variant']).label}: pixel AUROC {r['baseline']['pixel_auroc']:.3f} -> "
             f"{r['grad']['pixel_auroc']:.3f} ({100 * r['improvement_rate']['pixel_auroc']:+.1f}%), AU-PRO "
             f"{r['baseline']['au_pro']:.3f} -> {r['grad']['au_pro']:.3f}"
         )

@@ -57,7 +57,7 @@ def command(
     from edgeproj.cli.output import console, emit_json, progress
     from edgeproj.errors import ConfigError
     from edgeproj.evaluation.evaluate import EvalOptions
-    from edgeproj.evaluation.report import VARIANT_LABEL
+    from edgeproj.models.variants import get_variant
     from edgeproj.workstation.reports import ReportOptions, evaluation_report, train_variants
 
     if synthetic and (variants or category):
@@ -128,7 +128,7 @@ def command(
     c = console()
     for r in results:
         c.print(
-            f"{r['category']} {VARIANT_LABEL[r['variant']]}: pixel AUROC {r['baseline']['pixel_auroc']:.3f} -> "
+            f"{r['category']} {get_variant(r['variant']).label}: pixel AUROC {r['baseline']['pixel_auroc']:.3f} -> "
             f"{r['grad']['pixel_auroc']:.3f}, AU-PRO {r['baseline']['au_pro']:.3f} -> {r['grad']['au_pro']:.3f}, "
             f"image AUROC {r['baseline']['image_auroc']:.3f} -> {r['grad']['image_auroc']:.3f}"
         )

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-VARIANTS = ("l2ae", "dsae", "vae", "gvae")
+from edgeproj.models.variants import variant_names
+
+VARIANTS = variant_names()  # every registered variant: the tests iterate the registry
 
 
 def _has_cuda_ep() -> bool:

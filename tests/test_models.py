@@ -13,9 +13,10 @@ from edgeproj.errors import CheckpointError, ConfigError
 from edgeproj.models.autoencoder import build_model
 from edgeproj.models.config import ModelConfig
 from edgeproj.models.ssim import dssim_sum
+from edgeproj.models.variants import get_variant, variant_names
 from edgeproj.preprocess import Preprocess, random_patch, stitch, tile_origins, to_patches
 
-VARIANTS = ("l2ae", "dsae", "vae", "gvae")
+VARIANTS = variant_names()
 
 # The Bergmann et al. (2018) encoder, written out from the paper's table at width 32:
 # (output channels, kernel, stride); padding is 1 throughout, LeakyReLU(0.2) after each.
@@ -39,12 +40,12 @@ def expected_param_count(variant: str, channels: int = 1, width: int = 32, laten
     n = 0
     for cin, cout, k, _ in enc:
         n += cin * cout * k * k + cout
-    z_out = 2 * latent if variant in ("vae", "gvae") else latent
+    z_out = 2 * latent if get_variant(variant).vae else latent
     n += width * z_out * LATENT_KERNEL**2 + z_out  # latent conv: width -> z (VAE: mean and log-variance)
     n += latent * width * LATENT_KERNEL**2 + width  # transposed 8x8 conv back: z -> width
     for cin, cout, k, _ in reversed(enc):  # mirror: out -> in, same kernel
         n += cout * cin * k * k + cin
-    if variant == "gvae":
+    if get_variant(variant).learned_gamma:
         n += 1  # the learned log gamma
     return n
 
@@ -72,7 +73,7 @@ def test_shapes(variant, channels):
     assert r.shape == (1, channels, 128, 128)
     assert float(r.min()) >= 0.0 and float(r.max()) <= 1.0  # sigmoid output
     assert mu.shape == (1, 100, 1, 1)
-    if variant in ("vae", "gvae"):
+    if get_variant(variant).vae:
         assert logvar is not None and logvar.shape == (1, 100, 1, 1)
     else:
         assert logvar is None
@@ -111,7 +112,7 @@ def test_architecture_layers(variant):
     assert got == _encoder_layers(c, w)
     lat = model.to_latent
     assert isinstance(lat, nn.Conv2d) and lat.kernel_size == (8, 8) and lat.in_channels == w
-    assert lat.out_channels == (2 * z if variant in ("vae", "gvae") else z)
+    assert lat.out_channels == (2 * z if get_variant(variant).vae else z)
 
     dec = _convs(model.decoder)
     first = dec[0]
@@ -127,7 +128,7 @@ def test_architecture_layers(variant):
     assert len(acts) == 16  # after 8 encoder convs, the 8x8 deconv and 7 decoder convs
     assert all(a.negative_slope == pytest.approx(0.2) for a in acts)
     assert isinstance(list(model.decoder.children())[-1], nn.Sigmoid)
-    assert (variant == "gvae") == hasattr(model, "log_gamma")
+    assert get_variant(variant).learned_gamma == hasattr(model, "log_gamma")
 
 
 @pytest.mark.parametrize("variant", ["l2ae", "vae", "gvae"])

@@ -21,13 +21,14 @@ from edgeproj.data.mvtec import normal_images
 from edgeproj.errors import CheckpointError, ConfigError
 from edgeproj.models.autoencoder import build_model
 from edgeproj.models.config import ModelConfig
+from edgeproj.models.variants import variant_names
 from edgeproj.preprocess import Preprocess
 from edgeproj.training import run as runfiles
 from edgeproj.training.dataset import evaluation_patches, load_resized
 from edgeproj.training.run import load_run
 from edgeproj.training.trainer import TrainConfig, train
 
-VARIANTS = ("l2ae", "dsae", "vae", "gvae")
+VARIANTS = variant_names()
 RUN_FILES = ("config.json", "model.safetensors", "checkpoint.pt", "train_log.jsonl", "rec_loss_stats.json")
 
 

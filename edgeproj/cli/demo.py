@@ -7,11 +7,12 @@ from pathlib import Path
 import typer
 
 from edgeproj.cli.common import float_option
+from edgeproj.models.variants import variant_names
 
 
 def command(
     out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Folder for data, runs, bundles and the report."),
-    variants: str = typer.Option("l2ae,dsae", help="'all' or a comma list of l2ae, dsae, vae, gvae."),
+    variants: str = typer.Option("l2ae,dsae", help=f"'all' or a comma list of {', '.join(variant_names())}."),
     categories: str = typer.Option("grid,stone", help="Demo categories to run (grid, stone)."),
     steps: int = typer.Option(600, min=1, max=1_000_000, help="Training steps per model."),
     lr: float = float_option(
@@ -72,7 +73,7 @@ def print_summary(doc: dict, c) -> None:
     from rich.table import Table
 
     from edgeproj.cli.bench import figure, noisy_note
-    from edgeproj.evaluation.report import VARIANT_LABEL
+    from edgeproj.models.variants import get_variant
 
     t = Table(title="demo summary: f(x) against the gradient projection", box=box.SIMPLE_HEAD)
     for col in ("category", "variant", "metric", "f(x)", "gradient", "change"):
@@ -83,7 +84,7 @@ def print_summary(doc: dict, c) -> None:
         for key, label in (("pixel_auroc", "pixel AUROC"), ("au_pro", "AU-PRO"), ("image_auroc", "image AUROC")):
             if key not in b or key not in g:
                 continue
-            head = (r["category"], VARIANT_LABEL.get(r["variant"], r["variant"])) if first else ("", "")
+            head = (r["category"], get_variant(r["variant"]).label) if first else ("", "")
             change = f"{100 * rate[key]:+.1f}%" if key in rate else ""
             t.add_row(*head, label, f"{b[key]:.3f}", f"{g[key]:.3f}", change)
             first = False

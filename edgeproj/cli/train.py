@@ -8,13 +8,17 @@ from typing import Literal, Optional
 import typer
 
 from edgeproj.cli.common import float_option
+from edgeproj.models.variants import variant_names
+
+# The registry's names as the option's choices (models.variants imports no torch: --help stays instant).
+VariantName = Literal[variant_names()]
 
 
 def command(
     data: Path = typer.Argument(..., help="MVTec AD root (with --category), a category folder, or a folder of normal images."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write (resumes if it holds a checkpoint)."),
     category: Optional[str] = typer.Option(None, "--category", "-c", help="Category under an MVTec root."),
-    variant: Literal["l2ae", "dsae", "vae", "gvae"] = typer.Option("l2ae", "--variant", "-v", help="Autoencoder variant."),
+    variant: VariantName = typer.Option("l2ae", "--variant", "-v", help="Autoencoder variant."),
     steps: int = typer.Option(
         30000, min=1, max=10_000_000, help="Step cap (with --until steps: the exact number of optimizer steps)."
     ),

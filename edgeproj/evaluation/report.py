@@ -9,19 +9,20 @@ import numpy as np
 from edgeproj import overlays
 from edgeproj.evaluation.testset import TestSet
 from edgeproj.jsonio import dumps_strict
+from edgeproj.models.variants import get_variant, list_variants
 
-VARIANT_LABEL = {"l2ae": "L2AE", "dsae": "DSAE", "vae": "VAE", "gvae": "gamma-VAE"}
 METRICS = ("pixel_auroc", "au_pro", "image_auroc")
 
 
 def table_markdown(results: list[dict]) -> str:
     """One table per metric: rows categories, columns `variant` and `variant-grad` (paper Table 1)."""
     cats = list(dict.fromkeys(r["category"] for r in results))
-    variants = [v for v in VARIANT_LABEL if any(r["variant"] == v for r in results)]
+    label = {r["variant"]: get_variant(r["variant"]).label for r in results}  # an unknown variant is an error, not a lost column
+    variants = [v.name for v in list_variants() if v.name in label]  # the registry's order
     by = {(r["category"], r["variant"]): r for r in results}
     lines = []
     for metric in METRICS:
-        head = ["category"] + [c for v in variants for c in (VARIANT_LABEL[v], f"{VARIANT_LABEL[v]}-grad")]
+        head = ["category"] + [c for v in variants for c in (label[v], f"{label[v]}-grad")]
         lines += [f"### {metric}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for cat in cats:
             row = [cat]
@@ -44,7 +45,7 @@ def table_markdown(results: list[dict]) -> str:
         sg = r["single_gradient"]
         cell = lambda k: f"{sg[k]['pixel_auroc']:.3f}" if k in sg else "-"  # noqa: E731
         lines.append(
-            f"| {r['category']} | {VARIANT_LABEL[r['variant']]} | {cell('recon_squared_error')} | {cell('grad_norm')} | "
+            f"| {r['category']} | {get_variant(r['variant']).label} | {cell('recon_squared_error')} | {cell('grad_norm')} | "
             f"{cell('grad_x_recon_error')} | {cell('kl_gradient')} | {r['grad']['pixel_auroc']:.3f} |"
         )
     lines.append("")
@@ -61,7 +62,7 @@ def table_markdown(results: list[dict]) -> str:
                 mn, f = r["placement"]["mean_pixel_auroc"], r["placement"]["final_pixel_auroc"]
                 cells = [f"{mn[k]:.3f} ({f[k]:.3f})" for k in ("standard", "tuned_gradient", "tuned_step")]
                 lines.append(
-                    f"| {r['category']} | {VARIANT_LABEL[r['variant']]} | "
+                    f"| {r['category']} | {get_variant(r['variant']).label} | "
                     + " | ".join(cells)
                     + f" | {r['placement']['better']} |"
                 )
@@ -82,7 +83,7 @@ def study_markdown(results: list[dict]) -> list[str]:
         for r in studied:
             for s in r["rule_study"]:
                 lines.append(
-                    f"| {r['category']} | {VARIANT_LABEL[r['variant']]} | {s['rule']} | {s['alpha']:g} | {s['pixel_auroc']:.3f} | "
+                    f"| {r['category']} | {get_variant(r['variant']).label} | {s['rule']} | {s['alpha']:g} | {s['pixel_auroc']:.3f} | "
                     f"{s['au_pro']:.3f} | {s['image_auroc']:.3f} | {s['iterations_mean']:.1f} |"
                 )
         choice = choose_update_rule([r["rule_study"] for r in studied])
@@ -105,7 +106,7 @@ def study_markdown(results: list[dict]) -> list[str]:
             cells = [b[k][rule]["to_95"] for k in ("stop_rules_on", "stop_rules_off") for rule in ("standard", "tuned_step")]
             cells = [cells[0], cells[1], cells[2], cells[3]]
             lines.append(
-                f"| {r['category']} | {VARIANT_LABEL[r['variant']]} | "
+                f"| {r['category']} | {get_variant(r['variant']).label} | "
                 + " | ".join("-" if v is None else str(v) for v in cells)
                 + " |"
             )
@@ -117,7 +118,7 @@ def study_markdown(results: list[dict]) -> list[str]:
                   "| category | variant | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]  # fmt: skip
         for r in scored:
             lines.append(
-                f"| {r['category']} | {VARIANT_LABEL[r['variant']]} | "
+                f"| {r['category']} | {get_variant(r['variant']).label} | "
                 + " | ".join(f"{r['image_scores'][n]:.3f}" if n in r["image_scores"] else "-" for n in names)
                 + " |"
             )
@@ -164,7 +165,7 @@ def plot_appendix_b(results: list[dict], path: Path) -> Path | None:
         for mode, style in (("stop_rules_on", "-"), ("stop_rules_off", ":")):
             for rule, c in r["appendix_b"][mode].items():
                 ax.plot(c["iterations"], c["pixel_auroc"], style, marker="o", ms=2, label=f"{rule}, {mode.replace('_', ' ')}")
-        ax.set_title(f"{r['category']} / {VARIANT_LABEL[r['variant']]}")
+        ax.set_title(f"{r['category']} / {get_variant(r['variant']).label}")
         ax.set_xlabel("iteration budget")
         ax.set_ylabel("pixel AUROC")
         ax.grid(alpha=0.3)
@@ -211,7 +212,7 @@ def plot_convergence(results: list[dict], path: Path) -> Path | None:
         for rule, c in r["convergence"].items():
             ax.plot(c["iterations"], c["pixel_auroc"], marker="o", ms=3, label=rule)
         ax.axhline(r["baseline"]["pixel_auroc"], color="gray", ls="--", lw=1, label="baseline f(x0)")
-        ax.set_title(f"{r['category']} / {VARIANT_LABEL[r['variant']]}")
+        ax.set_title(f"{r['category']} / {get_variant(r['variant']).label}")
         ax.set_xlabel("iteration")
         ax.set_ylabel("pixel AUROC")
         ax.grid(alpha=0.3)
@@ -241,7 +242,7 @@ def plot_roc(ts: TestSet, maps: dict, result: dict, path: Path) -> Path | None:
     ax.plot([0, 1], [0, 1], color="gray", lw=0.5)
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("true-positive rate")
-    ax.set_title(f"pixel ROC {result['category']} / {VARIANT_LABEL[result['variant']]}", fontsize=9)
+    ax.set_title(f"pixel ROC {result['category']} / {get_variant(result['variant']).label}", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -61,7 +61,7 @@ class EvaluationSummary:
 
     @classmethod
     def of(cls, r: dict) -> EvaluationSummary:
-        from edgeproj.evaluation.report import VARIANT_LABEL
+        from edgeproj.models.variants import get_variant
 
         g = r.get("gate")
         gate = None
@@ -86,7 +86,7 @@ class EvaluationSummary:
         return cls(
             category=r["category"],
             variant=r["variant"],
-            label=VARIANT_LABEL[r["variant"]],
+            label=get_variant(r["variant"]).label,
             baseline=Scores.of(r["baseline"]),
             projection=Scores.of(r["grad"]),
             gate=gate,

@@ -1,15 +1,8 @@
-"""The Bergmann et al. 2018 SSIM-autoencoder for 128x128 inputs and the paper's four variants.
+"""The Bergmann et al. 2018 SSIM-autoencoder for 128x128 inputs, with each variant's L_r in PyTorch.
 
-Reconstruction loss L_r(x) per sample, as the projection energy uses it (paper eq. 4). All are sums
-over pixels (and channels), so lambda * ||x - x0||_1 (also a sum) has the same meaning for every variant:
-    l2ae:  L_r = sum (x - f(x))^2
-    dsae:  L_r = sum over valid 11x11 windows of (1 - SSIM(x, f(x))) / 2
-    vae:   L_r = sum (x - f(x))^2 / 2                    (unit decoder variance; constants dropped)
-    gvae:  L_r = sum (x - f(x))^2 / (2 gamma^2)              (learned gamma, Dai & Wipf 2019)
-The gvae training loss adds D log gamma (D = C*H*W), which learns gamma; it is constant in x, so the
-energy leaves it out like the other constants (it would offset E and blur relative stop tests).
-For the VAEs f(x) = D(mu(x)): the unregularized reconstruction term of the ELBO at the posterior mean
-(Matsubara et al.), without the KL term. The decoder ends in a sigmoid: images live in [0, 1].
+A variant's facts (VAE or not, its L_r kind and factor, a learned gamma) come from its declaration in
+edgeproj.models.variants; REC_LOSSES holds the PyTorch code of each kind of L_r. The decoder ends in a
+sigmoid: images live in [0, 1].
 """
 
 from __future__ import annotations
@@ -21,6 +14,7 @@ from torch import nn
 
 from edgeproj.models.config import ModelConfig
 from edgeproj.models.ssim import dssim_sum
+from edgeproj.models.variants import get_variant
 
 NEG_SLOPE = 0.2
 LOG_GAMMA_MIN = math.log(1e-3)
@@ -41,18 +35,19 @@ def _encoder_spec(c: int, w: int):
 
 
 class ConvAutoencoder(nn.Module):
-    """SSIM-AE architecture; `variant` selects loss and (for VAEs) a Gaussian encoder."""
+    """SSIM-AE architecture; the variant's declaration selects the loss and (for VAEs) a Gaussian encoder."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
+        self.variant = get_variant(config.variant)
         c, w, z = config.channels, config.width, config.latent
         spec = _encoder_spec(c, w)
         enc: list[nn.Module] = []
         for cin, cout, k, s, p in spec:
             enc += [nn.Conv2d(cin, cout, k, s, p), nn.LeakyReLU(NEG_SLOPE)]
         self.encoder = nn.Sequential(*enc)
-        self.is_vae = config.variant in ("vae", "gvae")
+        self.is_vae = self.variant.vae
         # The 8x8 latent convolution; a VAE encoder emits mean and log-variance.
         self.to_latent = nn.Conv2d(w, 2 * z if self.is_vae else z, 8, 1, 0)
         dec: list[nn.Module] = [nn.ConvTranspose2d(z, w, 8, 1, 0), nn.LeakyReLU(NEG_SLOPE)]
@@ -63,7 +58,7 @@ class ConvAutoencoder(nn.Module):
                 dec.append(nn.LeakyReLU(NEG_SLOPE))
         dec.append(nn.Sigmoid())
         self.decoder = nn.Sequential(*dec)
-        if config.variant == "gvae":
+        if self.variant.learned_gamma:
             self.log_gamma = nn.Parameter(torch.zeros(()))
         self.reset_parameters()
 
@@ -77,7 +72,7 @@ class ConvAutoencoder(nn.Module):
 
     @property
     def gamma(self) -> torch.Tensor | None:
-        if self.config.variant != "gvae":
+        if not self.variant.learned_gamma:
             return None
         return self.log_gamma.clamp(min=LOG_GAMMA_MIN).exp()
 
@@ -103,15 +98,7 @@ class ConvAutoencoder(nn.Module):
     def rec_loss(self, x: torch.Tensor, recon: torch.Tensor | None = None) -> torch.Tensor:
         """Per-sample reconstruction loss L_r(x) (module docstring), shape N."""
         r = self.reconstruct(x) if recon is None else recon
-        v = self.config.variant
-        if v == "dsae":
-            return dssim_sum(x, r, self.config.ssim_window)
-        sq = (x - r).pow(2).flatten(1).sum(1)
-        if v == "l2ae":
-            return sq
-        if v == "vae":
-            return 0.5 * sq
-        return sq / (2 * torch.exp(2 * self.log_gamma.clamp(min=LOG_GAMMA_MIN)))
+        return REC_LOSSES[self.variant.rec_loss](self, x, r)
 
     def training_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """Mean training loss over the batch and its parts (for the log)."""
@@ -121,7 +108,7 @@ class ConvAutoencoder(nn.Module):
         mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         rec = self.rec_loss(x, self.decode(z))
-        if self.config.variant == "gvae":
+        if self.variant.learned_gamma:
             rec = rec + x[0].numel() * self.log_gamma.clamp(min=LOG_GAMMA_MIN)  # -log p(x|z) up to 2 pi
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).flatten(1).sum(1)
         loss = (rec + kl).mean()
@@ -129,6 +116,24 @@ class ConvAutoencoder(nn.Module):
         if self.gamma is not None:
             parts["gamma"] = float(self.gamma.detach())
         return loss, parts
+
+
+def _squared_error(model: ConvAutoencoder, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """The variant's factor times sum (x - r)^2; the factor is 1 / (2 gamma^2) for a learned gamma."""
+    sq = (x - r).pow(2).flatten(1).sum(1)
+    v = model.variant
+    if v.learned_gamma:
+        return sq / (2 * torch.exp(2 * model.log_gamma.clamp(min=LOG_GAMMA_MIN)))
+    return sq if v.scale == 1.0 else v.scale * sq
+
+
+def _dssim(model: ConvAutoencoder, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Sum over the valid SSIM windows of (1 - SSIM(x, r)) / 2."""
+    return dssim_sum(x, r, model.config.ssim_window)
+
+
+# L_r per kind (edgeproj.models.variants.REC_LOSS_KINDS): (model, x, f(x)) -> per-sample loss, shape N.
+REC_LOSSES = {"squared_error": _squared_error, "dssim": _dssim}
 
 
 def build_model(config: ModelConfig) -> ConvAutoencoder:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from edgeproj.errors import CheckpointError, ConfigError
-
-VARIANTS = ("l2ae", "dsae", "vae", "gvae")
+from edgeproj.models.variants import get_variant
 
 
 @dataclass(frozen=True)
@@ -14,12 +13,12 @@ class ModelConfig:
     """Architecture and variant of one autoencoder.
 
     Attributes:
-        variant: l2ae (L2 loss), dsae (DSSIM loss), vae (unit decoder variance), gvae (learned gamma).
+        variant: a registered variant's name (edgeproj.models.variants: l2ae, dsae, vae, gvae, ...).
         channels: 1 (grayscale) or 3 (RGB).
         size: input height and width; the architecture needs 128 (latent conv is 8x8 on 8x8 maps).
         latent: latent dimension (paper: 100).
         width: base width; the Bergmann layers are width, width, width, 2w, 2w, 4w, 2w, w (paper: 32).
-        ssim_window: SSIM window size for DSAE's loss (paper: 11, Gaussian sigma 1.5).
+        ssim_window: SSIM window size for the DSSIM loss (paper: 11, Gaussian sigma 1.5).
     """
 
     variant: str = "l2ae"
@@ -30,8 +29,7 @@ class ModelConfig:
     ssim_window: int = 11
 
     def __post_init__(self):
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"unknown variant '{self.variant}'; choose one of {', '.join(VARIANTS)}")
+        get_variant(self.variant)  # an unknown name is a ConfigError listing the choices
         if self.channels not in (1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
         if self.size != 128:

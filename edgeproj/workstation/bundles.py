@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeproj.errors import ConfigError
-from edgeproj.models.config import VARIANTS
+from edgeproj.models.variants import variant_names
 
 
 @dataclass
@@ -25,10 +25,11 @@ class TrainSettings:
 
 def parse_variants(text: str) -> list[str]:
     """'all' or a comma-separated list of variant names."""
-    names = list(VARIANTS) if text == "all" else [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in names if v not in VARIANTS]
+    known = variant_names()
+    names = list(known) if text == "all" else [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in names if v not in known]
     if bad or not names:
-        raise ConfigError(f"unknown variant(s) {bad or text!r}; use 'all' or a comma list of {', '.join(VARIANTS)}")
+        raise ConfigError(f"unknown variant(s) {bad or text!r}; use 'all' or a comma list of {', '.join(known)}")
     return names
 
 

@@ -33,19 +33,21 @@ def evaluate_bundles(
     from edgeproj.evaluation.evaluate import evaluate_bundle
     from edgeproj.evaluation.report import figure3, plot_roc
     from edgeproj.evaluation.testset import load_testset
+    from edgeproj.models.variants import get_variant
     from edgeproj.runtime import load_manifest
 
     progress = progress or NullProgress()
     results, figures = [], {}
     for b in bundles:
         m = load_manifest(b)
+        variant = get_variant(m.variant)  # a variant this edgeproj does not know fails here, before the evaluation
         ts = load_testset(data, opts.category, m.preprocess, opts.limit)
         e = opts.evaluation
         total = len(ts.tiles) * (1 + 3 * e.study + 12 * e.rule_study + 4 * e.appendix_b)
         task = progress.add_task(f"evaluate {opts.category}/{m.variant}", total=total, info=f"{len(ts.images)} images")
         with opts.choice.projector(m) as proj:
             res, maps = evaluate_bundle(proj, ts, opts.evaluation, tick=lambda n, t=task: progress.update(t, advance=n))
-        if m.variant in ("vae", "gvae") and Path(m.training.get("run", "")).is_dir():
+        if variant.vae and Path(m.training.get("run", "")).is_dir():
             from edgeproj.evaluation.evaluate import method_metrics
             from edgeproj.workstation.kl_gradient import kl_gradient_maps
 

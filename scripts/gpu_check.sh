@@ -52,6 +52,10 @@ if [ -n "$BUNDLE" ] && [ "$TESTS_ONLY" -eq 1 ]; then
     echo "gpu_check: --tests-only runs the repository's GPU tests; it does not take --bundle" >&2; exit 2
 fi
 
+# The CLI as installed, or from this checkout where it is not on PATH (a bare image with the packages).
+PY="$(command -v python3 || command -v python)"
+command -v edgeproj > /dev/null || edgeproj() { "$PY" -m edgeproj "$@"; }
+
 REQUIRED=""
 for b in ${EXCLUDE//,/ }; do
     case ",$ALL," in *",$b,"*) ;; *) echo "gpu_check: cannot exclude '$b': the GPU backends are $ALL" >&2; exit 2 ;; esac
@@ -74,7 +78,7 @@ gpu_tests() {
     log=$(mktemp)
     set +e
     cd "$HERE/.."
-    python -m pytest -q -rs -p no:cacheprovider -m "$expr" tests/test_runtime.py 2>&1 | tee "$log"
+    "$PY" -m pytest -q -rs -p no:cacheprovider -m "$expr" tests/test_runtime.py 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     cd - > /dev/null
     set -e
@@ -123,4 +127,4 @@ fi
 edgeproj doctor --bundle "$BUNDLE" --require "$REQUIRED" || true  # the device memory each backend takes
 
 # ---------------------------------------------------------------- 3. parity (fixed and production case) and speed
-python -m edgeproj.bench.gpu_check "$BUNDLE" "$DATA" --category "$CATEGORY" --required "$REQUIRED" --out "$OUT/gpu_check.json"
+"$PY" -m edgeproj.bench.gpu_check "$BUNDLE" "$DATA" --category "$CATEGORY" --required "$REQUIRED" --out "$OUT/gpu_check.json"

@@ -274,13 +274,24 @@ def _noisy_report():
     return BenchReport("b", "l2ae", 10, 1, 3, 4.9e8, None, {"cpu": "x", "cpu_threads": 2, "onnxruntime": "1"}, rows, {})
 
 
+def test_a_quiet_machine_is_not_blamed_for_a_noisy_figure():
+    """Rounds that disagree while nothing else ran say so, and what steadies them; and the reason reaches
+    the printed line whole (a pip extra in brackets is not taken for markup)."""
+    from edgeproj.bench.rounds import CpuLoad, noisy_reason, spread_of
+
+    why = noisy_reason(
+        spread_of([10.0, 16.0, 11.0]), CpuLoad(other_share=0.0, loadavg_before=0.4, loadavg_after=0.4, cpu_count=16)
+    )
+    assert "no other process used the CPU" in why and "--iterations" in why and "another process used" not in why
+
+
 def test_noisy_figure_is_marked_with_why_and_never_a_headline():
     doc = _noisy_report().as_json()
     noisy, steady = doc["results"][1], doc["results"][2]
     assert noisy["ratio_vs_torch"] == pytest.approx(10.0)  # the median of 10, 2.5, 10: kept in the full figures
     assert noisy["spread"]["ratio_vs_torch"]["max_over_min"] == pytest.approx(4.0)
     why = noisy["noisy"]["ratio_vs_torch"]
-    assert "rounds disagree by 4.00x" in why and "another process used the CPU?" in why and "42%" in why
+    assert "rounds disagree by 4.00x" in why and "another process used the CPU (" in why and "42%" in why
     assert set(noisy["noisy"]) == {"iterations_per_ms", "ratio_vs_torch", "ratio_vs_torch_same_device"}
     summary = doc["summary"]
     assert summary["ort-cpu_b1"]["ratio_vs_torch"] is None and summary["ort-cpu_b1"]["iterations_per_ms"] is None
@@ -294,8 +305,11 @@ def test_bench_table_marks_noisy_figures():
     from edgeproj.cli.bench import print_table
 
     c = Console(record=True, width=160)
-    print_table(_noisy_report(), c)
+    report = _noisy_report()
+    report.unavailable = {"ort-cuda": "no CUDAExecutionProvider; install onnxruntime-gpu: pip install 'edgeproj[gpu]'"}
+    print_table(report, c)
     text = c.export_text()
+    assert "pip install 'edgeproj[gpu]'" in text  # a reason is printed whole, not read as markup
     row = next(line for line in text.splitlines() if "ort-cpu " in line)
     assert "noisy" in row and "10.00" not in row
     steady = next(line for line in text.splitlines() if "ort-cpu-threads" in line)

@@ -263,3 +263,16 @@ def test_a_bundle_calibrated_under_another_stop_check_is_refused_unless_accepted
     res = run_cli("inspect", dst, "--source", grid_images, "--out", tmp_path / "line", "--json", "--max-frames", "1")
     one_line_error(res, "--accept-stop-check")
     assert not (tmp_path / "line").exists()
+
+
+def test_a_backend_that_cannot_run_here_is_named_before_the_stop_check_advice(calibrated_bundle, grid_images, tmp_path):
+    """A CPU-calibrated bundle on a GPU backend this machine lacks: the line says the backend is missing and
+    why, not "recalibrate with --backend trt on this device", which cannot be done here."""
+    from edgeproj.runtime.backends import backend
+
+    why = backend("trt").unavailable_reason()
+    if why is None:
+        pytest.skip("TensorRT runs here: the refusal this test checks cannot happen")
+    res = run_cli("project", calibrated_bundle, grid_images, "--out", tmp_path / "o", "--backend", "trt")
+    line = one_line_error(res, "backend trt is unavailable here")
+    assert "--accept-stop-check" not in line

@@ -105,8 +105,19 @@ class CpuLoad:
         return "; ".join(parts)
 
 
+QUIET_SHARE = 0.1  # other processes under this share of the CPU: the machine was quiet
+
+
 def noisy_reason(s: Spread, load: CpuLoad | None) -> str:
-    """Why a figure is not given: its rounds disagree, and what else used the CPU meanwhile."""
-    why = f"rounds disagree by {s.max_over_min:.2f}x (max/min over {s.rounds} rounds); another process used the CPU?"
+    """Why a figure is not given: its rounds disagree, and what else used the CPU meanwhile (measured, so
+    a quiet machine is not blamed: then the figure itself varies and longer rounds steady it)."""
+    why = f"rounds disagree by {s.max_over_min:.2f}x (max/min over {s.rounds} rounds)"
     extra = load.describe() if load else ""
-    return f"{why} ({extra})" if extra else why
+    share = load.other_share if load else None
+    if share is None:
+        cause = "another process may have used the CPU"
+    elif share >= QUIET_SHARE:
+        cause = "another process used the CPU"
+    else:
+        cause = "no other process used the CPU: the figure itself varies; more --iterations or --repeats steady it"
+    return f"{why}; {cause} ({extra})" if extra else f"{why}; {cause}"

@@ -17,7 +17,7 @@ def command(
         None, min=1, max=10_000, help="Iterations per projection (default: the manifest's max)."
     ),
     warmup: int = typer.Option(5, min=0, max=10_000, help="Warm-up iterations, excluded."),
-    repeats: int = typer.Option(5, min=1, max=1000, help="Timed projections per configuration."),
+    repeats: int = typer.Option(5, min=1, max=1000, help="Timed rounds; each round times one projection of every configuration."),
     threads: int = typer.Option(
         0, min=0, max=64, help="ort-cpu threads: 0 runs one single-threaded lane per CPU core; N uses one N-thread session."
     ),
@@ -129,6 +129,7 @@ def noisy_note(what: str, noisy: dict[str, str], spreads: dict[str, dict]) -> st
 
 def print_table(report, c, compared: dict | None = None) -> None:
     """The rows of a BenchReport, then the system, what was not measured, noisy figures and the line figure."""
+    from rich.markup import escape
     from rich.table import Table
 
     from edgeproj.bench.rounds import NOISY_FACTOR
@@ -156,7 +157,7 @@ def print_table(report, c, compared: dict | None = None) -> None:
     notes = []
     for r in report.rows:
         if not r.measured:
-            t.add_row(r.backend, str(r.batch), f"[red]{(r.error or 'not measured')[:60]}", *[""] * (len(cols) - 3))
+            t.add_row(r.backend, str(r.batch), f"[red]{escape((r.error or 'not measured')[:60])}", *[""] * (len(cols) - 3))
             continue
         lat, spreads, noisy = r.as_json()["latency_ms"], {k: s.as_json() for k, s in r.spreads().items()}, r.noisy()
         speed_noisy = "iterations_per_ms" in noisy  # step ms, img/s and GFLOP/s are the same figure in other units
@@ -199,7 +200,7 @@ def print_table(report, c, compared: dict | None = None) -> None:
         f"tensorrt {s.get('tensorrt') or 'n/a'}"
     )
     for name, why in report.unavailable.items():
-        c.print(f"not measured: {name}: {why}", soft_wrap=True)
+        c.print(f"not measured: {name}: {escape(why)}", soft_wrap=True)
     print_line(report.line, c)
     for row in (compared or {}).get("rows", []):
         c.print(f"{row['backend']} b{row['batch']}: {row['ratio_vs_old']:.2f}x the old report")

@@ -16,7 +16,7 @@ from typing import Literal
 import typer
 
 from edgeproj.cli.groups import OptionGroup, flag
-from edgeproj.errors import ConfigError
+from edgeproj.errors import BackendError, ConfigError
 from edgeproj.files import unwritable_reason
 from edgeproj.runtime import backends
 from edgeproj.runtime.manifest import ALPHA_RANGE, LAM_RANGE, MAP_KINDS, MAX_ITERATIONS_RANGE
@@ -73,6 +73,11 @@ def stop_check_fit(manifest, projector, accept: bool) -> str | None:
     """Refuse (ConfigError) a bundle calibrated under another stop-rule check than `projector`'s, before any
     session opens; with `accept`, the mismatch is returned for a warning instead."""
     problem = manifest.stop_check_mismatch(projector.stop_check, projector.backend)
+    if problem:
+        # Advice to recalibrate on a backend that cannot run here would send the user the wrong way.
+        why = backends.backend(projector.backend).unavailable_reason()
+        if why:
+            raise BackendError(f"backend {projector.backend} is unavailable here: {why}")
     if problem and not accept:
         raise ConfigError(problem)
     return problem

@@ -6,7 +6,7 @@
 #   EDGEPROJ_GPU_EXCLUDE=ort-trt,trt scripts/gpu_check.sh
 #   (in the Jetson image: docker run --rm --runtime nvidia --entrypoint edgeproj-gpu-check IMAGE --bundle /work/b)
 #
-# Every GPU backend (ort-cuda, ort-trt, trt) is REQUIRED unless excluded by name. The check fails
+# Every GPU backend of the registry (today ort-cuda, ort-trt, trt) is REQUIRED unless excluded by name. The check fails
 # (exit 1) when a required backend is missing, broken or skipped anywhere:
 #   1. `edgeproj doctor` first (the table, then --require): a missing backend stops here, in seconds;
 #   2. the GPU tests of tests/test_runtime.py for the required backends: a skipped test is a failure
@@ -24,7 +24,6 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 export PYTHONUNBUFFERED=1
 
-ALL="ort-cuda,ort-trt,trt"
 EXCLUDE="${EDGEPROJ_GPU_EXCLUDE:-}"
 TESTS_ONLY=0
 BUNDLE=""
@@ -55,6 +54,12 @@ fi
 # The CLI as installed, or from this checkout where it is not on PATH (a bare image with the packages).
 PY="$(command -v python3 || command -v python)"
 command -v edgeproj > /dev/null || edgeproj() { "$PY" -m edgeproj "$@"; }
+# The GPU backends are the registry's (edgeproj.runtime.backends): a new one is checked without an edit here.
+ALL="$("$PY" -c 'from edgeproj.runtime.backends import gpu_backends; print(",".join(gpu_backends()))')" || ALL=""
+if [ -z "$ALL" ]; then
+    echo "gpu_check: cannot read the backend registry with $PY (is edgeproj installed, or PYTHONPATH set to the checkout?)" >&2
+    exit 2
+fi
 
 REQUIRED=""
 for b in ${EXCLUDE//,/ }; do

@@ -95,9 +95,7 @@ def test_no_layer_switches_on_a_backend_name(tmp_path):
     switch = tmp_path / "switch.py"  # what the scan finds (bench's switch before the registry closed)
     switch.write_text('if b == "trt":\n    pass\nelif r["backend"].startswith(("ort-cuda", "x")):\n    pass\n')
     assert len(_name_switches(switch, set(SHIPPED), tmp_path)) == 2
-    # The GPU check's matrix adds variants (no CUDA graph, graph) of the shipped GPU backends; a backend
-    # missing from it gets its bench configurations (gpu_check.configurations), never nothing.
-    allowed = {"edgeproj/bench/gpu_check.py": 1}
+    allowed: dict[str, int] = {}  # the GPU check reads the entries' `checked` configurations too
     hits: dict[str, list[str]] = {}
     for path in sorted((PACKAGE / "edgeproj").rglob("*.py")):
         if (PACKAGE / "edgeproj/runtime/backends") in path.parents:

@@ -156,12 +156,12 @@ def test_precision_check_records_fp16_unavailable(monkeypatch):
 
     monkeypatch.setattr(trt, "probe", lambda: None)
     monkeypatch.setattr(trt, "fp16_probe", lambda: "FP16 unavailable on this TensorRT (11.4.0.106): no flag")
-    assert measure_fp16(None, []) == "FP16 unavailable: FP16 unavailable on this TensorRT (11.4.0.106): no flag"
+    assert measure_fp16(None, [], "trt") == "FP16 unavailable: FP16 unavailable on this TensorRT (11.4.0.106): no flag"
     monkeypatch.setattr(ort_trt, "probe", lambda: None)
     assert measure_fp16(None, [], backend="ort-trt").startswith("FP16 unavailable: ort-trt does not run FP16")
     monkeypatch.setattr(trt, "probe", lambda: "TensorRT's Python package is not installed")
     with pytest.raises(BackendError, match="needs trt, which is unavailable here: TensorRT's Python"):
-        measure_fp16(None, [])
+        measure_fp16(None, [], "trt")
 
 
 def test_ort_trt_refuses_fp16_and_cuda_graphs():

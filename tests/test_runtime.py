@@ -405,7 +405,7 @@ def test_backend_options_are_one_object_per_backend():
     assert names()[:4] == ("ort-cpu", "ort-cuda", "ort-trt", "trt")
     assert backend_options("ort-cpu", threads=2, cuda_graph=False).threads == 2
     assert backend_options("trt", cuda_graph=True, fp16=True, allow_fallback=False).fp16 is True
-    with pytest.raises(ConfigError, match="has no option cuda_graph"):
+    with pytest.raises(ConfigError, match="has no option --cuda-graph"):
         backend_options("ort-cpu", cuda_graph=True)
     with pytest.raises(ConfigError, match="does not capture CUDA graphs"):
         backend_options("ort-trt", cuda_graph=True)

@@ -276,3 +276,28 @@ def test_a_backend_that_cannot_run_here_is_named_before_the_stop_check_advice(ca
     res = run_cli("project", calibrated_bundle, grid_images, "--out", tmp_path / "o", "--backend", "trt")
     line = one_line_error(res, "backend trt is unavailable here")
     assert "--accept-stop-check" not in line
+
+
+def test_calibrate_refuses_fp16_thresholds_in_one_line(tmp_path):
+    """The manifest records no precision: thresholds from FP16 maps would judge FP32 runs unseen."""
+    for flags in (["--backend", "trt", "--fp16"], ["--force-fp16"]):
+        res = run_cli("calibrate", tmp_path / "bundle", tmp_path / "good", *flags)
+        one_line_error(res, "FP32", "--precision-check")
+
+
+def test_inspect_whose_reader_leaves_ends_with_an_error_not_a_normal_exit(calibrated_bundle, grid_images, tmp_path):
+    """`inspect --json | consumer` whose consumer dies: the run stops early, which is not "ended normally"."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "edgeproj", "inspect", str(calibrated_bundle), "--source", str(grid_images), "--json",
+             "--out", str(tmp_path / "line"), "--accept-stop-check"],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("edgeproj: error: stdout was closed by its reader: inspect stopped early"), proc.stderr
+    assert "Traceback" not in proc.stderr

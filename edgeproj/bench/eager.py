@@ -115,13 +115,3 @@ class EagerLoop:
 
 def _set_tf32(torch, flags: tuple[bool, bool]) -> None:
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
-
-
-def bench_torch(manifest: Manifest, batch: int, iterations: int, warmup: int, repeats: int, device: str = "cpu") -> dict | None:
-    """The eager loop alone on the same work, `repeats` timed projections (None without torch)."""
-    if not torch_available():
-        return None
-    with EagerLoop(manifest, batch, iterations, warmup, device) as loop:
-        for _ in range(repeats):
-            loop.once()
-    return loop.row().as_json()

@@ -32,13 +32,6 @@ LIMITS = {
 # Share of tiles that must stop at the same step as the CPU at the same check point: a tile whose L_r sits
 # on the threshold may fall on the other side by float noise, a different stop rule moves many.
 PRODUCTION_AGREEMENT = 0.95
-GPU_CONFIGS = {
-    "ort-cuda": ("ort-cuda", {}),
-    "ort-cuda+graph": ("ort-cuda", {"cuda_graph": True}),
-    "ort-trt": ("ort-trt", {}),
-    "trt": ("trt", {}),
-    "trt+graph": ("trt", {"cuda_graph": True}),
-}
 FIXED_ITERATIONS = 30
 
 
@@ -58,16 +51,16 @@ class CheckReport:
 
 
 def configurations(required: list[str], fp16: bool) -> dict[str, tuple[str, dict]]:
-    """The GPU configurations of the required backends (GPU_CONFIGS, else the backend's own bench
-    configurations), plus, with fp16, the FP16 configurations its registry entry declares (trt-fp16)."""
+    """The configurations of the required backends as their registry entries declare them (`checked`), plus,
+    with fp16, the FP16 configurations of their bench (trt-fp16)."""
     from edgeproj.runtime.backends import backend
 
     out = {}
     for b in required:
-        bench = backend(b).bench
-        out |= {k: v for k, v in GPU_CONFIGS.items() if v[0] == b} or {c.name: (b, c.flags_here(0)) for c in bench if not c.fp16}
+        entry = backend(b)
+        out |= {c.name: (b, c.flags_here(0)) for c in entry.checked_configurations()}
         if fp16:
-            out |= {c.name: (b, c.flags_here(0)) for c in bench if c.fp16}
+            out |= {c.name: (b, c.flags_here(0)) for c in entry.bench if c.fp16}
     return out
 
 

@@ -17,7 +17,7 @@ from edgeproj.runtime.manifest import Manifest
 from edgeproj.runtime.projector import Projector
 
 
-def measure_fp16(manifest: Manifest, images: list[np.ndarray], backend: str = "trt", labelled=None) -> dict | str:
+def measure_fp16(manifest: Manifest, images: list[np.ndarray], backend: str, labelled=None) -> dict | str:
     """Run the same images in FP32 and FP16 on a backend with an FP16 path and compare what users see.
 
     Returns the verdict dict, or "FP16 unavailable: ..." where the backend runs here but FP16 cannot.

@@ -62,6 +62,30 @@ class _Group(Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+# Verbs whose stdout is their product while they run: a reader that leaves stops them early, which is not
+# a normal end (frames still in flight get no printed verdict).
+STOPPED_BY_A_CLOSED_STDOUT = {"inspect"}
+
+
+def _pipe_closed(exc: BaseException) -> bool:
+    return isinstance(exc, BrokenPipeError) or isinstance(exc.__context__, BrokenPipeError)
+
+
+class _Verb(Command):
+    """A verb; one whose stdout is its product while it runs ends with exit 1 when its reader leaves."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (BrokenPipeError, SystemExit) as exc:
+            if self.name not in STOPPED_BY_A_CLOSED_STDOUT or not _pipe_closed(exc):
+                raise
+            typer.echo(f"edgeproj: error: stdout was closed by its reader: {self.name} stopped early; the frames "
+                       "judged so far are in its results database", err=True)  # fmt: skip
+            _quiet_stdout()
+            raise typer.Exit(1) from None
+
+
 def _reader_left_or_raise(exc: BaseException):
     """The reader of stdout went away: not an error, nothing more to say (exit 0); anything else is re-raised.
 
@@ -69,12 +93,16 @@ def _reader_left_or_raise(exc: BaseException):
     that exit is told apart from a verb's own. stdout is pointed at /dev/null so the interpreter's last
     flush does not fail on the closed pipe again.
     """
-    if not isinstance(exc, BrokenPipeError) and not isinstance(exc.__context__, BrokenPipeError):
+    if not _pipe_closed(exc):
         raise exc
+    _quiet_stdout()
+    sys.exit(0)
+
+
+def _quiet_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
-    sys.exit(0)
 
 
 def _fail(message: str):
@@ -128,7 +156,7 @@ def _register() -> None:
              "evaluate": evaluate, "inspect": inspect, "bench": bench, "demo": demo, "doctor": doctor}  # fmt: skip
     app.add_typer(data.app, name="data", short_help="Generate the demo data set; check a data folder.")
     for name, module in verbs.items():
-        app.command(name, cls=Command, short_help=VERBS[name])(module.command)
+        app.command(name, cls=_Verb, short_help=VERBS[name])(module.command)
 
 
 _register()

@@ -80,6 +80,12 @@ def command(
     from edgeproj.runtime.backends import fp16_check_backend
     from edgeproj.runtime.manifest import check_writable
 
+    if getattr(choice.options, "fp16", False) or choice.force_fp16:
+        # The manifest records no precision: thresholds measured on FP16 maps would judge FP32 runs unseen.
+        raise ConfigError(
+            "calibrate measures its thresholds in FP32; drop --fp16/--force-fp16 (FP16 is measured against them "
+            "with --precision-check, and `inspect --fp16` uses it only where that check allowed it)"
+        )
     # Where the FP16 check runs is the backend's declaration; one that does not apply is refused before any work.
     fp16_backend = fp16_check_backend(choice.backend) if precision_check else None
     opts = CalibrationOptions(stop_rule=stop, stop_quantile=stop_quantile, pixel_fpr=pixel_fpr, image_frr=image_frr,

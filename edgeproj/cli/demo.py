@@ -114,7 +114,7 @@ def print_summary(doc: dict, c) -> None:
         spread, noisy = e.get("spread", {}), e.get("noisy", {})
         fps = figure(spread.get("fps", {}).get("median", e.get("fps")), spread.get("fps"), "runtime.fps" in noisy)
         ratio = spread.get("fps_ratio_vs_torch", {}).get("median", e.get("fps_ratio_vs_torch"))
-        t.add_row(f"line {frame}, stop rules on", "", fps if "runtime.fps" in noisy else f"{fps} frames/s",
+        t.add_row(f"line {frame}, stop rules on", "", fps if "runtime.fps" in noisy or not fps else f"{fps} frames/s",
                   figure(ratio, spread.get("fps_ratio_vs_torch"), "fps_ratio_vs_torch" in noisy))  # fmt: skip
         if noisy:
             notes.append(noisy_note(f"line {frame}", noisy, {"runtime.fps": spread.get("fps", {})} | spread))

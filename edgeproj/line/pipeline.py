@@ -118,8 +118,10 @@ class _Line:
 
     def close(self) -> None:
         """Release the outputs, flush the rows, and take their figures into the summary."""
-        self.outputs.close()
-        self.rows.flush()
+        try:
+            self.outputs.close()
+        finally:  # the rows reach the database even when the video or the window fails to close
+            self.rows.flush()
         self.summary.took_store(self.rows)
         self.summary.image_write_errors = self.outputs.image_write_errors
         self.summary.gate = self.monitor.summary()

@@ -66,6 +66,8 @@ class Backend:
     provider: the ONNX Runtime execution provider `doctor` proves by running a one-node model on it
         alone; None where the backend runs no ONNX Runtime session.
     bench: the configurations `bench` measures (at least one: a backend is never silently left out).
+    checked: the FP32 configurations the GPU check (scripts/gpu_check.sh) holds to CPU parity; empty: the
+        backend's bench configurations without FP16.
     """
 
     name: str
@@ -78,6 +80,7 @@ class Backend:
     fp16_check: str | None
     provider: str | None
     bench: tuple[Configuration, ...]
+    checked: tuple[Configuration, ...] = ()
 
     def __post_init__(self):
         # A declaration error is a bug in the entry, not the user's: TypeError / ValueError, not EdgeprojError.
@@ -91,6 +94,10 @@ class Backend:
     @property
     def on_gpu(self) -> bool:
         return self.device == GPU
+
+    def checked_configurations(self) -> tuple[Configuration, ...]:
+        """What the GPU check runs in FP32 on this backend."""
+        return self.checked or tuple(c for c in self.bench if not c.fp16)
 
     def load(self):
         # A backend module may import onnxruntime, TensorRT or cuda-python (probes included): TF32 goes off
@@ -143,7 +150,8 @@ REGISTRY: dict[str, Backend] = {
         Backend("trt", ".trt", "TrtRunner", "TrtOptions", "native TensorRT with cuda-python, state on the GPU",
                 device=GPU, fp16=True, fp16_check="trt", provider=None,
                 bench=(Configuration("trt-fp32", {"cuda_graph": True}),
-                       Configuration("trt-fp16", {"cuda_graph": True, "fp16": True}, fp16=True))),
+                       Configuration("trt-fp16", {"cuda_graph": True, "fp16": True}, fp16=True)),
+                checked=(Configuration("trt"), Configuration("trt+graph", {"cuda_graph": True}))),
     )
 }  # fmt: skip
 
@@ -171,7 +179,10 @@ def backend_options(name: str, **flags):
     known = {f.name for f in dataclasses.fields(cls)}
     unused = sorted(k for k, v in flags.items() if k not in known and v not in (None, False, 0))
     if unused:
-        raise ConfigError(f"backend {name} has no option {', '.join(unused)} (it takes: {', '.join(sorted(known))})")
+        flag = lambda k: "--" + k.replace("_", "-")  # noqa: E731 - as the user typed it
+        raise ConfigError(
+            f"backend {name} has no option {', '.join(map(flag, unused))} (it takes: {', '.join(map(flag, sorted(known)))})"
+        )
     return cls(**{k: v for k, v in flags.items() if k in known and v is not None})
 
 
@@ -223,8 +234,3 @@ ON_GPU = OnGpu()
 def probe_all() -> dict[str, str | None]:
     """Every backend with None (available) or the reason it is not."""
     return {name: b.unavailable_reason() for name, b in REGISTRY.items()}
-
-
-def available_backends() -> list[str]:
-    """Backends whose libraries and hardware are present here (cheap checks, nothing is built)."""
-    return [name for name, reason in probe_all().items() if reason is None]

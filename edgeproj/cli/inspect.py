@@ -133,8 +133,9 @@ def command(
     good parts calibration saw: blank, blurred, badly exposed, another product, wrong size) or could not
     be read, or the judgement failed (a non-finite score, a diverged projection, a processing error). The
     line must reject it like an NG; frames failing the gate in a row raise one camera ALARM. Exit codes:
-    0 when the run ended normally, 2 for a setup error (bad option, unopenable source, ROI outside the
-    frame) or a run in which no frame could be read.
+    0 when the run ended normally, 1 when the reader of its stdout went away (the run stopped early),
+    2 for a setup error (bad option, unopenable source, ROI outside the frame) or a run in which no frame
+    could be read.
     """
     import logging
     from dataclasses import replace

@@ -83,7 +83,7 @@ CASES = [
     Case("threads 100000", lambda c: [P, c["bundle"], c["img"], "-o", c["tmp"] / "out", "--threads", "100000"], ("--threads",)),
     Case("map kind bogus", lambda c: [P, c["bundle"], c["img"], "-o", c["tmp"] / "out", "--map-kind", "l1"], ("--map-kind",)),
     Case("backend bogus", lambda c: [P, c["bundle"], c["img"], "-o", c["tmp"] / "out", "--backend", "tpu"], ("--backend",)),
-    Case("cuda graph on cpu", lambda c: [P, c["bundle"], c["img"], "-o", c["tmp"] / "out", "--cuda-graph"], ("cuda_graph",)),
+    Case("cuda graph on cpu", lambda c: [P, c["bundle"], c["img"], "-o", c["tmp"] / "out", "--cuda-graph"], ("--cuda-graph",)),
     Case(
         "image threshold nan",
         lambda c: [INS, c["bundle"], "-s", c["folder"], "-o", c["tmp"] / "out", "--image-threshold", "nan"],

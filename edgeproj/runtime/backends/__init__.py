@@ -180,8 +180,10 @@ def backend_options(name: str, **flags):
     unused = sorted(k for k, v in flags.items() if k not in known and v not in (None, False, 0))
     if unused:
         flag = lambda k: "--" + k.replace("_", "-")  # noqa: E731 - as the user typed it
+        takes = sorted(k for k in flags if k in known)  # of the flags offered, those this backend has
         raise ConfigError(
-            f"backend {name} has no option {', '.join(map(flag, unused))} (it takes: {', '.join(map(flag, sorted(known)))})"
+            f"backend {name} has no option {', '.join(map(flag, unused))}"
+            + (f" (of these flags it takes {', '.join(map(flag, takes))})" if takes else "")
         )
     return cls(**{k: v for k, v in flags.items() if k in known and v is not None})
 

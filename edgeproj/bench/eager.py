@@ -5,12 +5,11 @@ torch is imported inside the functions: the runtime's bench runs (and reports "n
 
 from __future__ import annotations
 
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
 from edgeproj.bench.rows import BenchRow
-from edgeproj.bench.workload import bench_inputs
+from edgeproj.bench.workload import TimedLoop, bench_inputs
 from edgeproj.runtime.manifest import Manifest
 
 
@@ -50,7 +49,7 @@ def torch_model(manifest: Manifest):
     return model
 
 
-class EagerLoop:
+class EagerLoop(TimedLoop):
     """The PyTorch eager autograd loop on one batch, warmed up on entry, then timed one projection per `once()`.
 
     device="cuda" runs it on the GPU in FP32 (TF32 off, like the runtime's GPU paths), synchronized
@@ -61,9 +60,7 @@ class EagerLoop:
         self.manifest, self.batch, self.iterations, self.warmup, self.device = manifest, batch, iterations, warmup, device
         self.cuda = device.startswith("cuda")
         self.name = "torch-cuda" if self.cuda else "torch-eager"
-        self.latencies: list[float] = []
-        self.error: str | None = None  # set when a timed round failed: the row reports it instead of figures
-        self._close = ExitStack()
+        super().__init__()
 
     def __enter__(self) -> EagerLoop:
         import torch
@@ -86,17 +83,15 @@ class EagerLoop:
             self._close = stack.pop_all()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self._close.close()
-
     def once(self) -> float:
         """One timed projection of `iterations` steps; its latency in ms."""
         p = self.manifest.projection
-        t = time.perf_counter()
-        self._project(self.model, self.x0, p.alpha, p.lam, self.iterations, p.tuned, p.tuned_on_step)
-        self.sync()
-        self.latencies.append((time.perf_counter() - t) * 1000)
-        return self.latencies[-1]
+
+        def project():
+            self._project(self.model, self.x0, p.alpha, p.lam, self.iterations, p.tuned, p.tuned_on_step)
+            self.sync()
+
+        return self._timed(project)
 
     def row(self) -> BenchRow:
         import torch

@@ -33,7 +33,7 @@ from edgeproj.bench.line import run_line
 from edgeproj.bench.report import BenchReport
 from edgeproj.bench.rounds import CpuLoad, cpu_sample, spread_of
 from edgeproj.bench.rows import BenchRow
-from edgeproj.bench.workload import bench_inputs
+from edgeproj.bench.workload import TimedLoop, bench_inputs
 from edgeproj.runtime import device_memory
 from edgeproj.runtime.backends import REGISTRY, backend_options, probe_all
 from edgeproj.runtime.manifest import Manifest, load_manifest
@@ -101,17 +101,15 @@ def configurations(opts: BenchOptions) -> list[Variant]:
     return out
 
 
-class RuntimeLoop:
+class RuntimeLoop(TimedLoop):
     """Whole projections of `iterations` steps (stop rules off) on one backend configuration: opened and
     warmed up on entry, then one timed projection per `once()`."""
 
     def __init__(self, manifest: Manifest, variant: Variant, batch: int, iterations: int, warmup: int):
         self.manifest, self.variant, self.batch, self.iterations, self.warmup = manifest, variant, batch, iterations, warmup
         self.name = variant.name
-        self.latencies: list[float] = []
         self.device_latencies: list[float] = []
-        self.error: str | None = None
-        self._close = ExitStack()
+        super().__init__()
 
     def __enter__(self) -> RuntimeLoop:
         v = self.variant
@@ -137,18 +135,13 @@ class RuntimeLoop:
             self._close = stack.pop_all()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self._close.close()
-
     def once(self) -> float:
         """One timed projection; its latency in ms (and the CUDA-event time of its steps where there is one)."""
         before = self.proj.device_ms
-        t = time.perf_counter()
-        self.proj.project_patches(self.x0, settings=self.timed)
-        self.latencies.append((time.perf_counter() - t) * 1000)
+        ms = self._timed(lambda: self.proj.project_patches(self.x0, settings=self.timed))
         if before is not None:
             self.device_latencies.append(self.proj.device_ms - before)
-        return self.latencies[-1]
+        return ms
 
     def row(self) -> BenchRow:
         return BenchRow(

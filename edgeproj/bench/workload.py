@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+
 import numpy as np
 
 from edgeproj.runtime.manifest import Manifest
@@ -26,3 +30,24 @@ def latency_stats(ms: list[float]) -> dict:
         "p95": float(np.percentile(a, 95)),
         "p99": float(np.percentile(a, 99)),
     }
+
+
+class TimedLoop:
+    """One configuration's loop in the interleaved rounds: opened and warmed up on entry (the subclass),
+    closed on exit, one timed projection per `once()`; `latencies` holds each round's ms."""
+
+    name: str
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.error: str | None = None  # set when a timed round failed: the row reports it instead of figures
+        self._close = ExitStack()
+
+    def __exit__(self, *exc) -> None:
+        self._close.close()
+
+    def _timed(self, run: Callable[[], object]) -> float:
+        t = time.perf_counter()
+        run()
+        self.latencies.append((time.perf_counter() - t) * 1000)
+        return self.latencies[-1]

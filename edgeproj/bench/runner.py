@@ -35,7 +35,7 @@ from edgeproj.bench.rounds import CpuLoad, cpu_sample, spread_of
 from edgeproj.bench.rows import BenchRow
 from edgeproj.bench.workload import TimedLoop, bench_inputs
 from edgeproj.runtime import device_memory
-from edgeproj.runtime.backends import REGISTRY, backend_options, probe_all
+from edgeproj.runtime.backends import ON_GPU, REGISTRY, backend_options, probe_all
 from edgeproj.runtime.manifest import Manifest, load_manifest
 from edgeproj.runtime.projector import Projector
 
@@ -67,7 +67,7 @@ class Variant:
     options: object = None
 
 
-GPU_BACKENDS = device_memory.GPU_BACKENDS
+GPU_BACKENDS = ON_GPU  # the registry's GPU backends (a name here when a test stands in for one)
 
 
 def unavailable_configurations(opts: BenchOptions) -> dict[str, str]:

@@ -6,6 +6,7 @@ import os
 import sys
 
 import typer
+from typer.core import TyperGroup
 
 try:  # typer >= 0.20 carries its own copy of click
     from typer._click import exceptions as _cx
@@ -13,11 +14,11 @@ except ImportError:  # pragma: no cover - older typer on plain click
     from click import exceptions as _cx
 
 from edgeproj import __version__
-from edgeproj.cli.helpformat import MARKUP, Command, Group
+from edgeproj.cli.helpformat import MARKUP, Command
 from edgeproj.errors import EdgeprojError
 
 
-class _Group(Group):
+class _Group(TyperGroup):
     """One abort path: every user-facing failure is one line on stderr and exit code 2.
 
     That covers EdgeprojError raised by a verb, a bad option or value (click's usage errors, which

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import typer
 
-from edgeproj.cli.helpformat import MARKUP, Command, Group
+from edgeproj.cli.helpformat import MARKUP, Command
 
 app = typer.Typer(
     help="Data helpers: generate the demo data set, check a data folder.",
     no_args_is_help=True,
-    cls=Group,
     rich_markup_mode=MARKUP,
 )
 

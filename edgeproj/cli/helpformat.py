@@ -8,7 +8,7 @@ declare (`edgeproj.cli.groups`) become the section headings.
 
 from __future__ import annotations
 
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperCommand
 
 MARKUP = None  # plain help: the typer apps pass rich_markup_mode=MARKUP
 
@@ -27,11 +27,3 @@ class Command(TyperCommand):
         for name in sorted(sections, key=lambda n: (n != "Arguments", n != "Options")):
             with formatter.section(name):
                 formatter.write_dl(sections[name])
-
-
-class Group(TyperGroup):
-    """A group of verbs with the same plain help."""
-
-    def command(self, *args, **kwargs):
-        kwargs.setdefault("cls", Command)
-        return super().command(*args, **kwargs)

@@ -11,10 +11,8 @@ import gc
 
 import numpy as np
 
-from edgeproj.runtime.backends import ON_GPU
 from edgeproj.runtime.backends.cuda_mem import device_memory_in_use
 
-GPU_BACKENDS = ON_GPU  # the backends whose registry entry says they run on the GPU
 MB = 2**20
 
 

@@ -41,6 +41,11 @@ def torch_model(manifest: Manifest):
 
     cfg = ModelConfig.from_dict(manifest.training.get("model") or {"variant": manifest.variant, "channels": manifest.channels})
     model = build_model(cfg).eval()
+    if manifest.training.get("weights"):  # a user's model exported from its weights file, not from a run
+        from edgeproj.models.user import load_weights
+
+        load_weights(model.net, Path(manifest.training["weights"]))
+        return model
     weights = Path(manifest.training.get("run", "")) / "model.safetensors"
     if weights.is_file():
         from safetensors.torch import load_file

@@ -9,8 +9,10 @@ import numpy as np
 from edgeproj.bench.rounds import CpuLoad, Spread, noisy_reason, spread_of
 from edgeproj.bench.workload import latency_stats
 
-# The ratios a row carries: against the CPU torch loop, and against the torch loop on the row's own device.
+# The ratios a row carries: against the CPU torch loop, and against the torch loop on the row's own device;
+# with `bench --compare BUNDLE`, also against the same configuration on the compared bundle (COMPARED).
 RATIOS = ("ratio_vs_torch", "ratio_vs_torch_same_device")
+COMPARED = "ratio_vs_compared"
 
 
 @dataclass
@@ -63,7 +65,7 @@ class BenchRow:
     def spreads(self) -> dict[str, Spread]:
         """Each figure of the row over its rounds."""
         out = {"iterations_per_ms": spread_of([self.batch * self.iterations / ms for ms in self.latency_rounds_ms])}
-        for name in RATIOS:
+        for name in (*RATIOS, COMPARED):
             if self.ratio_rounds.get(name):
                 out[name] = spread_of(self.ratio_rounds[name])
         return out
@@ -97,6 +99,8 @@ class BenchRow:
         if self.on_gpu:
             out["device_memory_mb"] = self.device_memory_mb
         out |= {name: self.ratio(name) for name in RATIOS}
+        if self.ratio_rounds.get(COMPARED):
+            out[COMPARED] = self.ratio(COMPARED)
         if self.gflops is not None:
             out["gflops"] = self.gflops
         out["rounds"] = {"latency_ms": self.latency_rounds_ms} | {k: v for k, v in self.ratio_rounds.items() if v}

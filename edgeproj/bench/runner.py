@@ -32,7 +32,7 @@ from edgeproj.bench.eager import EagerLoop, torch_available, torch_cuda_availabl
 from edgeproj.bench.line import run_line
 from edgeproj.bench.report import BenchReport
 from edgeproj.bench.rounds import CpuLoad, cpu_sample, spread_of
-from edgeproj.bench.rows import BenchRow
+from edgeproj.bench.rows import COMPARED, BenchRow
 from edgeproj.bench.workload import TimedLoop, bench_inputs
 from edgeproj.runtime import device_memory
 from edgeproj.runtime.backends import ON_GPU, REGISTRY, backend_options, probe_all
@@ -56,7 +56,12 @@ class BenchOptions:
     frame_sizes: tuple[int, ...] = (256, 1024)
     line_frames: int = 20
     memory: bool = True  # peak resident memory of the runtime vs torch (child processes)
+    # Another bundle of the same model (e.g. its graphs from the other emitter): each configuration is also
+    # timed on it, in the same interleaved rounds, and every row gets its per-round ratio to that twin.
+    against: Path | None = None
 
+
+COMPARED_TAG = " [compared]"  # the suffix of the compared bundle's rows
 
 @dataclass
 class Variant:
@@ -105,9 +110,9 @@ class RuntimeLoop(TimedLoop):
     """Whole projections of `iterations` steps (stop rules off) on one backend configuration: opened and
     warmed up on entry, then one timed projection per `once()`."""
 
-    def __init__(self, manifest: Manifest, variant: Variant, batch: int, iterations: int, warmup: int):
+    def __init__(self, manifest: Manifest, variant: Variant, batch: int, iterations: int, warmup: int, name: str = ""):
         self.manifest, self.variant, self.batch, self.iterations, self.warmup = manifest, variant, batch, iterations, warmup
-        self.name = variant.name
+        self.name = name or variant.name
         self.device_latencies: list[float] = []
         super().__init__()
 
@@ -208,7 +213,8 @@ def conv_reference_gflops(threads: int = 0, seconds: float = 1.0, rounds: int = 
 
 
 def _measure_batch(manifest: Manifest, configs: list[Variant], batch: int, iterations: int, opts: BenchOptions,
-                   same_gpu: bool, tick: Callable[[str], None]) -> tuple[list[BenchRow], CpuLoad]:  # fmt: skip
+                   same_gpu: bool, tick: Callable[[str], None],
+                   twin: Manifest | None = None) -> tuple[list[BenchRow], CpuLoad]:  # fmt: skip
     """Every configuration at one batch size, in interleaved rounds: all are opened and warmed up, then each
     round times one projection of each, so a disturbance during a round hits them all alike."""
     slots: list = []  # an open loop, or the error row of one that could not open (kept in place)
@@ -227,6 +233,9 @@ def _measure_batch(manifest: Manifest, configs: list[Variant], batch: int, itera
             open_loop("torch-cuda", lambda: EagerLoop(manifest, batch, iterations, opts.warmup, device="cuda"))
         for v in configs:
             open_loop(v.name, lambda v=v: RuntimeLoop(manifest, v, batch, iterations, opts.warmup))
+            if twin is not None:
+                name = v.name + COMPARED_TAG
+                open_loop(name, lambda v=v, name=name: RuntimeLoop(twin, v, batch, iterations, opts.warmup, name=name))
         loops = [s for s in slots if not isinstance(s, BenchRow)]
         before = cpu_sample()
         for r in range(opts.repeats):
@@ -245,8 +254,15 @@ def _measure_batch(manifest: Manifest, configs: list[Variant], batch: int, itera
 
 
 def _ratios(rows: list[BenchRow]) -> None:
-    """Per-round ratios of each row against the torch loop of the same batch, in the same round."""
+    """Per-round ratios of each row against the torch loop of the same batch, in the same round (and against
+    its compared twin's)."""
     ref = {(r.backend, r.batch): r.latency_rounds_ms for r in rows if r.measured and r.backend.startswith("torch-")}
+    twins = {(r.backend.removesuffix(COMPARED_TAG), r.batch): r.latency_rounds_ms
+             for r in rows if r.measured and r.backend.endswith(COMPARED_TAG)}  # fmt: skip
+    for r in rows:
+        t = twins.get((r.backend, r.batch)) if r.measured and not r.backend.endswith(COMPARED_TAG) else None
+        if t:
+            r.ratio_rounds[COMPARED] = [tt / ms for tt, ms in zip(t, r.latency_rounds_ms, strict=True)]
     for r in rows:
         if not r.measured:
             continue
@@ -271,10 +287,11 @@ def measure(bundle: Path, opts: BenchOptions, tick: Callable[[str], None] | None
     flops = manifest.cost.get("step_flops_per_sample")
     configs = configurations(opts)
     same_gpu = opts.torch and any(v.backend in GPU_BACKENDS for v in configs) and torch_cuda_available()
+    twin = load_manifest(opts.against) if opts.against else None
     rows: list[BenchRow] = []
     loads: dict[str, CpuLoad] = {}
     for batch in opts.batches:
-        batch_rows, loads[f"b{batch}"] = _measure_batch(manifest, configs, batch, iterations, opts, same_gpu, tick)
+        batch_rows, loads[f"b{batch}"] = _measure_batch(manifest, configs, batch, iterations, opts, same_gpu, tick, twin)
         rows += batch_rows
     _ratios(rows)
     for r in rows:
@@ -304,6 +321,19 @@ def measure(bundle: Path, opts: BenchOptions, tick: Callable[[str], None] | None
 def run_bench(bundle: Path, opts: BenchOptions, tick: Callable[[str], None] | None = None) -> dict:
     """Measure every configuration at every batch size; returns the full report as JSON."""
     return measure(bundle, opts, tick).as_json()
+
+
+def compare_bundle(report: dict) -> list[dict]:
+    """Each configuration's ratio to the same configuration on the compared bundle (`--compare BUNDLE`): the
+    median of per-round ratios from the same interleaved rounds, with its spread (None when noisy)."""
+    out = []
+    for r in report["results"]:
+        if COMPARED in r:
+            spread = r["spread"].get(COMPARED)
+            noisy = COMPARED in r.get("noisy", {})
+            out.append({"backend": r["backend"], "batch": r["batch"], COMPARED: None if noisy else r[COMPARED],
+                        "spread": spread, "noisy": r.get("noisy", {}).get(COMPARED)})  # fmt: skip
+    return out
 
 
 def compare(report: dict, old: dict) -> list[dict]:

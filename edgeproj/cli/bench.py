@@ -27,14 +27,17 @@ def command(
     line_frames: int = typer.Option(20, min=1, max=10_000, help="Timed frames per frame size."),
     memory: bool = typer.Option(True, help="Line figure: peak resident memory of the runtime vs torch (child processes)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the full report JSON here."),
-    compare: Optional[Path] = typer.Option(None, help="An earlier report JSON: print the ratio against it."),
+    compare: Optional[Path] = typer.Option(
+        None,
+        help="An earlier report JSON (ratio against it), or another bundle of the same model, timed in the same rounds.",
+    ),
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No progress output (bars on a terminal, timestamped lines otherwise)."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the full report as JSON on stdout."),
 ):
     """Benchmark the projection loop; report like trtexec (warm-up excluded, percentiles, versions)."""
-    from edgeproj.bench.runner import BenchOptions, measure
+    from edgeproj.bench.runner import BenchOptions, compare_bundle, measure
     from edgeproj.bench.runner import compare as compare_reports
     from edgeproj.cli.common import MAX_BATCH, output_file
     from edgeproj.cli.output import console, dumps, emit_json, progress
@@ -59,7 +62,10 @@ def command(
     if unknown or names == ():
         raise ConfigError(f"--backends: unknown backend(s) {unknown or backends!r}; choose from {', '.join(REGISTRY)}")
     old = None
-    if compare:
+    twin = None
+    if compare and compare.is_dir():
+        twin = _twin(bundle, compare)
+    elif compare:
         try:
             old = json.loads(compare.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -81,6 +87,7 @@ def command(
         frame_sizes=sizes,
         line_frames=line_frames,
         memory=memory,
+        against=twin,
     )
     c = console()
     with progress(enabled=not (quiet or json_out)) as prog:
@@ -89,12 +96,27 @@ def command(
     doc = report.as_json()  # the report file, the --json output and the comparison all read this one document
     if old is not None:
         doc["compare"] = {"old": str(compare), "rows": compare_reports(doc, old)}
+    if twin is not None:
+        doc["compare"] = {"bundle": str(twin), "rows": compare_bundle(doc)}
     if out:
         out.write_text(dumps(doc) + "\n")
     if json_out:
         emit_json(doc)
         return
     print_table(report, c, doc.get("compare"))
+
+
+def _twin(bundle: Path, other: Path) -> Path:
+    """The --compare bundle, checked to take the same inputs as `bundle` (same model, other graphs)."""
+    from edgeproj.errors import ConfigError
+    from edgeproj.runtime import load_manifest
+
+    a, b = load_manifest(bundle), load_manifest(other)
+    if (a.channels, a.size) != (b.channels, b.size):
+        raise ConfigError(
+            f"--compare {other}: its model takes {b.channels}x{b.size}x{b.size}, this bundle's {a.channels}x{a.size}x{a.size}"
+        )
+    return other
 
 
 def figure(value: float | None, spread: dict | None, noisy: bool, fmt: str = ".2f") -> str:
@@ -157,12 +179,12 @@ def print_table(report, c, compared: dict | None = None) -> None:
     notes = []
     for r in report.rows:
         if not r.measured:
-            t.add_row(r.backend, str(r.batch), f"[red]{escape((r.error or 'not measured')[:60])}", *[""] * (len(cols) - 3))
+            t.add_row(escape(r.backend), str(r.batch), f"[red]{escape((r.error or 'not measured')[:60])}", *[""] * (len(cols) - 3))
             continue
         lat, spreads, noisy = r.as_json()["latency_ms"], {k: s.as_json() for k, s in r.spreads().items()}, r.noisy()
         speed_noisy = "iterations_per_ms" in noisy  # step ms, img/s and GFLOP/s are the same figure in other units
         t.add_row(
-            r.backend,
+            escape(r.backend),  # a compared row's " [compared]" is text, not markup
             str(r.batch),
             "[yellow]noisy" if speed_noisy else f"{r.step_ms:.2f}",
             figure(r.iterations_per_ms, spreads["iterations_per_ms"], speed_noisy, ".3f"),
@@ -202,8 +224,19 @@ def print_table(report, c, compared: dict | None = None) -> None:
     for name, why in report.unavailable.items():
         c.print(f"not measured: {name}: {escape(why)}", soft_wrap=True)
     print_line(report.line, c)
-    for row in (compared or {}).get("rows", []):
-        c.print(f"{row['backend']} b{row['batch']}: {row['ratio_vs_old']:.2f}x the old report")
+    compared = compared or {}
+    for row in compared.get("rows", []):
+        if "ratio_vs_old" in row:
+            c.print(f"{row['backend']} b{row['batch']}: {row['ratio_vs_old']:.2f}x the old report")
+        elif row["ratio_vs_compared"] is None:
+            c.print(f"{row['backend']} b{row['batch']} vs {compared['bundle']}: noisy: {row['noisy']}", soft_wrap=True)
+        else:
+            spread = row["spread"]["rel_half_range"] * 100
+            c.print(
+                f"{row['backend']} b{row['batch']}: {row['ratio_vs_compared']:.2f}x ±{spread:.0f}% the iterations/ms of "
+                f"{compared['bundle']} (median of per-round ratios, same rounds)",
+                soft_wrap=True,
+            )
 
 
 def print_line(line: dict | None, c) -> None:

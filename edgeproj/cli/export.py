@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 import typer
 
@@ -12,8 +12,24 @@ from edgeproj.runtime.manifest import ALPHA_RANGE, LAM_RANGE, MAX_ITERATIONS_RAN
 
 
 def command(
-    run: Path = typer.Argument(..., help="Training run directory written by `edgeproj train`."),
+    run: Optional[Path] = typer.Argument(
+        None, help="Training run directory written by `edgeproj train` (or --model with --weights instead)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write."),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Your autoencoder instead of a run: 'package.module:Name' (nn.Module class or factory)."
+    ),
+    weights: Optional[Path] = typer.Option(None, help="--model's weights: .safetensors or a PyTorch state dict."),
+    input_shape: Optional[str] = typer.Option(
+        None, "--input", help="--model's input as CxHxW, e.g. 1x128x128 or 3x256x256 (square, C 1 or 3)."
+    ),
+    loss: Literal["l2", "dssim"] = typer.Option("l2", help="--model's reconstruction loss L_r in the energy."),
+    preprocess: Literal["object", "texture"] = typer.Option(
+        "object", help="--model: whole frame resized to the input (object) or tiles of its side (texture)."
+    ),
+    emitter: Literal["auto", "hand", "traced"] = typer.Option(
+        "auto", help="Network graphs: hand-written (built-in SSIM-AE), traced from PyTorch (any model); auto picks."
+    ),
     alpha: float = float_option(0.05, *ALPHA_RANGE, "Default Adam step size."),
     lam: float = float_option(0.05, *LAM_RANGE, "Default weight of ||x - x0||_1 (paper: 0.05)."),
     max_iterations: int = typer.Option(
@@ -46,9 +62,10 @@ def command(
     from edgeproj.cli.common import output_dir
     from edgeproj.cli.output import console, emit_json, progress
     from edgeproj.errors import ConfigError
-    from edgeproj.export.bundle import ExportOptions, export_bundle
+    from edgeproj.export.bundle import ExportOptions, ExportSource, export_bundle
     from edgeproj.runtime.manifest import MANIFEST, Projection
 
+    source = _source(run, model, weights, input_shape, loss, preprocess)
     projection = Projection(alpha=alpha, lam=lam, max_iterations=max_iterations, tuned=tuned, tuned_on_step=tuned_on_step)
     opts = ExportOptions(
         projection=projection,
@@ -56,6 +73,7 @@ def command(
         parity=parity,
         parity_steps=parity_steps,
         accept_parity_failure=accept_parity_failure,
+        emitter=emitter,
     )
     if (out / MANIFEST).is_file() and not overwrite:
         raise ConfigError(
@@ -66,7 +84,9 @@ def command(
     c = console()
     try:
         with progress(enabled=not (quiet or json_out)) as prog:
-            manifest = export_bundle(run, out, opts, progress=prog)
+            if not isinstance(source, Path):  # traced and checked against the contract before any folder is written
+                source = ExportSource.from_weights(*source)
+            manifest = export_bundle(source, out, opts, progress=prog)
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a failed export leaves no folder it made
@@ -86,11 +106,53 @@ def command(
     if json_out:
         emit_json(manifest.to_dict())
         return
+    how = {"hand": "hand-written per layer", "traced": "traced from PyTorch autograd and lowered"}
+    c.print(f"network graphs: {how.get(manifest.versions.get('emitter'), 'hand-written per layer')}")
     for name, g in manifest.graphs.items():
         c.print(f"{name}: {out / g.file} ({g.bytes / 1e6:.2f} MB, opset {g.opset}, sha256 {g.sha256[:12]})")
     if p.measured and p.gradient:
         _print_parity(c, p)
     c.print(f"bundle written to {out}")
+
+
+def parse_input(text: str) -> tuple[int, int]:
+    """'CxHxW' -> (channels, side); ConfigError unless C is 1 or 3 and H equals W."""
+    from edgeproj.errors import ConfigError
+    from edgeproj.models.config import USER_SIZE_RANGE
+
+    parts = text.lower().split("x")
+    try:
+        c, h, w = (int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"--input must be CxHxW, e.g. 1x128x128, got '{text}'") from None
+    lo, hi = USER_SIZE_RANGE
+    if c not in (1, 3) or h != w or not lo <= h <= hi:
+        raise ConfigError(f"--input {text}: channels must be 1 or 3 and the input square with a side in {lo}..{hi}")
+    return c, h
+
+
+def _source(run, model, weights, input_shape, loss, preprocess):
+    """The run folder, or the arguments of ExportSource.from_weights; every combination checked here."""
+    from edgeproj.errors import ConfigError
+
+    if model is None:
+        if run is None:
+            raise ConfigError("give a training run folder, or --model with --weights and --input")
+        given = [f for f, v in (("--weights", weights), ("--input", input_shape)) if v is not None]
+        if given:
+            raise ConfigError(f"{' and '.join(given)} go with --model; a training run carries its own")
+        return run
+    if run is not None:
+        raise ConfigError("give either a training run folder or --model, not both")
+    if weights is None or input_shape is None:
+        raise ConfigError("--model needs --weights and --input (CxHxW)")
+    from edgeproj.models.user import resolve
+
+    resolve(model)  # an import path that does not import is one line, before any work
+    if not weights.is_file():
+        raise ConfigError(f"--weights '{weights}' is not a file")
+    channels, size = parse_input(input_shape)
+    return (model, weights, channels, size, loss, preprocess)
 
 
 def _print_parity(c, p) -> None:

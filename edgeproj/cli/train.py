@@ -18,7 +18,12 @@ def command(
     data: Path = typer.Argument(..., help="MVTec AD root (with --category), a category folder, or a folder of normal images."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write (resumes if it holds a checkpoint)."),
     category: Optional[str] = typer.Option(None, "--category", "-c", help="Category under an MVTec root."),
-    variant: VariantName = typer.Option("l2ae", "--variant", "-v", help="Autoencoder variant."),
+    variant: Optional[VariantName] = typer.Option(None, "--variant", "-v", help="Autoencoder variant [default: l2ae]."),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Your autoencoder instead: 'package.module:Name' (nn.Module class or factory)."
+    ),
+    loss: Optional[Literal["l2", "dssim"]] = typer.Option(None, help="--model's reconstruction loss [default: l2]."),
+    size: Optional[int] = typer.Option(None, min=16, max=2048, help="--model's input side [default: 128]."),
     steps: int = typer.Option(
         30000, min=1, max=10_000_000, help="Step cap (with --until steps: the exact number of optimizer steps)."
     ),
@@ -30,8 +35,8 @@ def command(
     ),
     batch: int = typer.Option(16, min=1, max=4096, help="Batch size."),
     lr: float = float_option(1e-4, 1e-8, 1.0, "Adam learning rate (paper: 1e-4)."),
-    latent: int = typer.Option(100, min=1, max=4096, help="Latent dimension (paper: 100)."),
-    width: int = typer.Option(32, min=1, max=1024, help="Base width of the SSIM-AE layers (paper: 32)."),
+    latent: Optional[int] = typer.Option(None, min=1, max=4096, help="Latent dimension [default: 100, the paper's]."),
+    width: Optional[int] = typer.Option(None, min=1, max=1024, help="Base width of the SSIM-AE layers [default: 32]."),
     mode: Optional[Literal["texture", "object"]] = typer.Option(
         None, help="Preprocessing mode (default: MVTec's own category names, else measured on the images; printed)."
     ),
@@ -62,6 +67,7 @@ def command(
     from edgeproj.training.trainer import TrainConfig, _dist_info, resolve_device, train
 
     resolve_device(device)  # an unknown device or a missing GPU is an error before any work
+    model_args = _model_args(variant, model, loss, size, latent, width)
     source = data / category if category else data
     images = normal_images(source)
     output_dir(out)
@@ -71,9 +77,13 @@ def command(
         steps=steps, batch=batch, lr=lr, device=device, seed=seed, workers=workers, checkpoint_every=checkpoint_every,
         holdout=holdout, precision=precision, until=until, max_minutes=max_minutes,
     )  # fmt: skip
-    choice = choose_for_paths(images, name, channels, mode=mode, resize=resize, stride=stride)
+    model_cfg = ModelConfig(channels=channels, **model_args)
+    if model_cfg.architecture:  # built and checked before the data is measured: a model that fails is one line
+        _check_user_model(model_cfg)
+    overrides = {"patch": model_cfg.size} if model_cfg.architecture else {}
+    choice = choose_for_paths(images, name, channels, mode=mode, resize=resize, stride=stride, **overrides)
     pre = choice.preprocess
-    model_cfg = ModelConfig(variant=variant, channels=channels, latent=latent, width=width)
+    variant = model_cfg.architecture or model_cfg.variant
     rank, _ = _dist_info()
     if rank == 0 and not json_out:
         err = console()
@@ -147,7 +157,41 @@ def command(
                 more = f"--max-minutes {max(1, round(2 * result.seconds / 60))}"
             more += " --until steps" if until == "steps" else ""
             c.print(
-                f"continue with: edgeproj train {data}{cat} --variant {variant} --out {out} {more} "
+                f"continue with: edgeproj train {data}{cat} {_model_flags(model_cfg)} --out {out} {more} "
                 f"(resumes from step {result.steps})"
             )
         c.print(f"run written to {out}")
+
+
+def _model_args(variant, model, loss, size, latent, width) -> dict:
+    """ModelConfig's arguments from the model options; a built-in's option given with --model is an error."""
+    from edgeproj.errors import ConfigError
+    from edgeproj.models.user import loss_variant
+
+    if model is None:
+        given = [f for f, v in (("--loss", loss), ("--size", size)) if v is not None]
+        if given:
+            raise ConfigError(f"{' and '.join(given)} go with --model; a built-in variant has its own loss and 128x128 input")
+        return {"variant": variant or "l2ae", "latent": latent or 100, "width": width or 32}
+    given = [f for f, v in (("--variant", variant), ("--latent", latent), ("--width", width)) if v is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} describe the built-in SSIM-AE; with --model choose the loss with --loss")
+    return {"variant": loss_variant(loss or "l2"), "size": size or 128, "architecture": model}
+
+
+def _check_user_model(cfg) -> None:
+    """Build the user's model and check the export contract now, not after hours of training."""
+    from edgeproj.export.tracing import check_contract
+    from edgeproj.models.autoencoder import build_model
+
+    model = build_model(cfg).eval()
+    check_contract(model, cfg.channels, cfg.size, cfg.architecture)
+
+
+def _model_flags(cfg) -> str:
+    """The model options that resume this run."""
+    if cfg.architecture:
+        from edgeproj.models.user import loss_of
+
+        return f"--model {cfg.architecture} --loss {loss_of(cfg)}" + (f" --size {cfg.size}" if cfg.size != 128 else "")
+    return f"--variant {cfg.variant}"

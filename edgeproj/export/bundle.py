@@ -29,13 +29,24 @@ from edgeproj.runtime.manifest import (
 )
 
 
+# How the network's forward pass and input gradient become ONNX nodes:
+#   hand:   edgeproj.export.network, written per layer kind for the SSIM-AE (the built-in variants only)
+#   traced: edgeproj.export.traced_network, PyTorch's autograd traced and lowered (any model meeting the contract)
+#   auto:   hand for the SSIM-AE, traced for a user's architecture (DEFAULT_EMITTER_WHY says why)
+EMITTERS = ("auto", "hand", "traced")
+DEFAULT_EMITTER_WHY = (
+    "the hand-written graphs are the default for the built-in SSIM-AE: they step as fast as or faster than the "
+    "traced ones (docs/byo-model.md, measured with `edgeproj bench --compare`)"
+)
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     """The projection defaults written into the manifest, and how the graphs are emitted.
 
     parity: measure the graphs against PyTorch and refuse to write a bundle whose figures are past the
     bounds of edgeproj.export.parity; accept_parity_failure writes it anyway and records the failures
-    in the manifest (`parity.accepted_failure`).
+    in the manifest (`parity.accepted_failure`). emitter: one of EMITTERS.
     """
 
     projection: Projection = field(default_factory=Projection)
@@ -43,8 +54,11 @@ class ExportOptions:
     parity: bool = True
     parity_steps: int = 50
     accept_parity_failure: bool = False
+    emitter: str = "auto"
 
     def __post_init__(self):
+        if self.emitter not in EMITTERS:
+            raise ConfigError(f"unknown emitter '{self.emitter}'; choose one of {', '.join(EMITTERS)}")
         if self.convtranspose not in CONVTRANSPOSE_MODES:
             raise ConfigError(
                 f"unknown ConvTranspose form '{self.convtranspose}'; choose one of {', '.join(CONVTRANSPOSE_MODES)}"
@@ -73,6 +87,54 @@ def method_notes(p: Projection) -> dict:
         "lambda": f"{p.lam:g}; the paper's lambda is 0.05",
         "image_score": f"{p.image_score}: the image-level score compared with the image threshold",
     }  # fmt: skip
+
+
+@dataclass
+class ExportSource:
+    """What a bundle is exported from: a model (eval mode) with its config and L_r statistics, read from a
+    training run (`from_run`) or from a user's architecture and weights file (`from_weights`)."""
+
+    model: object
+    cfg: dict
+    stats: dict | None
+    run: Path | None = None
+    weights: Path | None = None
+
+    @classmethod
+    def from_run(cls, run: Path) -> ExportSource:
+        from edgeproj.training.run import load_run
+
+        model, cfg, stats = load_run(run)
+        return cls(model, cfg, stats, run=Path(run))
+
+    @classmethod
+    def from_weights(cls, architecture: str, weights: Path, channels: int, size: int, loss: str, mode: str) -> ExportSource:
+        """A user's model outside a training run: no training statistics (calibrate sets the thresholds) and the
+        preprocessing `mode` (object: the whole frame resized to the input; texture: tiles of the input's side)."""
+        from edgeproj.models.user import from_weights
+
+        model = from_weights(architecture, weights, channels, size, loss)
+        pre = Preprocess(mode=mode, resize=size if mode == "object" else max(512, 2 * size), patch=size, stride=size // 2,
+                         channels=channels)  # fmt: skip
+        cfg = {"model": model.config.to_dict(), "preprocess": pre.to_dict(), "data": {}}
+        return cls(model, cfg, None, weights=Path(weights))
+
+
+def network_emitter(model, spec: dict, opts: ExportOptions):
+    """The network emitter `opts.emitter` asks for, and its name (hand or traced)."""
+    from edgeproj.export.network import NetworkEmitter, plan_from_model
+    from edgeproj.export.traced_network import TracedNetwork
+
+    user = bool(model.config.architecture)
+    name = opts.emitter if opts.emitter != "auto" else ("traced" if user else "hand")
+    if name == "hand":
+        if user:
+            raise ConfigError(
+                f"--emitter hand writes the built-in SSIM-AE only; {model.config.architecture} exports with --emitter traced"
+            )
+        return NetworkEmitter(plan_from_model(model), opts.convtranspose), name
+    label = model.config.architecture or f"the built-in {model.variant.label}"
+    return TracedNetwork(model, spec["channels"], spec["size"], label), name
 
 
 def model_spec(model) -> dict:
@@ -143,16 +205,16 @@ def measure_parity(sessions: dict, model, spec: dict, cfg: dict, p: Projection, 
     task = progress.add_task("parity against PyTorch autograd", total=8, info="")
     grad_fig = {}
     for n in (1, 7):
-        x0, x, _ = probe_inputs(patches, n, spec["channels"], seed=n)
+        x0, x, _ = probe_inputs(patches, n, spec["channels"], seed=n, size=spec["size"])
         grad_fig[f"batch{n}"] = gradient_parity(sessions["gradient"], model, x0, x, p.lam)
         progress.update(task, advance=1, info=f"gradient batch {n}")
     rules = (("standard", False, False), ("tuned_gradient", True, False), ("tuned_step", True, True))
-    x0, _, _ = probe_inputs(patches, 3, spec["channels"], seed=11)
+    x0, _, _ = probe_inputs(patches, 3, spec["channels"], seed=11, size=spec["size"])
     opt = {}
     for label, tuned, on_step in rules:
         opt[label] = optimizer_parity(sessions["step"], sessions["gradient"], x0, p.alpha, p.lam, tuned, on_step)
         progress.update(task, advance=1, info=f"optimizer {label}")
-    _, _, (defect, mask) = probe_inputs(patches, 2, spec["channels"], seed=3)
+    _, _, (defect, mask) = probe_inputs(patches, 2, spec["channels"], seed=3, size=spec["size"])
     traj = {}
     for label, tuned, on_step in rules:
         traj[label] = trajectory_parity(sessions["step"], model, defect, mask, steps, p.alpha, p.lam, tuned, on_step)
@@ -180,7 +242,7 @@ def _split_figure(sessions: dict, spec: dict, p: Projection) -> dict:
     even under --no-parity); `dropped` says why a pair that differs is left out of the bundle."""
     from edgeproj.export.parity import probe_inputs, split_failure, split_parity
 
-    x0, _, _ = probe_inputs(None, 3, spec["channels"], seed=13)
+    x0, _, _ = probe_inputs(None, 3, spec["channels"], seed=13, size=spec["size"])
     fig = split_parity(sessions["step"], sessions["forward"], sessions["update"], sessions["gradient"], x0, p.alpha, p.lam)
     if problem := split_failure(fig):
         fig["dropped"] = f"{problem}: forward.onnx and update.onnx left out, the CPU runs the step graph"
@@ -208,8 +270,8 @@ def _install(staging: Path, out: Path, files: list[str]) -> None:
         os.replace(staging / name, out / name)
 
 
-def export_bundle(run: Path, out: Path, opts: ExportOptions, progress=None) -> Manifest:
-    """Write the bundle for training run `run` into `out`; returns its manifest.
+def export_bundle(run: Path | ExportSource, out: Path, opts: ExportOptions, progress=None) -> Manifest:
+    """Write the bundle for training run `run` (or an ExportSource) into `out`; returns its manifest.
 
     The graphs are written to a staging folder beside `out` and measured there; only when parity passes
     (or its failure is accepted, or parity is off) do they move into `out`, the manifest last. A failed
@@ -223,15 +285,16 @@ def export_bundle(run: Path, out: Path, opts: ExportOptions, progress=None) -> M
 
     from edgeproj.export.energy import build_forward_graph, build_gradient_graph, build_step_graph, build_update_graph
     from edgeproj.export.flops import count_flops
-    from edgeproj.export.network import NetworkEmitter, plan_from_model
     from edgeproj.progress import NullProgress
-    from edgeproj.training.run import load_run
 
     progress = progress or NullProgress()
-    model, cfg, stats = load_run(run)
-    task = progress.add_task("export graphs", total=len(contract.GRAPH_FILES), info="")
+    source = run if isinstance(run, ExportSource) else ExportSource.from_run(run)
+    model, cfg, stats = source.model, source.cfg, source.stats
     spec = model_spec(model)
-    net = NetworkEmitter(plan_from_model(model), opts.convtranspose)
+    # Traced and lowered (or checked against the contract) before anything is written: an unsupported
+    # operation or a model breaking the contract is one error and no folder.
+    net, emitter = network_emitter(model, spec, opts)
+    task = progress.add_task("export graphs", total=len(contract.GRAPH_FILES), info="")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -298,14 +361,15 @@ def export_bundle(run: Path, out: Path, opts: ExportOptions, progress=None) -> M
             projection=projection,
             notes=method_notes(opts.projection),
             training={
-                "run": str(Path(run).resolve()),
+                **({"run": str(source.run.resolve())} if source.run else {}),
+                **({"weights": str(source.weights.resolve())} if source.weights else {}),
                 "rec_loss_stats": stats,
                 "gamma": spec["gamma"],
                 "model": cfg["model"],
                 "data": cfg.get("data", {}),
                 "steps": cfg.get("training", {}).get("steps"),
                 "preprocess_choice": cfg.get("preprocess_choice"),
-                "heldout": _heldout_summary(Path(run)),
+                "heldout": _heldout_summary(source.run) if source.run else None,
             },
             versions={
                 "edgeproj": __version__,
@@ -313,7 +377,8 @@ def export_bundle(run: Path, out: Path, opts: ExportOptions, progress=None) -> M
                 "onnx": onnx.__version__,
                 "onnxruntime": ort.__version__,
                 "python": platform.python_version(),
-                "convtranspose": opts.convtranspose,
+                "convtranspose": opts.convtranspose if emitter == "hand" else None,
+                "emitter": emitter,
             },
             parity=parity,
             cost={

@@ -57,10 +57,9 @@ def emit_energy(b: GraphBuilder, net: NetworkEmitter, spec: dict, x: str, x0: st
 
 
 def _handed_over(net: NetworkEmitter) -> list[tuple[int, str]]:
-    """The kept values the forward graph hands to the update graph, (layer, dtype): all but a final
-    sigmoid's output, which is f(x) itself (the update graph reads it from `recon`)."""
-    last = len(net.layers) - 1
-    return [(i, dt) for i, dt in net.kept() if not (i == last and net.layers[i].kind == "sigmoid")]
+    """The kept values the forward graph hands to the update graph, (key, dtype): all but f(x) itself
+    (a final sigmoid's output), which the update graph reads from `recon`."""
+    return [(i, dt) for i, dt in net.kept() if not net.is_recon(i)]
 
 
 def _image_shape(spec: dict) -> list:
@@ -172,7 +171,7 @@ def build_update_graph(net: NetworkEmitter, spec: dict):
     inp = _step_inputs(b, img)
     recon = b.input(io.RECON, img)
     shapes = net.saved_shapes(spec["channels"], spec["size"])
-    saved = {i: recon for i, _ in net.kept()}
+    saved = {i: recon for i, _ in net.kept() if net.is_recon(i)}
     saved.update({i: b.input(f"{io.SAVED_PREFIX}{i}", shapes[i], dtype) for i, dtype in _handed_over(net)})
     net.use_saved(saved)
     x, x0, lam = inp[io.X], inp[io.X0], inp[io.SETTINGS[3]]

@@ -183,6 +183,10 @@ class NetworkEmitter:
         LeakyReLU's output sign, "float" for a sigmoid's output)."""
         return [(i, _KEEPS[L.kind]) for i, L in enumerate(self.layers) if L.kind in _KEEPS]
 
+    def is_recon(self, layer: int) -> bool:
+        """Whether the value kept at `layer` is f(x) itself (a final sigmoid's output)."""
+        return layer == len(self.layers) - 1 and self.layers[layer].kind == "sigmoid"
+
     def saved(self, layer: int) -> str:
         """The value the last `forward` kept for the backward at `layer` (one of `kept`)."""
         return self._saved[layer]

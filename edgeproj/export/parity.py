@@ -94,15 +94,19 @@ def synthetic_patches(n: int, channels: int, size: int = 128, seed: int = 0) -> 
     return out
 
 
-def probe_inputs(patches: np.ndarray | None, n: int, channels: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """x0 (normal patches, or smooth noise), x near x0, and a defect-painted x0 with its mask."""
+def probe_inputs(
+    patches: np.ndarray | None, n: int, channels: int, seed: int = 0, size: int = 128
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x0 (normal patches, or smooth noise), x near x0, and a defect-painted x0 with its mask (a disc and a
+    scratch, placed for a 128-pixel input and scaled with `size`)."""
     rng = np.random.default_rng(seed)
     if patches is not None and len(patches):
         x0 = patches[rng.integers(0, len(patches), n)].astype(np.float32)
     else:
-        x0 = rng.uniform(0.2, 0.8, (n, channels, 128, 128)).astype(np.float32)
+        x0 = rng.uniform(0.2, 0.8, (n, channels, size, size)).astype(np.float32)
     x = np.clip(x0 + rng.normal(0, 0.02, x0.shape), 0, 1).astype(np.float32)
-    yy, xx = np.mgrid[:128, :128]
+    size = x0.shape[-1]
+    yy, xx = np.mgrid[:size, :size] * (128.0 / size)
     mask = ((yy - 64) ** 2 + (xx - 50) ** 2 <= 9**2) | ((np.abs(yy - 30) <= 1) & (xx > 70) & (xx < 115))
     defect = x0.copy()
     defect[:, :, mask] = np.clip(defect[:, :, mask] * 0.3 + 0.6, 0, 1)

@@ -136,6 +136,10 @@ def _dssim(model: ConvAutoencoder, x: torch.Tensor, r: torch.Tensor) -> torch.Te
 REC_LOSSES = {"squared_error": _squared_error, "dssim": _dssim}
 
 
-def build_model(config: ModelConfig) -> ConvAutoencoder:
-    """A freshly initialized autoencoder for `config`."""
+def build_model(config: ModelConfig):
+    """A freshly initialized autoencoder for `config`: the SSIM-AE, or the user's architecture it names."""
+    if config.architecture:
+        from edgeproj.models.user import UserAutoencoder
+
+        return UserAutoencoder(config)
     return ConvAutoencoder(config)

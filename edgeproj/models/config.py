@@ -8,6 +8,10 @@ from edgeproj.errors import CheckpointError, ConfigError
 from edgeproj.models.variants import get_variant
 
 
+# Input sides a user architecture may take (the window of the DSSIM loss and map needs 11 pixels at least).
+USER_SIZE_RANGE = (16, 2048)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture and variant of one autoencoder.
@@ -19,6 +23,10 @@ class ModelConfig:
         latent: latent dimension (paper: 100).
         width: base width; the Bergmann layers are width, width, width, 2w, 2w, 4w, 2w, w (paper: 32).
         ssim_window: SSIM window size for the DSSIM loss (paper: 11, Gaussian sigma 1.5).
+        architecture: a user's autoencoder, "package.module:Name" of an nn.Module class or factory called
+            without arguments (edgeproj.models.user); empty for the SSIM-AE. With one, `variant` names its
+            loss only (l2ae: L2, dsae: DSSIM), `size` may be any side in USER_SIZE_RANGE, and latent and
+            width are not used.
     """
 
     variant: str = "l2ae"
@@ -27,12 +35,21 @@ class ModelConfig:
     latent: int = 100
     width: int = 32
     ssim_window: int = 11
+    architecture: str = ""
 
     def __post_init__(self):
-        get_variant(self.variant)  # an unknown name is a ConfigError listing the choices
+        variant = get_variant(self.variant)  # an unknown name is a ConfigError listing the choices
         if self.channels not in (1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {self.channels}")
-        if self.size != 128:
+        if self.architecture:
+            if variant.vae or variant.learned_gamma:
+                raise ConfigError(
+                    f"a user architecture trains as a plain autoencoder with --loss l2 or dssim, not as {variant.label}"
+                )
+            lo, hi = USER_SIZE_RANGE
+            if not lo <= self.size <= hi:
+                raise ConfigError(f"the input side must be in {lo}..{hi}, got {self.size}")
+        elif self.size != 128:
             raise ConfigError(f"the SSIM-AE architecture takes 128x128 inputs, got size {self.size}")
         if self.latent < 1 or self.width < 1:
             raise ConfigError("latent and width must be positive")
@@ -40,7 +57,12 @@ class ModelConfig:
             raise ConfigError("ssim_window must be odd")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.architecture:
+            d.pop("architecture")  # the SSIM-AE's config.json stays as older edgeproj versions wrote it
+        else:
+            d.pop("latent"), d.pop("width")  # the SSIM-AE's; a user's architecture has its own
+        return d
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:

@@ -63,6 +63,7 @@ class BenchOptions:
 
 COMPARED_TAG = " [compared]"  # the suffix of the compared bundle's rows
 
+
 @dataclass
 class Variant:
     """One measured configuration: a backend and its options object."""

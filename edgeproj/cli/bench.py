@@ -179,7 +179,9 @@ def print_table(report, c, compared: dict | None = None) -> None:
     notes = []
     for r in report.rows:
         if not r.measured:
-            t.add_row(escape(r.backend), str(r.batch), f"[red]{escape((r.error or 'not measured')[:60])}", *[""] * (len(cols) - 3))
+            t.add_row(
+                escape(r.backend), str(r.batch), f"[red]{escape((r.error or 'not measured')[:60])}", *[""] * (len(cols) - 3)
+            )
             continue
         lat, spreads, noisy = r.as_json()["latency_ms"], {k: s.as_json() for k, s in r.spreads().items()}, r.noisy()
         speed_noisy = "iterations_per_ms" in noisy  # step ms, img/s and GFLOP/s are the same figure in other units

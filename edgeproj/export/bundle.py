@@ -28,7 +28,6 @@ from edgeproj.runtime.manifest import (
     write_manifest,
 )
 
-
 # How the network's forward pass and input gradient become ONNX nodes:
 #   hand:   edgeproj.export.network, written per layer kind for the SSIM-AE (the built-in variants only)
 #   traced: edgeproj.export.traced_network, PyTorch's autograd traced and lowered (any model meeting the contract)

@@ -21,7 +21,6 @@ import numpy as np
 from edgeproj.errors import ConfigError
 from edgeproj.export.builder import GraphBuilder
 
-
 # What to use instead, for operators users meet most.
 HINTS = {
     "aten.max_pool2d_with_indices.default": "use a stride-2 convolution or AvgPool2d",
@@ -277,7 +276,9 @@ def _pow(lw, node, a, e):
 @lowers("aten.where.self")
 def _where(lw, node, c, a, b_):
     like = a if isinstance(a, Value) else b_
-    return lw.out(lw.b.op("Where", [lw.tensor(c).name, lw.tensor(a, like).name, lw.tensor(b_, like).name], "where"), node.meta["val"])
+    return lw.out(
+        lw.b.op("Where", [lw.tensor(c).name, lw.tensor(a, like).name, lw.tensor(b_, like).name], "where"), node.meta["val"]
+    )
 
 
 @lowers("aten.clamp.default", "aten.clamp_min.default", "aten.clamp_max.default", "aten.hardtanh.default")
@@ -604,7 +605,10 @@ def _slice(lw, node, x, dim=0, start=None, end=None, step=1):
 
 @lowers("aten.select.int")
 def _select(lw, node, x, dim, index):
-    return lw.out(lw.b.op("Gather", [x.name, lw.const(np.array(index, np.int64), "idx").name], "select", axis=dim % x.rank), node.meta["val"])
+    return lw.out(
+        lw.b.op("Gather", [x.name, lw.const(np.array(index, np.int64), "idx").name], "select", axis=dim % x.rank),
+        node.meta["val"],
+    )
 
 
 @lowers("aten.sum.dim_IntList", "aten.mean.dim")
@@ -626,7 +630,9 @@ def _to_copy(lw, node, x, **kw):
     return lw.out(lw.b.op("Cast", [x.name], "cast", to=to), node.meta["val"])
 
 
-@lowers("aten.clone.default", "aten.detach.default", "aten.alias.default", "aten.lift_fresh_copy.default", "aten.contiguous.default")
+@lowers(
+    "aten.clone.default", "aten.detach.default", "aten.alias.default", "aten.lift_fresh_copy.default", "aten.contiguous.default"
+)
 def _identity(lw, node, x, *a, **kw):
     return x
 
@@ -643,9 +649,17 @@ def _index_axes(indices) -> list[tuple[int, np.ndarray]]:
         raise UnsupportedOperation("aten._unsafe_index.Tensor", "index tables that depend on the input")
     if len(taken) == 1 and taken[0][1].ndim == 1:
         return [(taken[0][0], taken[0][1].astype(np.int64))]
-    if len(taken) == 2 and taken[0][1].ndim == 2 and taken[0][1].shape[1] == 1 and taken[1][1].ndim == 1 and taken[1][0] == taken[0][0] + 1:
+    if (
+        len(taken) == 2
+        and taken[0][1].ndim == 2
+        and taken[0][1].shape[1] == 1
+        and taken[1][1].ndim == 1
+        and taken[1][0] == taken[0][0] + 1
+    ):
         return [(taken[0][0], taken[0][1][:, 0].astype(np.int64)), (taken[1][0], taken[1][1].astype(np.int64))]
-    raise UnsupportedOperation("aten._unsafe_index.Tensor", "only separable row/column index tables (as nearest or bilinear resizing uses)")
+    raise UnsupportedOperation(
+        "aten._unsafe_index.Tensor", "only separable row/column index tables (as nearest or bilinear resizing uses)"
+    )
 
 
 @lowers("aten._unsafe_index.Tensor", "aten.index.Tensor")
@@ -667,8 +681,10 @@ def _index_put(lw, node, base, indices, values, accumulate=False):
     b = lw.b
     y = values.name
     factors = [len(idx) // out_shape[a] if len(idx) % out_shape[a] == 0 else 0 for a, idx in axes]
-    nearest = len(axes) == 2 and [a for a, _ in axes] == [2, 3] and all(
-        f >= 1 and np.array_equal(idx, np.arange(len(idx)) // f) for f, (_, idx) in zip(factors, axes)
+    nearest = (
+        len(axes) == 2
+        and [a for a, _ in axes] == [2, 3]
+        and all(f >= 1 and np.array_equal(idx, np.arange(len(idx)) // f) for f, (_, idx) in zip(factors, axes))
     )
     if nearest:
         k = factors
@@ -708,7 +724,6 @@ def _upsample_nearest_backward(lw, node, g, *a, **kw):
     k = [g.shape[2] // out[2], g.shape[3] // out[3]]
     y = lw.b.op("AveragePool", [g.name], "unpool", kernel_shape=k, strides=k)
     return lw.out(lw.b.mul(y, lw.const(np.float32(k[0] * k[1]), "pool_area").name, "unpool_sum"), node.meta["val"])
-
 
 
 def _op_name(target) -> str:

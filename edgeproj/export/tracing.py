@@ -44,9 +44,7 @@ def check_contract(model, channels: int, size: int, name: str = "the model") -> 
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelContractError(f"{name} fails on a batch of 3 x {channels} x {size} x {size}: {first}") from None
     if not isinstance(y, torch.Tensor):
-        raise ModelContractError(
-            f"{name} returns {type(y).__name__}; model(x) must return the reconstruction f(x) as one tensor"
-        )
+        raise ModelContractError(f"{name} returns {type(y).__name__}; model(x) must return the reconstruction f(x) as one tensor")
     if tuple(y.shape) != tuple(x.shape):
         raise ModelContractError(
             f"{name} maps {tuple(x.shape)} to {tuple(y.shape)}; model(x) must return a reconstruction of x's shape"

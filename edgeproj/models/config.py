@@ -7,7 +7,6 @@ from dataclasses import asdict, dataclass, fields
 from edgeproj.errors import CheckpointError, ConfigError
 from edgeproj.models.variants import get_variant
 
-
 # Input sides a user architecture may take (the window of the DSSIM loss and map needs 11 pixels at least).
 USER_SIZE_RANGE = (16, 2048)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -24,6 +25,7 @@ from edgeproj.export.parity import (
     probe_inputs,
     trajectory_parity,
 )
+from edgeproj.export.traced_network import TracedNetwork
 from edgeproj.runtime.manifest import load_manifest
 from edgeproj.training.run import load_run
 
@@ -64,15 +66,31 @@ def _session(model_proto):
     return ort.InferenceSession(model_proto.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
+# The generic emitter's graphs (traced from PyTorch autograd and lowered) are held to every test the
+# hand-written ones are, as the "traced" mode; it may also use Shape and Expand (a VAE's zero gradient
+# for its log-variance half).
+TRACED_OPS = {"Shape", "Expand"}
+
+
+@functools.cache
+def _traced(run):
+    model, _, _ = load_run(run)
+    return TracedNetwork(model, model.config.channels, model.config.size)
+
+
+def _net(run, model, mode: str):
+    return _traced(run) if mode == "traced" else NetworkEmitter(plan_from_model(model), mode)
+
+
 def _graphs(run, mode="native"):
     model, cfg, _ = load_run(run)
-    net = NetworkEmitter(plan_from_model(model), mode)
+    net = _net(run, model, mode)
     spec = model_spec(model)
     return model, build_gradient_graph(net, spec), build_step_graph(net, spec)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("mode", ["native", "phase", "phase3"])
+@pytest.mark.parametrize("mode", ["native", "phase", "phase3", "traced"])
 def test_gradient_matches_autograd(runs, demo_root, variant, mode):
     model, grad_graph, _ = _graphs(runs[variant], mode)
     sess = _session(grad_graph)
@@ -117,8 +135,9 @@ def test_gradient_parity_trips_on_a_perturbed_graph(runs):
 
 @pytest.mark.parametrize("variant", ["l2ae", "dsae"])
 @pytest.mark.parametrize("tuned,on_step", [(False, False), (True, False), (True, True)])
-def test_step_graph_tracks_torch_adam(runs, variant, tuned, on_step):
-    model, _, step_graph = _graphs(runs[variant])
+@pytest.mark.parametrize("mode", ["native", "traced"])
+def test_step_graph_tracks_torch_adam(runs, variant, tuned, on_step, mode):
+    model, _, step_graph = _graphs(runs[variant], mode)
     sess = _session(step_graph)
     x0, _, (defect, mask) = probe_inputs(None, 2, 1, seed=3)
     fig = trajectory_parity(sess, model, defect, mask, steps=50, alpha=0.05, lam=0.05, tuned=tuned, tuned_on_step=on_step)
@@ -266,13 +285,13 @@ def test_optimizer_check_trips_on_a_wrong_placement(runs, variant, mutate, must_
 
 def _split_graphs(run, mode="native"):
     model, _, _ = load_run(run)
-    net = NetworkEmitter(plan_from_model(model), mode)
+    net = _net(run, model, mode)
     spec = model_spec(model)
     return build_forward_graph(net, spec), build_update_graph(net, spec)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("mode", ["native", "phase3"])
+@pytest.mark.parametrize("mode", ["native", "phase3", "traced"])
 def test_forward_then_update_is_the_step_graph(runs, variant, mode):
     """From a mid-projection state with one sample inactive, forward then update gives every output of
     the step graph (measured: 0 difference, the same kernels run in two sessions)."""
@@ -287,12 +306,14 @@ def test_forward_then_update_is_the_step_graph(runs, variant, mode):
     assert split_failure({"max_err": 10 * SPLIT_BOUND}) is not None  # the check can trip
 
 
-def test_graphs_use_only_whitelisted_ops(runs):
+@pytest.mark.parametrize("mode", ["native", "traced"])
+def test_graphs_use_only_whitelisted_ops(runs, mode):
+    allowed = ALLOWED_OPS | (TRACED_OPS if mode == "traced" else set())
     for v in VARIANTS:
-        _, g, s = _graphs(runs[v])
-        for graph in (g, s, *_split_graphs(runs[v])):
+        _, g, s = _graphs(runs[v], mode)
+        for graph in (g, s, *_split_graphs(runs[v], mode)):
             ops = {n.op_type for n in graph.graph.node}
-            assert ops <= ALLOWED_OPS, ops - ALLOWED_OPS
+            assert ops <= allowed, ops - allowed
             assert graph.opset_import[0].version >= 17
             for n in graph.graph.node:
                 if n.op_type == "ConvTranspose":

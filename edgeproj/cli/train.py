@@ -70,16 +70,16 @@ def command(
     model_args = _model_args(variant, model, loss, size, latent, width)
     source = data / category if category else data
     images = normal_images(source)
-    output_dir(out)
     channels = read_image(images[0]).shape[2]
+    model_cfg = ModelConfig(channels=channels, **model_args)
+    if model_cfg.architecture:  # built and checked before any folder or work: a model that fails is one line
+        _check_user_model(model_cfg)
+    output_dir(out)
     name = category or source.name
     cfg = TrainConfig(
         steps=steps, batch=batch, lr=lr, device=device, seed=seed, workers=workers, checkpoint_every=checkpoint_every,
         holdout=holdout, precision=precision, until=until, max_minutes=max_minutes,
     )  # fmt: skip
-    model_cfg = ModelConfig(channels=channels, **model_args)
-    if model_cfg.architecture:  # built and checked before the data is measured: a model that fails is one line
-        _check_user_model(model_cfg)
     overrides = {"patch": model_cfg.size} if model_cfg.architecture else {}
     choice = choose_for_paths(images, name, channels, mode=mode, resize=resize, stride=stride, **overrides)
     pre = choice.preprocess
@@ -180,12 +180,12 @@ def _model_args(variant, model, loss, size, latent, width) -> dict:
 
 
 def _check_user_model(cfg) -> None:
-    """Build the user's model and check the export contract now, not after hours of training."""
-    from edgeproj.export.tracing import check_contract
+    """Build the user's model and check that it will export (its contract, every operation lowered) now,
+    not after hours of training."""
+    from edgeproj.export.traced_network import TracedNetwork
     from edgeproj.models.autoencoder import build_model
 
-    model = build_model(cfg).eval()
-    check_contract(model, cfg.channels, cfg.size, cfg.architecture)
+    TracedNetwork(build_model(cfg).eval(), cfg.channels, cfg.size, cfg.architecture)
 
 
 def _model_flags(cfg) -> str:

@@ -66,6 +66,14 @@ BATCH = _Batch()
 
 
 @dataclass(frozen=True)
+class _BatchMultiple(_Batch):
+    """A size that is the batch times a constant (the batch folded into another dimension, as a Linear layer
+    applied to a 4-D tensor does): a reshape may take it as -1."""
+
+    factor: int
+
+
+@dataclass(frozen=True)
 class _Zeros:
     """`new_zeros(...)`: kept symbolic, consumed by an accumulating index_put."""
 
@@ -135,26 +143,31 @@ class Lowering:
         self.values[name] = v
         return v
 
-    def ints(self, values, axis_sizes: tuple | None = None) -> list[int]:
-        """Sizes with the batch as 0 (ONNX Reshape: copy the input's dimension) when it leads."""
+    def ints(self, values) -> list[int]:
+        """Reshape sizes: the batch as 0 (ONNX Reshape: copy the input's first dimension) when it leads, a
+        multiple of the batch as -1 (inferred; at most one)."""
         out = []
         for i, v in enumerate(values):
-            if v is BATCH:
-                if i != 0:
-                    raise UnsupportedOperation("a reshape", "the batch dimension must stay first")
+            if v is BATCH and i == 0:
                 out.append(0)
+            elif isinstance(v, _Batch):
+                out.append(-1)
             else:
                 out.append(int(v))
+        if out.count(-1) > 1:
+            raise UnsupportedOperation("aten.view.default", "a reshape with more than one size computed from the batch")
         return out
 
 
 def _shape(meta) -> tuple:
+    """A traced tensor's shape: ints, None for the batch, a _BatchMultiple where the batch is folded in."""
     import torch
 
     dims = []
     for d in meta.shape:
         if isinstance(d, torch.SymInt):
-            dims.append(None)
+            size = _concrete_size(d)
+            dims.append(None if size is BATCH else size)
         else:
             dims.append(int(d))
     return tuple(dims)
@@ -220,6 +233,13 @@ for _aten, _onnx in (
     for _ov in ("Tensor", "Scalar"):
         LOWERINGS[f"aten.{_aten}.{_ov}"] = _binary(_onnx)
 LOWERINGS["aten.maximum.default"] = _binary("Max")
+LOWERINGS["aten.logical_and.default"] = _binary("And")
+
+
+@lowers("aten.ne.Scalar", "aten.ne.Tensor")
+def _ne(lw, node, a, b_):
+    eq = _binary("Equal")(lw, node, a, b_)
+    return lw.out(lw.b.op("Not", [eq.name], "ne"), node.meta["val"])
 LOWERINGS["aten.minimum.default"] = _binary("Min")
 del LOWERINGS["aten.maximum.Tensor"], LOWERINGS["aten.maximum.Scalar"]
 del LOWERINGS["aten.minimum.Tensor"], LOWERINGS["aten.minimum.Scalar"]
@@ -244,9 +264,6 @@ for _aten, _onnx in (
     ("relu", "Relu"),
     ("erf", "Erf"),
     ("sign", "Sign"),
-    ("logical_not", "Not"),
-    ("sin", "Sin"),
-    ("cos", "Cos"),
 ):
     LOWERINGS[f"aten.{_aten}.default"] = _unary(_onnx)
 
@@ -522,7 +539,7 @@ def _addmm(lw, node, bias, a, m, beta=1, alpha=1):
     return lw.out(lw.b.add(mm, lw.tensor(bias).name, "linear"), node.meta["val"])
 
 
-@lowers("aten.mm.default", "aten.bmm.default", "aten.matmul.default")
+@lowers("aten.mm.default")
 def _mm(lw, node, a, m):
     return lw.out(lw.b.op("MatMul", [lw.tensor(a).name, lw.tensor(m).name], "mm"), node.meta["val"])
 
@@ -531,14 +548,25 @@ def _mm(lw, node, a, m):
 def _view(lw, node, x, shape):
     dims = lw.ints(shape)
     if x.shape and x.shape[0] is not None and dims and dims[0] == 0:
+        if -1 in dims:
+            raise UnsupportedOperation("aten.view.default", "a reshape that moves the batch out of a folded dimension and another")
         dims[0] = -1  # the input does not lead with the batch: infer it
     return lw.out(lw.b.op("Reshape", [x.name, lw.const(np.array(dims, np.int64), "shape").name], "reshape"), node.meta["val"])
 
 
 @lowers("aten.expand.default")
 def _expand(lw, node, x, sizes, implicit=False):
-    dims = [1 if s is BATCH or s == -1 else int(s) for s in sizes]
-    return lw.out(lw.b.op("Expand", [x.name, lw.const(np.array(dims, np.int64), "shape").name], "expand"), node.meta["val"])
+    v = lw.tensor(x)
+    if any(isinstance(d, _BatchMultiple) for d in sizes):
+        raise UnsupportedOperation("aten.expand.default", "an expansion to a size computed from the batch")
+    dims = [1 if d is BATCH or d == -1 else int(d) for d in sizes]
+    shape = lw.const(np.array(dims, np.int64), "shape").name
+    if sizes and sizes[0] is BATCH and not (v.rank == len(sizes) and v.shape[0] is None):
+        # A tensor without the batch (a constant) expanded to one: the batch size comes from the input.
+        n = lw.b.op("Shape", [lw.batch_source], "batch", start=0, end=1)
+        rest = lw.const(np.array(dims[1:], np.int64), "dims").name
+        shape = lw.b.op("Concat", [n, rest], "expand_shape", axis=0)
+    return lw.out(lw.b.op("Expand", [v.name, shape], "expand"), node.meta["val"])
 
 
 @lowers("aten.permute.default")
@@ -565,7 +593,7 @@ def _unsqueeze(lw, node, x, dim):
     return lw.out(lw.b.op("Unsqueeze", [x.name, lw.const(np.array([axis], np.int64), "axes").name], "unsq"), node.meta["val"])
 
 
-@lowers("aten.squeeze.dim", "aten.squeeze.dims")
+@lowers("aten.squeeze.dim")
 def _squeeze(lw, node, x, dims):
     dims = [dims] if isinstance(dims, int) else list(dims)
     axes = [d % x.rank for d in dims if x.shape[d % x.rank] == 1]
@@ -603,14 +631,6 @@ def _slice(lw, node, x, dim=0, start=None, end=None, step=1):
     return lw.out(lw.b.op("Slice", ins, "slice"), node.meta["val"])
 
 
-@lowers("aten.select.int")
-def _select(lw, node, x, dim, index):
-    return lw.out(
-        lw.b.op("Gather", [x.name, lw.const(np.array(index, np.int64), "idx").name], "select", axis=dim % x.rank),
-        node.meta["val"],
-    )
-
-
 @lowers("aten.sum.dim_IntList", "aten.mean.dim")
 def _reduce(lw, node, x, dims, keepdim=False, dtype=None):
     axes = np.array([d % x.rank for d in dims], np.int64)
@@ -635,6 +655,55 @@ def _to_copy(lw, node, x, **kw):
 )
 def _identity(lw, node, x, *a, **kw):
     return x
+
+
+@lowers("aten.slice_scatter.default")
+def _slice_scatter(lw, node, base, src, dim=0, start=None, end=None, step=1):
+    # base with src written into base[start:end] along dim (a slice's backward writes into zeros).
+    out = _shape(node.meta["val"])
+    axis = dim % len(out)
+    size = out[axis]
+    like = src if isinstance(src, Value) else None
+    if size is None and step == 1 and (start or 0) == 0 and (end is None or end >= 2**31):
+        return lw.out(lw.tensor(src, like).name, node.meta["val"])  # the whole batch axis: src itself
+    if step != 1 or not isinstance(size, int):
+        raise UnsupportedOperation("aten.slice_scatter.default", "only unit steps along a static axis")
+    start = 0 if start is None else max(0, start if start >= 0 else start + size)
+    end = size if end is None else min(size, end if end >= 0 else end + size)
+    src_v = lw.tensor(src, like)
+    parts = []
+    if start > 0:
+        parts.append(_slice_of(lw, base, out, axis, 0, start, like))
+    parts.append(src_v.name)
+    if end < size:
+        parts.append(_slice_of(lw, base, out, axis, end, size, like))
+    y = parts[0] if len(parts) == 1 else lw.b.op("Concat", parts, "slice_scatter", axis=axis)
+    return lw.out(y, node.meta["val"])
+
+
+def _slice_of(lw, base, shape: tuple, axis: int, start: int, end: int, like) -> str:
+    if isinstance(base, _Zeros):
+        part = list(shape)
+        part[axis] = end - start
+        return lw.zeros(tuple(part), like).name
+    v = lw.tensor(base, like)
+    ins = [v.name] + [lw.const(np.array([n], np.int64), "slice").name for n in (start, end, axis)]
+    return lw.b.op("Slice", ins, "slice")
+
+
+@lowers("aten.copy.default")
+def _copy(lw, node, dst, src, non_blocking=False):
+    # The functional form of dst.copy_(src): src, broadcast to dst's shape and cast to its dtype.
+    out = _shape(node.meta["val"])
+    v = lw.tensor(src, dst if isinstance(dst, Value) else None)
+    name = v.name
+    if v.shape != out:
+        dims = [1 if d is None else d for d in out]
+        name = lw.b.op("Expand", [name, lw.const(np.array(dims, np.int64), "shape").name], "copy")
+    want = _dtype(node.meta["val"])
+    if want != v.dtype:
+        name = lw.b.op("Cast", [name], "cast", to={"float": 1, "bool": 9, "int64": 7}[want])
+    return lw.out(name, node.meta["val"])
 
 
 @lowers("aten.new_zeros.default", "aten.zeros.default", "aten.zeros_like.default")
@@ -662,7 +731,7 @@ def _index_axes(indices) -> list[tuple[int, np.ndarray]]:
     )
 
 
-@lowers("aten._unsafe_index.Tensor", "aten.index.Tensor")
+@lowers("aten._unsafe_index.Tensor")
 def _index(lw, node, x, indices):
     y = x.name
     for axis, idx in _index_axes(indices):
@@ -670,7 +739,7 @@ def _index(lw, node, x, indices):
     return lw.out(y, node.meta["val"])
 
 
-@lowers("aten._unsafe_index_put.default", "aten.index_put.default")
+@lowers("aten._unsafe_index_put.default")
 def _index_put(lw, node, base, indices, values, accumulate=False):
     # The adjoint of a constant gather: scatter-add as products with one-hot matrices (R^T g C), or an
     # average pooling times the factor when the table is the integer-factor nearest-neighbour upsampling.
@@ -706,26 +775,6 @@ def _index_put(lw, node, base, indices, values, accumulate=False):
     return lw.out(b.add(lw.tensor(base).name, y, "scatter_acc"), node.meta["val"])
 
 
-@lowers("aten.upsample_nearest2d.default", "aten.upsample_nearest2d.vec")
-def _upsample_nearest(lw, node, x, *a, **kw):
-    out = _shape(node.meta["val"])
-    k = [out[2] // x.shape[2], out[3] // x.shape[3]]
-    if out[2] != k[0] * x.shape[2] or out[3] != k[1] * x.shape[3]:
-        raise UnsupportedOperation(str(node.target), "only integer scale factors")
-    y = x.name
-    for axis, f in ((2, k[0]), (3, k[1])):
-        y = lw.b.op("Gather", [y, lw.const(np.arange(x.shape[axis] * f) // f, "idx").name], "gather", axis=axis)
-    return lw.out(y, node.meta["val"])
-
-
-@lowers("aten.upsample_nearest2d_backward.default", "aten.upsample_nearest2d_backward.vec")
-def _upsample_nearest_backward(lw, node, g, *a, **kw):
-    out = _shape(node.meta["val"])
-    k = [g.shape[2] // out[2], g.shape[3] // out[3]]
-    y = lw.b.op("AveragePool", [g.name], "unpool", kernel_shape=k, strides=k)
-    return lw.out(lw.b.mul(y, lw.const(np.float32(k[0] * k[1]), "pool_area").name, "unpool_sum"), node.meta["val"])
-
-
 def _op_name(target) -> str:
     return str(target) if not hasattr(target, "_schema") else f"aten.{target._schema.name.split('::')[-1]}.{target._overloadname}"
 
@@ -755,8 +804,13 @@ def _concrete_size(meta):
         expr = meta.node.expr
         if expr.is_number:
             return int(expr) if isinstance(meta, torch.SymInt) else float(expr)
-        if len(expr.free_symbols) == 1 and expr == next(iter(expr.free_symbols)):
-            return BATCH
+        if len(expr.free_symbols) == 1:
+            sym = next(iter(expr.free_symbols))
+            if expr == sym:
+                return BATCH
+            factor = expr / sym
+            if factor.is_Integer and int(factor) > 0:
+                return _BatchMultiple(int(factor))
         raise UnsupportedOperation("a size computed from the batch size", f"{expr}: keep the batch dimension as it is")
     return meta
 

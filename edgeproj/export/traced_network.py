@@ -56,7 +56,11 @@ class TracedNetwork:
         self._kept = _value_types(scratch, read, values)
         if stray := [n for n in read if not self._kept[n][0] or self._kept[n][0][0] is not None]:
             # The runtime hands kept values over row by row (a batch finishes sample by sample).
-            raise ConfigError(f"the traced graph hands over values without a batch dimension ({', '.join(stray)})")
+            raise ConfigError(
+                f"cannot export {name}: it folds the batch into another dimension between its forward pass and its "
+                "backward (e.g. nn.Linear applied to an N x H x W x C tensor); keep the batch as the first dimension "
+                "(a 1x1 Conv2d mixes channels)"
+            )
         self.op_types = sorted({n.op_type for n in nodes})
         self._saved: dict[int, str] = {}
 

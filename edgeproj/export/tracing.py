@@ -112,6 +112,11 @@ def layer_names(model, channels: int, size: int):
     return owner
 
 
+def _in_place(node) -> bool:
+    schema = getattr(node.target, "_schema", None)
+    return schema is not None and any(a.alias_info is not None and a.alias_info.is_write for a in schema.arguments)
+
+
 def trace_vjp(model, channels: int, size: int):
     """The ATen FX graph of (x, g) -> (f(x), J_f(x)^T g), batch symbolic, with the decompositions applied
     that turn operators without a lowering into ones with one."""
@@ -142,7 +147,13 @@ def trace_vjp(model, channels: int, size: int):
     g = fake.from_tensor(_sample(channels, size, batch, seed=4), symbolic_context=ctx)
     try:
         with fake:
-            return make_fx(vjp, decomposition_table=decompositions, tracing_mode="symbolic", record_stack_traces=True)(x, g)
+            joint = make_fx(vjp, decomposition_table=decompositions, tracing_mode="symbolic", record_stack_traces=True)(x, g)
+            if not any(_in_place(n) for n in joint.graph.nodes):
+                return joint
+            # Traced again, functionalized: an in-place operation (autograd's own, or the model's) becomes its
+            # out-of-place form, so every value is written once and the lowering may read it any time.
+            functional = torch.func.functionalize(joint, remove="mutations")
+            return make_fx(functional, decomposition_table=decompositions, tracing_mode="symbolic")(x, g)
     except Exception as exc:
         kind = type(exc).__name__
         text = str(exc).strip().splitlines()

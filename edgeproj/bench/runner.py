@@ -243,7 +243,7 @@ def _measure_batch(manifest: Manifest, configs: list[Variant], batch: int, itera
             tick(f"round {r + 1}/{opts.repeats} b{batch}")
             # Every other round in reverse order: a loop timed right after another (caches, a lane's threads
             # waking) does not always sit in the same place. Measured without it: two bundles compared
-            # both ways gave 0.91x and 0.92x, each slower when timed first.
+            # both ways gave 0.91x and 0.92x (ort-cpu, batch 4), each slower when timed first.
             for loop in loops if r % 2 == 0 else loops[::-1]:
                 if loop.error is None:
                     try:
@@ -266,7 +266,10 @@ def _ratios(rows: list[BenchRow]) -> None:
     for r in rows:
         t = twins.get((r.backend, r.batch)) if r.measured and not r.backend.endswith(COMPARED_TAG) else None
         if t:
-            r.ratio_rounds[COMPARED] = [tt / ms for tt, ms in zip(t, r.latency_rounds_ms, strict=True)]
+            # Per pair of rounds (one in each order), so neither bundle is always timed first.
+            mine = r.latency_rounds_ms
+            pairs = [(sum(t[i : i + 2]), sum(mine[i : i + 2])) for i in range(0, len(mine) - 1, 2)] or [(t[0], mine[0])]
+            r.ratio_rounds[COMPARED] = [tt / ms for tt, ms in pairs]
     for r in rows:
         if not r.measured:
             continue

@@ -236,7 +236,7 @@ def print_table(report, c, compared: dict | None = None) -> None:
             spread = row["spread"]["rel_half_range"] * 100
             c.print(
                 f"{row['backend']} b{row['batch']}: {row['ratio_vs_compared']:.2f}x ±{spread:.0f}% the iterations/ms of "
-                f"{compared['bundle']} (median of per-round ratios, same rounds)",
+                f"{compared['bundle']} (median over pairs of rounds timed in both orders)",
                 soft_wrap=True,
             )
 

@@ -17,15 +17,31 @@ def command(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write."),
     model: Optional[str] = typer.Option(
-        None, "--model", help="Your autoencoder instead of a run: 'package.module:Name' (nn.Module class or factory)."
+        None,
+        "--model",
+        help="Your autoencoder instead of a run: 'package.module:Name' (nn.Module class or factory).",
+        rich_help_panel="Your own autoencoder (instead of a run)",
     ),
-    weights: Optional[Path] = typer.Option(None, help="--model's weights: .safetensors or a PyTorch state dict."),
+    weights: Optional[Path] = typer.Option(
+        None,
+        help="--model's weights: .safetensors or a PyTorch state dict.",
+        rich_help_panel="Your own autoencoder (instead of a run)",
+    ),
     input_shape: Optional[str] = typer.Option(
-        None, "--input", help="--model's input as CxHxW, e.g. 1x128x128 or 3x256x256 (square, C 1 or 3)."
+        None,
+        "--input",
+        help="--model's input as CxHxW, e.g. 1x128x128 or 3x256x256 (square, C 1 or 3).",
+        rich_help_panel="Your own autoencoder (instead of a run)",
     ),
-    loss: Literal["l2", "dssim"] = typer.Option("l2", help="--model's reconstruction loss L_r in the energy."),
-    preprocess: Literal["object", "texture"] = typer.Option(
-        "object", help="--model: whole frame resized to the input (object) or tiles of its side (texture)."
+    loss: Optional[Literal["l2", "dssim"]] = typer.Option(
+        None,
+        help="--model's reconstruction loss L_r in the energy [default: l2].",
+        rich_help_panel="Your own autoencoder (instead of a run)",
+    ),
+    preprocess: Optional[Literal["object", "texture"]] = typer.Option(
+        None,
+        help="--model: whole frame resized to the input (object, the default) or tiles of its side (texture).",
+        rich_help_panel="Your own autoencoder (instead of a run)",
     ),
     emitter: Literal["auto", "hand", "traced"] = typer.Option(
         "auto", help="Network graphs: hand-written (built-in SSIM-AE), traced from PyTorch (any model); auto picks."
@@ -138,7 +154,8 @@ def _source(run, model, weights, input_shape, loss, preprocess):
     if model is None:
         if run is None:
             raise ConfigError("give a training run folder, or --model with --weights and --input")
-        given = [f for f, v in (("--weights", weights), ("--input", input_shape)) if v is not None]
+        flags = (("--weights", weights), ("--input", input_shape), ("--loss", loss), ("--preprocess", preprocess))
+        given = [f for f, v in flags if v is not None]
         if given:
             raise ConfigError(f"{' and '.join(given)} go with --model; a training run carries its own")
         return run
@@ -152,7 +169,7 @@ def _source(run, model, weights, input_shape, loss, preprocess):
     if not weights.is_file():
         raise ConfigError(f"--weights '{weights}' is not a file")
     channels, size = parse_input(input_shape)
-    return (model, weights, channels, size, loss, preprocess)
+    return (model, weights, channels, size, loss or "l2", preprocess or "object")
 
 
 def _print_parity(c, p) -> None:

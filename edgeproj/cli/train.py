@@ -18,12 +18,21 @@ def command(
     data: Path = typer.Argument(..., help="MVTec AD root (with --category), a category folder, or a folder of normal images."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to write (resumes if it holds a checkpoint)."),
     category: Optional[str] = typer.Option(None, "--category", "-c", help="Category under an MVTec root."),
-    variant: Optional[VariantName] = typer.Option(None, "--variant", "-v", help="Autoencoder variant [default: l2ae]."),
-    model: Optional[str] = typer.Option(
-        None, "--model", help="Your autoencoder instead: 'package.module:Name' (nn.Module class or factory)."
+    variant: Optional[VariantName] = typer.Option(
+        None, "--variant", "-v", help="Autoencoder variant [default: l2ae].", rich_help_panel="Model"
     ),
-    loss: Optional[Literal["l2", "dssim"]] = typer.Option(None, help="--model's reconstruction loss [default: l2]."),
-    size: Optional[int] = typer.Option(None, min=16, max=2048, help="--model's input side [default: 128]."),
+    model: Optional[str] = typer.Option(
+        None,
+        "--model",
+        help="Your autoencoder instead: 'package.module:Name' (nn.Module class or factory).",
+        rich_help_panel="Model",
+    ),
+    loss: Optional[Literal["l2", "dssim"]] = typer.Option(
+        None, help="--model's reconstruction loss [default: l2].", rich_help_panel="Model"
+    ),
+    size: Optional[int] = typer.Option(
+        None, min=16, max=2048, help="--model's input side [default: 128].", rich_help_panel="Model"
+    ),
     steps: int = typer.Option(
         30000, min=1, max=10_000_000, help="Step cap (with --until steps: the exact number of optimizer steps)."
     ),
@@ -35,8 +44,12 @@ def command(
     ),
     batch: int = typer.Option(16, min=1, max=4096, help="Batch size."),
     lr: float = float_option(1e-4, 1e-8, 1.0, "Adam learning rate (paper: 1e-4)."),
-    latent: Optional[int] = typer.Option(None, min=1, max=4096, help="Latent dimension [default: 100, the paper's]."),
-    width: Optional[int] = typer.Option(None, min=1, max=1024, help="Base width of the SSIM-AE layers [default: 32]."),
+    latent: Optional[int] = typer.Option(
+        None, min=1, max=4096, help="Latent dimension [default: 100, the paper's].", rich_help_panel="Model"
+    ),
+    width: Optional[int] = typer.Option(
+        None, min=1, max=1024, help="Base width of the SSIM-AE layers [default: 32].", rich_help_panel="Model"
+    ),
     mode: Optional[Literal["texture", "object"]] = typer.Option(
         None, help="Preprocessing mode (default: MVTec's own category names, else measured on the images; printed)."
     ),

@@ -31,12 +31,10 @@ from edgeproj.runtime.manifest import (
 # How the network's forward pass and input gradient become ONNX nodes:
 #   hand:   edgeproj.export.network, written per layer kind for the SSIM-AE (the built-in variants only)
 #   traced: edgeproj.export.traced_network, PyTorch's autograd traced and lowered (any model meeting the contract)
-#   auto:   hand for the SSIM-AE, traced for a user's architecture (DEFAULT_EMITTER_WHY says why)
+#   auto:   hand for the SSIM-AE, traced for a user's architecture. The hand-written graphs stay the built-ins'
+#           default: they step as fast or faster (the traced VAEs also compute the unused log-variance half;
+#           docs/byo-model.md, measured with `edgeproj bench TRACED --compare HAND`).
 EMITTERS = ("auto", "hand", "traced")
-DEFAULT_EMITTER_WHY = (
-    "the hand-written graphs are the default for the built-in SSIM-AE: they step as fast as or faster than the "
-    "traced ones (docs/byo-model.md, measured with `edgeproj bench --compare`)"
-)
 
 
 @dataclass(frozen=True)
@@ -132,6 +130,10 @@ def network_emitter(model, spec: dict, opts: ExportOptions):
                 f"--emitter hand writes the built-in SSIM-AE only; {model.config.architecture} exports with --emitter traced"
             )
         return NetworkEmitter(plan_from_model(model), opts.convtranspose), name
+    if opts.convtranspose != "native":
+        raise ConfigError(
+            f"--convtranspose {opts.convtranspose} shapes the hand-written graphs only; drop it with --emitter traced"
+        )
     label = model.config.architecture or f"the built-in {model.variant.label}"
     return TracedNetwork(model, spec["channels"], spec["size"], label), name
 

@@ -54,7 +54,7 @@ class TracedNetwork:
                     read.append(i)
         self._kept_names = read
         self._kept = _value_types(scratch, read, values)
-        if stray := [n for n in read if not self._kept[n][0] or self._kept[n][0][0] is not None]:
+        if any(not self._kept[n][0] or self._kept[n][0][0] is not None for n in read):
             # The runtime hands kept values over row by row (a batch finishes sample by sample).
             raise ConfigError(
                 f"cannot export {name}: it folds the batch into another dimension between its forward pass and its "

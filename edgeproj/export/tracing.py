@@ -125,7 +125,7 @@ def trace_vjp(model, channels: int, size: int):
     from torch.fx.experimental.proxy_tensor import make_fx
     from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
 
-    from edgeproj.export.lowering import LOWERINGS, _op_name
+    from edgeproj.export.lowering import LOWERINGS, op_name
 
     for p in model.parameters():
         p.requires_grad_(False)
@@ -140,7 +140,7 @@ def trace_vjp(model, channels: int, size: int):
     batch = next(n for n in _TRACE_BATCHES if n not in (channels, size))
     from torch._decomp import core_aten_decompositions
 
-    decompositions = {op: fn for op, fn in core_aten_decompositions().items() if _op_name(op) not in LOWERINGS}
+    decompositions = {op: fn for op, fn in core_aten_decompositions().items() if op_name(op) not in LOWERINGS}
     fake = FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True)
     ctx = StatelessSymbolicContext(dynamic_sizes=[DimDynamic.DYNAMIC] + [DimDynamic.STATIC] * 3)
     x = fake.from_tensor(_sample(channels, size, batch, seed=3), symbolic_context=ctx)

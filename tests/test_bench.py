@@ -236,7 +236,8 @@ def test_spread_of_rounds():
 
 
 def test_rounds_interleave_every_configuration(bundles, monkeypatch):
-    """Each round times every configuration once, the torch loop first, so a disturbance hits them alike."""
+    """Each round times every configuration once, so a disturbance hits them alike; every other round in reverse
+    order, so no configuration is always timed first."""
     from edgeproj.bench import runner
 
     calls: list[str] = []
@@ -253,7 +254,8 @@ def test_rounds_interleave_every_configuration(bundles, monkeypatch):
     monkeypatch.setattr(runner, "RuntimeLoop", recording(runner.RuntimeLoop))
     opts = BenchOptions(backends=("ort-cpu",), batches=(1,), iterations=2, warmup=1, repeats=3, line=False)
     report = runner.measure(bundles["l2ae"], opts)
-    assert calls == ["torch-eager", *CPU_ROWS] * 3
+    order = ["torch-eager", *CPU_ROWS]
+    assert calls == order + order[::-1] + order
     assert all(len(r.latency_rounds_ms) == 3 for r in report.rows)
 
 

@@ -186,8 +186,24 @@ def test_a_batch_folded_into_another_dimension_is_refused_with_what_to_do():
         def forward(self, x):
             return torch.sigmoid(self.mix(torch.relu(self.c(x)).permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
 
-    with pytest.raises(ConfigError, match="folds the batch into another dimension.*1x1 Conv2d"):
+    with pytest.raises(ConfigError, match=r"layer mix \(Linear\) uses aten.bmm.*1x1 Conv2d"):
         TracedNetwork(ChannelsLastLinear().eval(), 1, 32, "ChannelsLastLinear")
+
+
+def test_a_value_handed_to_the_backward_with_the_batch_folded_in_is_refused():
+    class FoldedBatch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2 = nn.Conv2d(1, 4, 3, 1, 1), nn.Conv2d(4, 1, 3, 1, 1)
+
+        def forward(self, x):
+            h = self.c1(x)
+            n, c, hh, ww = h.shape
+            h = torch.relu(h.reshape(n * c, 1, hh, ww)).reshape(n, c, hh, ww)  # the ReLU's mask is N*4 x 1 x H x W
+            return torch.sigmoid(self.c2(h))
+
+    with pytest.raises(ConfigError, match="folds the batch into another dimension"):
+        TracedNetwork(FoldedBatch().eval(), 1, 32, "FoldedBatch")
 
 
 def test_an_unsupported_operation_names_the_layer_and_the_operation():
@@ -396,13 +412,28 @@ def test_bench_compare_refuses_a_bundle_of_another_model(bundles, tmp_path):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_the_builtins_export_through_the_generic_path_with_parity(runs, tmp_path, variant):
-    from edgeproj.export.bundle import ExportOptions, export_bundle
-
-    m = export_bundle(runs[variant], tmp_path / "b", ExportOptions(parity_steps=10, emitter="traced"))
+def test_the_builtins_go_through_the_generic_path_export_calibrate_inspect(runs, demo_root, tmp_path, variant):
+    bundle = tmp_path / "b"
+    res = run_cli("export", runs[variant], "--out", bundle, "--emitter", "traced", "--parity-steps", 10, "-q")
+    assert res.exit_code == 0, res.output
+    m = load_manifest(bundle)
     assert m.versions["emitter"] == "traced" and m.versions["convtranspose"] is None
     assert m.parity["passed"], m.parity["failures"]
     assert m.has_split_step
+    grid = demo_root / "grid"
+    assert run_cli("calibrate", bundle, grid, "-q").exit_code == 0
+    res = run_cli("inspect", bundle, "--source", f"{grid}/test/*/*.png", "--out", tmp_path / "o", "--json")
+    assert res.exit_code in (0, 1), res.output
+    summary = json.loads(res.stdout.splitlines()[-1])
+    assert (
+        summary["processed"] == len(list(grid.glob("test/*/*.png")))
+        and summary["ok"] + summary["ng"] + summary["fault"] == summary["processed"]
+    )
+
+
+def test_convtranspose_forms_belong_to_the_hand_written_graphs(runs, tmp_path):
+    res = run_cli("export", runs["l2ae"], "--out", tmp_path / "b", "--emitter", "traced", "--convtranspose", "phase3")
+    one_line_error(res, "--convtranspose phase3", "--emitter traced")
 
 
 def test_unknown_emitter_is_a_config_error():

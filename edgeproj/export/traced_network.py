@@ -110,13 +110,22 @@ def _value_types(scratch: GraphBuilder, names: list[str], known: dict) -> dict[s
             [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.UNDEFINED, None) for n in rest],
             scratch.initializers,
         )
+        # The lowering's own shapes seed the inference (an op such as Resize would otherwise lose the batch's name).
+        elem = {"float": onnx.TensorProto.FLOAT, "bool": onnx.TensorProto.BOOL, "int64": onnx.TensorProto.INT64}
+        graph.value_info.extend(
+            onnx.helper.make_tensor_value_info(v.name, elem[v.dtype], ["N" if d is None else d for d in v.shape])
+            for v in known.values()
+            if all(d is None or isinstance(d, int) for d in v.shape) and v.name not in {i.name for i in scratch.inputs}
+        )
         model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
         types = {v.name: v.type.tensor_type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
         kinds = {onnx.TensorProto.FLOAT: "float", onnx.TensorProto.BOOL: "bool", onnx.TensorProto.INT64: "int64"}
         for n in rest:
             t = types[n]
-            out[n] = (tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim), kinds[t.elem_type])
+            # "N" is the batch; any other unknown dimension (a reshape that folded the batch in) is "?".
+            dims = tuple(d.dim_value if d.HasField("dim_value") else (None if d.dim_param == "N" else "?") for d in t.shape.dim)
+            out[n] = (dims, kinds[t.elem_type])
     return out
 
 

@@ -15,6 +15,8 @@ HINTS = {
     "aten.native_group_norm.default": "use BatchNorm2d (folded into a per-channel scale in eval mode)",
     "aten.native_layer_norm.default": "use BatchNorm2d (folded into a per-channel scale in eval mode)",
     "aten.upsample_bicubic2d.default": "use nearest or bilinear upsampling",
+    "aten.bmm.default": "nn.Linear or matmul on a tensor of more than two dimensions: flatten to N x features first, "
+    "or mix channels with a 1x1 Conv2d",
 }
 
 

@@ -34,7 +34,32 @@ def _encoder_spec(c: int, w: int):
     ]
 
 
-class ConvAutoencoder(nn.Module):
+class Autoencoder(nn.Module):
+    """What training, export and the PyTorch reference ask of an autoencoder: f(x) (`reconstruct`, defined by
+    a subclass, which also sets `config` and `variant`), L_r and the training loss."""
+
+    is_vae = False
+    gamma = None  # a learned decoder scale (gamma-VAE), or None
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, loss: bool = False):
+        """f(x); with loss=True the training loss and its parts (the form DDP needs to sync gradients)."""
+        return self.training_loss(x) if loss else self.reconstruct(x)
+
+    def rec_loss(self, x: torch.Tensor, recon: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-sample reconstruction loss L_r(x) (module docstring), shape N."""
+        r = self.reconstruct(x) if recon is None else recon
+        return REC_LOSSES[self.variant.rec_loss](self, x, r)
+
+    def training_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Mean training loss over the batch and its parts (for the log)."""
+        loss = self.rec_loss(x).mean()
+        return loss, {"rec": float(loss.detach())}
+
+
+class ConvAutoencoder(Autoencoder):
     """SSIM-AE architecture; the variant's declaration selects the loss and (for VAEs) a Gaussian encoder."""
 
     def __init__(self, config: ModelConfig):
@@ -91,20 +116,10 @@ class ConvAutoencoder(nn.Module):
         """Deterministic reconstruction f(x); VAEs decode the posterior mean."""
         return self.decode(self.encode(x)[0])
 
-    def forward(self, x: torch.Tensor, loss: bool = False):
-        """f(x); with loss=True the training loss and its parts (the form DDP needs to sync gradients)."""
-        return self.training_loss(x) if loss else self.reconstruct(x)
-
-    def rec_loss(self, x: torch.Tensor, recon: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-sample reconstruction loss L_r(x) (module docstring), shape N."""
-        r = self.reconstruct(x) if recon is None else recon
-        return REC_LOSSES[self.variant.rec_loss](self, x, r)
-
     def training_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Mean training loss over the batch and its parts (for the log)."""
+        """Mean training loss over the batch and its parts (for the log): ELBO terms for the VAEs."""
         if not self.is_vae:
-            loss = self.rec_loss(x).mean()
-            return loss, {"rec": float(loss.detach())}
+            return super().training_loss(x)
         mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         rec = self.rec_loss(x, self.decode(z))

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from edgeproj.errors import CheckpointError, ConfigError
+from edgeproj.models.autoencoder import Autoencoder
 from edgeproj.models.config import ModelConfig
 from edgeproj.models.variants import get_variant
 
@@ -106,11 +107,8 @@ def load_weights(net: nn.Module, weights: Path) -> None:
         raise CheckpointError(f"'{weights}' does not fit the model: {'; '.join(parts)} parameter names")
 
 
-class UserAutoencoder(nn.Module):
+class UserAutoencoder(Autoencoder):
     """A user's autoencoder with the interface of the built-ins: f(x) = net(x), L_r by its loss."""
-
-    is_vae = False
-    gamma = None
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -122,19 +120,6 @@ class UserAutoencoder(nn.Module):
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-    def forward(self, x: torch.Tensor, loss: bool = False):
-        return self.training_loss(x) if loss else self.reconstruct(x)
-
-    def rec_loss(self, x: torch.Tensor, recon: torch.Tensor | None = None) -> torch.Tensor:
-        from edgeproj.models.autoencoder import REC_LOSSES
-
-        r = self.reconstruct(x) if recon is None else recon
-        return REC_LOSSES[self.variant.rec_loss](self, x, r)
-
-    def training_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        loss = self.rec_loss(x).mean()
-        return loss, {"rec": float(loss.detach())}
 
 
 def from_weights(architecture: str, weights: Path, channels: int, size: int, loss: str) -> UserAutoencoder:

@@ -303,6 +303,22 @@ def test_a_user_model_trains_exports_with_parity_calibrates_and_inspects(user_bu
     assert all(r["verdict"] in ("OK", "NG", "FAULT") and np.isfinite(r["score"]) for r in frames)
 
 
+def test_a_user_model_of_another_input_size_runs_end_to_end(demo_root, tmp_path):
+    """A 64x64 model: texture tiles of 64 with a stride of 32, parity probes at 64, and the line."""
+    grid, run, bundle = demo_root / "grid", tmp_path / "run", tmp_path / "b"
+    res = run_cli("train", grid, "--model", "user_models:UpsampleAE", "--size", 64, "--steps", 10, "--until", "steps",
+                  "--batch", 4, "--out", run, "-q")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert run_cli("export", run, "--out", bundle, "--parity-steps", 5, "-q").exit_code == 0
+    m = load_manifest(bundle)
+    assert m.size == 64 and m.preprocess.patch == 64 and m.parity["passed"]
+    assert run_cli("calibrate", bundle, grid, "-q").exit_code == 0
+    res = run_cli("inspect", bundle, "--source", f"{grid}/test/*/*.png", "--out", tmp_path / "o", "--json")
+    assert res.exit_code in (0, 1) and json.loads(res.stdout.splitlines()[-1])["processed"] == len(
+        list(grid.glob("test/*/*.png"))
+    )
+
+
 def test_export_from_weights_with_the_dssim_loss(tmp_path):
     torch.manual_seed(0)
     weights = tmp_path / "ae.safetensors"

@@ -65,7 +65,8 @@ class BatchMultiple(BatchSize):
 
 @dataclass(frozen=True)
 class Zeros:
-    """`new_zeros(...)`: kept symbolic, consumed by an accumulating index_put."""
+    """`new_zeros(...)`: kept symbolic (an accumulating index_put or a slice_scatter writes into it), made
+    concrete only where another operator reads it."""
 
     shape: tuple
 

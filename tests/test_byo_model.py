@@ -88,6 +88,8 @@ LAYERS = {
     "pixel_shuffle": lambda: Small(nn.ReLU(), nn.Sequential(nn.Conv2d(4, 16, 1), nn.PixelShuffle(2))),
     "convtranspose_output_padding": lambda: Small(nn.ReLU(), nn.ConvTranspose2d(4, 4, 3, 2, 1, output_padding=1)),
     "grouped_dilated": lambda: Small(nn.ReLU(), mid=nn.Conv2d(4, 4, 3, 1, 2, dilation=2, groups=2)),
+    "same_padding_even_kernel": lambda: Small(nn.ReLU(), mid=nn.Conv2d(4, 4, 4, padding="same")),
+    "constant_pad": lambda: Small(nn.ReLU(), mid=nn.Sequential(nn.ConstantPad2d((2, 1, 0, 3), 0.5), nn.Conv2d(4, 4, (4, 4)))),
 }
 
 
@@ -171,7 +173,7 @@ def test_the_traced_graphs_are_plain_onnx():
              "Slice", "Shape", "Expand", "Unsqueeze", "Squeeze", "Identity", "Where", "Greater", "GreaterOrEqual",
              "LessOrEqual", "Or", "And", "Add", "Sub", "Mul", "Div", "Neg", "Exp", "Log", "Erf", "Tanh", "Sigmoid",
              "Relu", "LeakyRelu", "Elu", "Clip", "Cast", "Max", "Min", "Abs", "Sqrt", "Reciprocal", "Sign", "Pow",
-             "ReduceSum", "ReduceMean", "Equal", "Less", "Not", "Resize"}  # fmt: skip
+             "ReduceSum", "ReduceMean", "Equal", "Less", "Not", "Resize", "Pad"}  # fmt: skip
     for name, make in LAYERS.items():
         _, tn = _run_traced(make(), 1, 32, torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32))
         assert set(tn.op_types) <= plain, (name, set(tn.op_types) - plain)
@@ -206,6 +208,51 @@ def test_a_value_handed_to_the_backward_with_the_batch_folded_in_is_refused():
         TracedNetwork(FoldedBatch().eval(), 1, 32, "FoldedBatch")
 
 
+class TwoPools(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c, self.ok, self.bad = nn.Conv2d(1, 4, 3, 1, 1), nn.AvgPool2d(2), nn.AvgPool2d(3, ceil_mode=True)
+        self.up, self.out = nn.Upsample(size=32), nn.Conv2d(4, 1, 3, 1, 1)
+
+    def forward(self, x):
+        return torch.sigmoid(self.out(self.up(self.bad(self.ok(self.c(x))))))
+
+
+class Reflect(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(1, 1, 3, 1, 1, padding_mode="reflect")
+
+    def forward(self, x):
+        return torch.sigmoid(self.c(x))
+
+
+class Strided(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(1, 1, 3, 1, 1)
+
+    def forward(self, x):
+        h = self.c(x)
+        return torch.sigmoid(torch.cat([h[..., ::2], h[..., 1::2]], dim=3))
+
+
+@pytest.mark.parametrize(
+    "model,needles",
+    [
+        (TwoPools, ["one of the layers ok (AvgPool2d), bad (AvgPool2d)", "avg_pool2d", "floor mode"]),
+        (Reflect, ["layer c (Conv2d)", "reflection_pad2d", "padding_mode='zeros'"]),
+        (Strided, ["the code at `return torch.sigmoid(torch.cat([h[..., ::2]", "slice_scatter", "unit steps"]),
+    ],
+    ids=["ambiguous-layer", "reflect-padding", "strided-slice"],
+)
+def test_an_unsupported_form_names_where_it_is(model, needles):
+    with pytest.raises(UnsupportedOperation) as err:
+        TracedNetwork(model().eval(), 1, 32)
+    for n in needles:
+        assert n in str(err.value), (n, str(err.value))
+
+
 def test_an_unsupported_operation_names_the_layer_and_the_operation():
     with pytest.raises(UnsupportedOperation) as err:
         TracedNetwork(user_models.MaxPoolAE().eval(), 1, 128)
@@ -221,8 +268,9 @@ def test_an_unsupported_operation_names_the_layer_and_the_operation():
         (lambda self, x: torch.sigmoid(self.c(x))[:, :, :10], "reconstruction of x's shape"),
         (lambda self, x: (torch.sigmoid(self.c(x)), x), "as one tensor"),
         (lambda self, x: torch.sigmoid(self.c(x)) if x.mean() > 0.5 else x, "depend on the values of its input"),
+        (lambda self, x: torch.sigmoid(self.c(x)).reshape(int(x.shape[0]), 1, 32, 32), "fixes the batch size"),
     ],
-    ids=["noise", "batch-statistics", "shape", "tuple", "data-dependent-branch"],
+    ids=["noise", "batch-statistics", "shape", "tuple", "data-dependent-branch", "fixed-batch"],
 )
 def test_a_model_breaking_the_contract_is_one_clear_error(forward, needle):
     class Broken(nn.Module):

@@ -167,9 +167,9 @@ def test_step_parity_trips_on_a_perturbed_graph(runs):
 RULES = {"standard": (False, False), "tuned_gradient": (True, False), "tuned_step": (True, True)}
 
 
-def _optimizer_figures(runs, variant, step_graph=None, rules=RULES) -> dict:
+def _optimizer_figures(runs, variant, step_graph=None, rules=RULES, mode="native") -> dict:
     """optimizer_parity of a (possibly mutated) step graph against the numpy Adam reference, per rule."""
-    model, grad_graph, step = _graphs(runs[variant])
+    model, grad_graph, step = _graphs(runs[variant], mode)
     from edgeproj.export.bundle import _training_patches
 
     patches, _ = _training_patches(json.loads((runs[variant] / "config.json").read_text()))
@@ -179,13 +179,14 @@ def _optimizer_figures(runs, variant, step_graph=None, rules=RULES) -> dict:
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_step_graph_is_masked_adam_from_a_nonzero_state(runs, variant):
+@pytest.mark.parametrize("mode", ["native", "traced"])
+def test_step_graph_is_masked_adam_from_a_nonzero_state(runs, variant, mode):
     """Five steps from a random mid-projection state (m, v of the gradient's size, step 1..19 per sample,
     a per-pixel weight down to 1e-4, one sample inactive on step 3), every rule: the step graph's
     x_next, m_next, v_next, step_next against one numpy masked-Adam step from the same state, fed with
     the gradient graph's own gradient. Float32 rounding gives about 1e-7 (measured 4e-8 to 1.1e-7 for
     all variants and rules); the bounds are 1e-6."""
-    figs = _optimizer_figures(runs, variant)
+    figs = _optimizer_figures(runs, variant, mode=mode)
     for rule, f in figs.items():
         assert f["x_max_abs_err"] < OPTIMIZER_X_BOUND, (rule, f)
         assert f["m_rel_max_err"] < OPTIMIZER_MOMENT_BOUND and f["v_rel_max_err"] < OPTIMIZER_MOMENT_BOUND, (rule, f)
@@ -718,13 +719,14 @@ def test_trajectory_bounds_still_catch_a_wrong_graph(runs, wrong, tuned, on_step
 
 
 @pytest.mark.parametrize("variant", ["l2ae", "dsae"])
-def test_rgb_model_gradient_matches_autograd(variant):
+@pytest.mark.parametrize("mode", ["native", "traced"])
+def test_rgb_model_gradient_matches_autograd(variant, mode):
     """Three channels: the first conv's input gradient and the per-channel DSSIM head."""
     from edgeproj.models import ModelConfig, build_model
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(variant=variant, channels=3)).eval()
-    net = NetworkEmitter(plan_from_model(model))
+    net = TracedNetwork(model, 3, 128) if mode == "traced" else NetworkEmitter(plan_from_model(model))
     sess = _session(build_gradient_graph(net, model_spec(model)))
     x0, x, _ = probe_inputs(None, 2, 3, seed=4)
     fig = gradient_parity(sess, model, x0, x, lam=0.05)

@@ -100,7 +100,7 @@ def command(
     c = console()
     try:
         with progress(enabled=not (quiet or json_out)) as prog:
-            if not isinstance(source, Path):  # traced and checked against the contract before any folder is written
+            if not isinstance(source, Path):  # loaded and checked before any graph is written (a new folder is removed)
                 source = ExportSource.from_weights(*source)
             manifest = export_bundle(source, out, opts, progress=prog)
     except BaseException:

@@ -118,7 +118,10 @@ def _value_types(scratch: GraphBuilder, names: list[str], known: dict) -> dict[s
             if all(d is None or isinstance(d, int) for d in v.shape) and v.name not in {i.name for i in scratch.inputs}
         )
         model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+        except Exception as exc:  # a lowering that wrote inconsistent nodes: name it, no traceback
+            raise ConfigError(f"the lowered graph does not check ({str(exc).splitlines()[0][:300]})") from None
         types = {v.name: v.type.tensor_type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
         kinds = {onnx.TensorProto.FLOAT: "float", onnx.TensorProto.BOOL: "bool", onnx.TensorProto.INT64: "int64"}
         for n in rest:

@@ -69,13 +69,12 @@ def layer_names(model, channels: int, size: int):
     from torch.utils._python_dispatch import TorchDispatchMode
 
     stack: list[str] = []
-    seen: dict[str, str] = {}
+    seen: dict[str, list[str]] = {}  # operator -> every layer that ran it, in order
 
     class Record(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            key = str(func)
-            if stack and key not in seen:
-                seen[key] = stack[-1]
+            if stack and stack[-1] not in (layers := seen.setdefault(str(func), [])):
+                layers.append(stack[-1])
             return func(*args, **(kwargs or {}))
 
     def enter(label):
@@ -103,13 +102,29 @@ def layer_names(model, channels: int, size: int):
 
     def owner(node) -> str | None:
         name = str(node.target)
-        for key in (name, name.replace("_backward", ""), name.replace("_backward", "").replace(".default", ".Tensor")):
-            if key in seen:
-                return seen[key]
-        stack_trace = (node.meta.get("stack_trace") or "").strip().splitlines()
-        return f"at `{stack_trace[-1].strip()}`" if stack_trace else None
+        forward = _FORWARD_OF.get(name, name.replace("_backward", ""))
+        for key in (name, forward, forward.replace(".default", ".Tensor")):
+            if layers := seen.get(key):
+                # Several layers ran the operator: the trace cannot tell which one's arguments failed.
+                more = ", ..." if len(layers) > 4 else ""
+                return layers[0] if len(layers) == 1 else f"one of the layers {', '.join(layers[:4])}{more}"
+        # Outside any layer: the model's own line, from the node or (a backward node has none) from the first
+        # forward node of the operator it differentiates.
+        candidates = [node] + [n for n in node.graph.nodes if str(n.target) == forward]
+        for n in candidates:
+            if stack_trace := (n.meta.get("stack_trace") or "").strip().splitlines():
+                return f"at `{stack_trace[-1].strip()}`"
+        return None
 
     return owner
+
+
+# The forward operator whose backward autograd writes as another one (for naming the layer).
+_FORWARD_OF = {"aten.slice_scatter.default": "aten.slice.Tensor", "aten._unsafe_index_put.default": "aten._unsafe_index.Tensor"}
+
+# Not decomposed although PyTorch could: their decompositions index with tables that depend on the input's
+# values or shape, which the lowering cannot fold; left whole, the error names them and their layer.
+_KEEP_WHOLE = ("reflection_pad", "replication_pad", "_pad_circular", "max_pool", "upsample_bicubic")
 
 
 def _in_place(node) -> bool:
@@ -140,20 +155,23 @@ def trace_vjp(model, channels: int, size: int):
     batch = next(n for n in _TRACE_BATCHES if n not in (channels, size))
     from torch._decomp import core_aten_decompositions
 
-    decompositions = {op: fn for op, fn in core_aten_decompositions().items() if op_name(op) not in LOWERINGS}
+    decompositions = {
+        op: fn
+        for op, fn in core_aten_decompositions().items()
+        if op_name(op) not in LOWERINGS and not any(k in op_name(op) for k in _KEEP_WHOLE)
+    }
     fake = FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True)
     ctx = StatelessSymbolicContext(dynamic_sizes=[DimDynamic.DYNAMIC] + [DimDynamic.STATIC] * 3)
     x = fake.from_tensor(_sample(channels, size, batch, seed=3), symbolic_context=ctx)
     g = fake.from_tensor(_sample(channels, size, batch, seed=4), symbolic_context=ctx)
     try:
         with fake:
-            joint = make_fx(vjp, decomposition_table=decompositions, tracing_mode="symbolic", record_stack_traces=True)(x, g)
-            if not any(_in_place(n) for n in joint.graph.nodes):
-                return joint
-            # Traced again, functionalized: an in-place operation (autograd's own, or the model's) becomes its
-            # out-of-place form, so every value is written once and the lowering may read it any time.
-            functional = torch.func.functionalize(joint, remove="mutations")
-            return make_fx(functional, decomposition_table=decompositions, tracing_mode="symbolic")(x, g)
+            gm = make_fx(vjp, decomposition_table=decompositions, tracing_mode="symbolic", record_stack_traces=True)(x, g)
+            if any(_in_place(n) for n in gm.graph.nodes):
+                # Traced again, functionalized: an in-place operation (autograd's own, or the model's) becomes its
+                # out-of-place form, so every value is written once and the lowering may read it any time.
+                functional = torch.func.functionalize(gm, remove="mutations")
+                gm = make_fx(functional, decomposition_table=decompositions, tracing_mode="symbolic")(x, g)
     except Exception as exc:
         kind = type(exc).__name__
         text = str(exc).strip().splitlines()
@@ -164,3 +182,20 @@ def trace_vjp(model, channels: int, size: int):
                 "the graph is traced once and must hold for every image"
             ) from None
         raise ModelContractError(f"the model cannot be traced ({kind}: {first})") from None
+    _check_batch_stays_symbolic(gm)
+    return gm
+
+
+def _check_batch_stays_symbolic(gm) -> None:
+    """A model that reads the batch size as a Python number (int(x.shape[0]), len(x)) fixes the graph to the
+    traced batch: refuse it, or the runtime's batches would fail or be misread."""
+    import torch
+
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    for value in out.args[0]:
+        meta = value.meta.get("val")
+        if meta is not None and not isinstance(meta.shape[0], torch.SymInt):
+            raise ModelContractError(
+                "the model fixes the batch size while it runs (int(x.shape[0]), len(x), a reshape to a number): "
+                "keep it symbolic (x.shape[0] as it is, -1 in reshapes, x.flatten(1))"
+            )

@@ -111,7 +111,7 @@ def convergence_verdict(history: list[dict], key: str = "heldout_rec_mean", medi
             reason += (
                 f", but held-out median L_r is {median_over_threshold:.2f}x the stop threshold (over {FAR_ABOVE_STOP:g}x): "
                 "the model reconstructs unseen parts much worse than training ones; more normal images, or a "
-                "wider model (--width, --latent)"
+                "wider model (--width, --latent; or a wider --model of your own)"
             )
     return {"verdict": verdict, "reason": reason, "change": float(change), "over_steps": int(span), "measure": key}
 

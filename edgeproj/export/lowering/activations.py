@@ -48,11 +48,16 @@ def _tanh_backward(lw, node, g, y):
 
 @lowers("aten.elu.default")
 def _elu(lw, node, a, alpha=1.0, scale=1.0, input_scale=1.0):
+    # PyTorch: scale * x above zero, scale * alpha * (exp(input_scale * x) - 1) below (SELU, CELU's form).
     b = lw.b
-    x = a.name if input_scale == 1 else b.mul(a.name, lw.const(np.float32(input_scale)).name)
-    y = b.op("Elu", [x], "elu", alpha=float(alpha))
-    if scale != 1:  # SELU: scale * ELU
-        y = b.mul(y, lw.const(np.float32(scale)).name, "selu")
+    c = lambda value: lw.const(np.float32(value)).name  # noqa: E731
+    if input_scale == 1:
+        y = b.op("Elu", [a.name], "elu", alpha=float(alpha))
+    else:
+        neg = b.mul(c(alpha), b.sub(b.op("Exp", [b.mul(a.name, c(input_scale))]), c(1)))
+        y = b.op("Where", [b.op("Greater", [a.name, c(0)]), a.name, neg], "elu")
+    if scale != 1:
+        y = b.mul(y, c(scale), "selu")
     return lw.out(y, node.meta["val"])
 
 

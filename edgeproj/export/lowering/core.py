@@ -15,6 +15,10 @@ HINTS = {
     "aten.native_group_norm.default": "use BatchNorm2d (folded into a per-channel scale in eval mode)",
     "aten.native_layer_norm.default": "use BatchNorm2d (folded into a per-channel scale in eval mode)",
     "aten.upsample_bicubic2d.default": "use nearest or bilinear upsampling",
+    "aten.reflection_pad2d.default": "use padding_mode='zeros' (or F.pad with a constant)",
+    "aten.empty.memory_format": "a tensor written in place after it is made (circular padding does this); use "
+    "padding_mode='zeros' (or F.pad with a constant)",
+    "aten.replication_pad2d.default": "use padding_mode='zeros' (or F.pad with a constant)",
     "aten.bmm.default": "nn.Linear or matmul on a tensor of more than two dimensions: flatten to N x features first, "
     "or mix channels with a 1x1 Conv2d",
 }

@@ -65,6 +65,10 @@ def lower_graph(gm, b: GraphBuilder, x: str, g: str, owner=None) -> tuple[Value,
             env[node] = _lower_node(lw, node, op_name(node.target), args, kwargs)
         except UnsupportedOperation as exc:
             raise UnsupportedOperation(exc.op, exc.why, _where_from(owner, node)) from None
+        except Exception as exc:  # an argument form a lowering does not handle: one error naming it, no traceback
+            detail = str(exc).strip().splitlines()
+            why = f"a form the lowering does not handle ({type(exc).__name__}: {detail[0][:200] if detail else ''})"
+            raise UnsupportedOperation(op_name(node.target), why, _where_from(owner, node)) from None
     recon, grad = result
     return recon, grad, lw.values
 
@@ -86,4 +90,6 @@ def _where_from(owner, node) -> str:
     where = owner(node) if owner is not None else None
     if not where:
         return ""
-    return f"the code {where}" if where.startswith("at ") else f"layer {where}"
+    if where.startswith("at "):
+        return f"the code {where}"
+    return where if where.startswith("one of") else f"layer {where}"

@@ -177,3 +177,17 @@ def _copy(lw, node, dst, src, non_blocking=False):
 @lowers("aten.new_zeros.default", "aten.zeros.default", "aten.zeros_like.default")
 def _zeros(lw, node, *a, **kw):
     return Zeros(shape_of(node.meta["val"]))
+
+
+@lowers("aten.constant_pad_nd.default")
+def _constant_pad(lw, node, x, pad, value=0.0):
+    # torch lists (begin, end) from the last axis backwards; ONNX all begins then all ends. Negative pads crop
+    # (the backward of a padding is the padding with its signs flipped).
+    rank = x.rank
+    begins, ends = [0] * rank, [0] * rank
+    for i in range(len(pad) // 2):
+        axis = rank - 1 - i
+        begins[axis], ends[axis] = int(pad[2 * i]), int(pad[2 * i + 1])
+    pads = lw.const(np.array(begins + ends, np.int64), "pads").name
+    y = lw.b.op("Pad", [x.name, pads, lw.const(np.float32(value), "pad_value").name], "pad", mode="constant")
+    return lw.out(y, node.meta["val"])

@@ -100,6 +100,8 @@ def _value_types(scratch: GraphBuilder, names: list[str], known: dict) -> dict[s
     shape inference over the scratch graph (values inside one operator's lowering)."""
     import onnx
 
+    from edgeproj.export.lowering.core import ONNX_TYPES
+
     out = {n: (known[n].shape, known[n].dtype) for n in names if n in known}
     rest = [n for n in names if n not in out]
     if rest:
@@ -111,9 +113,8 @@ def _value_types(scratch: GraphBuilder, names: list[str], known: dict) -> dict[s
             scratch.initializers,
         )
         # The lowering's own shapes seed the inference (an op such as Resize would otherwise lose the batch's name).
-        elem = {"float": onnx.TensorProto.FLOAT, "bool": onnx.TensorProto.BOOL, "int64": onnx.TensorProto.INT64}
         graph.value_info.extend(
-            onnx.helper.make_tensor_value_info(v.name, elem[v.dtype], ["N" if d is None else d for d in v.shape])
+            onnx.helper.make_tensor_value_info(v.name, ONNX_TYPES[v.dtype], ["N" if d is None else d for d in v.shape])
             for v in known.values()
             if all(d is None or isinstance(d, int) for d in v.shape) and v.name not in {i.name for i in scratch.inputs}
         )
@@ -123,7 +124,7 @@ def _value_types(scratch: GraphBuilder, names: list[str], known: dict) -> dict[s
         except Exception as exc:  # a lowering that wrote inconsistent nodes: name it, no traceback
             raise ConfigError(f"the lowered graph does not check ({str(exc).splitlines()[0][:300]})") from None
         types = {v.name: v.type.tensor_type for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
-        kinds = {onnx.TensorProto.FLOAT: "float", onnx.TensorProto.BOOL: "bool", onnx.TensorProto.INT64: "int64"}
+        kinds = {code: dtype for dtype, code in ONNX_TYPES.items()}
         for n in rest:
             t = types[n]
             # "N" is the batch; any other unknown dimension (a reshape that folded the batch in) is "?".

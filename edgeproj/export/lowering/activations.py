@@ -23,26 +23,26 @@ def _leaky_relu_backward(lw, node, g, x, slope, self_is_result):
     src = x.name
     if not self_is_result and x.name in lw._lrelu and lw._lrelu[x.name][1] >= 0:
         src = lw._lrelu[x.name][0]
-    mask = lw.b.op("Greater", [src, lw.const(np.float32(0)).name], "lrelu_pos")
-    factor = lw.b.op("Where", [mask, lw.const(np.float32(1)).name, lw.const(np.float32(slope)).name], "lrelu_mask")
+    mask = lw.b.op("Greater", [src, lw.scalar(0)], "lrelu_pos")
+    factor = lw.b.op("Where", [mask, lw.scalar(1), lw.scalar(slope)], "lrelu_mask")
     return lw.out(lw.b.mul(g.name, factor, "lrelu_grad"), node.meta["val"])
 
 
 @lowers("aten.threshold_backward.default")
 def _threshold_backward(lw, node, g, x, threshold):
-    mask = lw.b.op("Greater", [x.name, lw.const(np.float32(threshold)).name], "relu_pos")
-    return lw.out(lw.b.op("Where", [mask, g.name, lw.const(np.float32(0)).name], "relu_grad"), node.meta["val"])
+    mask = lw.b.op("Greater", [x.name, lw.scalar(threshold)], "relu_pos")
+    return lw.out(lw.b.op("Where", [mask, g.name, lw.scalar(0)], "relu_grad"), node.meta["val"])
 
 
 @lowers("aten.sigmoid_backward.default")
 def _sigmoid_backward(lw, node, g, y):
-    d = lw.b.mul(y.name, lw.b.sub(lw.const(np.float32(1)).name, y.name))
+    d = lw.b.mul(y.name, lw.b.sub(lw.scalar(1), y.name))
     return lw.out(lw.b.mul(g.name, d, "sigmoid_grad"), node.meta["val"])
 
 
 @lowers("aten.tanh_backward.default")
 def _tanh_backward(lw, node, g, y):
-    d = lw.b.sub(lw.const(np.float32(1)).name, lw.b.mul(y.name, y.name))
+    d = lw.b.sub(lw.scalar(1), lw.b.mul(y.name, y.name))
     return lw.out(lw.b.mul(g.name, d, "tanh_grad"), node.meta["val"])
 
 
@@ -50,7 +50,7 @@ def _tanh_backward(lw, node, g, y):
 def _elu(lw, node, a, alpha=1.0, scale=1.0, input_scale=1.0):
     # PyTorch: scale * x above zero, scale * alpha * (exp(input_scale * x) - 1) below (SELU, CELU's form).
     b = lw.b
-    c = lambda value: lw.const(np.float32(value)).name  # noqa: E731
+    c = lw.scalar
     if input_scale == 1:
         y = b.op("Elu", [a.name], "elu", alpha=float(alpha))
     else:
@@ -64,7 +64,7 @@ def _elu(lw, node, a, alpha=1.0, scale=1.0, input_scale=1.0):
 @lowers("aten.elu_backward.default")
 def _elu_backward(lw, node, g, alpha, scale, input_scale, is_result, v):
     b = lw.b
-    c = lambda value: lw.const(np.float32(value)).name  # noqa: E731
+    c = lw.scalar
     pos = b.op("Greater", [v.name, c(0)], "elu_pos")
     # Below zero d/dx = input_scale * alpha * scale * exp(input_scale x) = input_scale * (y + alpha * scale).
     if is_result:
@@ -80,7 +80,7 @@ _SQRT_2_PI = float(np.sqrt(2.0 / np.pi))
 @lowers("aten.gelu.default")
 def _gelu(lw, node, a, approximate="none"):
     b = lw.b
-    c = lambda value: lw.const(np.float32(value)).name  # noqa: E731
+    c = lw.scalar
     if approximate == "tanh":
         inner = b.mul(c(_SQRT_2_PI), b.add(a.name, b.mul(c(0.044715), b.mul(a.name, b.mul(a.name, a.name)))))
         phi2 = b.add(c(1), b.op("Tanh", [inner]))
@@ -92,7 +92,7 @@ def _gelu(lw, node, a, approximate="none"):
 @lowers("aten.gelu_backward.default")
 def _gelu_backward(lw, node, g, a, approximate="none"):
     b = lw.b
-    c = lambda value: lw.const(np.float32(value)).name  # noqa: E731
+    c = lw.scalar
     x = a.name
     if approximate == "tanh":
         x2 = b.mul(x, x)

@@ -76,6 +76,8 @@ class Zeros:
 
 
 _DTYPES = {"float": np.float32, "bool": np.bool_, "int64": np.int64}
+# The ONNX element type (TensorProto's code) of each dtype a Value may have.
+ONNX_TYPES = {"float": 1, "bool": 9, "int64": 7}
 
 
 def as_numpy(t) -> np.ndarray:
@@ -109,6 +111,10 @@ class Lowering:
         arr = arr.astype(_DTYPES[dtype])
         return Value(self.b.const(arr, hint, _DTYPES[dtype]), tuple(arr.shape), dtype)
 
+    def scalar(self, value: float) -> str:
+        """A float32 scalar initializer (shared by value), by name."""
+        return self.const(np.float32(value)).name
+
     def tensor(self, v, like: Value | None = None) -> Value:
         """A Value for an argument that may be a Python number, a folded tensor or symbolic zeros."""
         if isinstance(v, Value):
@@ -137,8 +143,7 @@ class Lowering:
         """`v` as `dtype` (a Cast node, or `v` itself)."""
         if v.dtype == dtype:
             return v
-        to = {"float": 1, "bool": 9, "int64": 7}[dtype]
-        return Value(self.b.op("Cast", [v.name], "cast", to=to), v.shape, dtype)
+        return Value(self.b.op("Cast", [v.name], "cast", to=ONNX_TYPES[dtype]), v.shape, dtype)
 
     def out(self, name: str, meta) -> Value:
         v = Value(name, shape_of(meta), dtype_of(meta))

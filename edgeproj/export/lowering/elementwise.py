@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from edgeproj.export.lowering.core import (
     LOWERINGS,
     Lowering,
@@ -14,13 +12,12 @@ from edgeproj.export.lowering.core import (
 
 def _binary(onnx_op: str):
     def emit(lw: Lowering, node, a, b_, *rest, alpha=1):
-        x = lw.tensor(a) if isinstance(a, Value) else None
-        like = x or (b_ if isinstance(b_, Value) else None)
+        like = a if isinstance(a, Value) else (b_ if isinstance(b_, Value) else None)
         a_v, b_v = lw.tensor(a, like), lw.tensor(b_, like)
         if a_v.dtype != b_v.dtype:  # PyTorch promotes (a mask times an image): ONNX wants one type
             a_v, b_v = (lw.cast(v, "float") for v in (a_v, b_v))
         if alpha != 1:
-            b_v = Value(lw.b.mul(b_v.name, lw.const(np.float32(alpha)).name), b_v.shape, b_v.dtype)
+            b_v = Value(lw.b.mul(b_v.name, lw.scalar(alpha)), b_v.shape, b_v.dtype)
         return lw.out(lw.b.op(onnx_op, [a_v.name, b_v.name], onnx_op.lower()), node.meta["val"])
 
     return emit
@@ -31,8 +28,6 @@ for _aten, _onnx in (
     ("sub", "Sub"),
     ("mul", "Mul"),
     ("div", "Div"),
-    ("maximum", "Max"),
-    ("minimum", "Min"),
     ("gt", "Greater"),
     ("lt", "Less"),
     ("ge", "GreaterOrEqual"),
@@ -43,19 +38,14 @@ for _aten, _onnx in (
 ):
     for _ov in ("Tensor", "Scalar"):
         LOWERINGS[f"aten.{_aten}.{_ov}"] = _binary(_onnx)
-LOWERINGS["aten.maximum.default"] = _binary("Max")
-LOWERINGS["aten.logical_and.default"] = _binary("And")
+for _aten, _onnx in (("maximum", "Max"), ("minimum", "Min"), ("logical_and", "And")):
+    LOWERINGS[f"aten.{_aten}.default"] = _binary(_onnx)
 
 
 @lowers("aten.ne.Scalar", "aten.ne.Tensor")
 def _ne(lw, node, a, b_):
     eq = _binary("Equal")(lw, node, a, b_)
     return lw.out(lw.b.op("Not", [eq.name], "ne"), node.meta["val"])
-
-
-LOWERINGS["aten.minimum.default"] = _binary("Min")
-del LOWERINGS["aten.maximum.Tensor"], LOWERINGS["aten.maximum.Scalar"]
-del LOWERINGS["aten.minimum.Tensor"], LOWERINGS["aten.minimum.Scalar"]
 
 
 def _unary(onnx_op: str):
@@ -88,19 +78,19 @@ def _rsqrt(lw, node, a):
 
 @lowers("aten.expm1.default")
 def _expm1(lw, node, a):
-    return lw.out(lw.b.sub(lw.b.op("Exp", [a.name]), lw.const(np.float32(1)).name, "expm1"), node.meta["val"])
+    return lw.out(lw.b.sub(lw.b.op("Exp", [a.name]), lw.scalar(1), "expm1"), node.meta["val"])
 
 
 @lowers("aten.log1p.default")
 def _log1p(lw, node, a):
-    return lw.out(lw.b.op("Log", [lw.b.add(a.name, lw.const(np.float32(1)).name)], "log1p"), node.meta["val"])
+    return lw.out(lw.b.op("Log", [lw.b.add(a.name, lw.scalar(1))], "log1p"), node.meta["val"])
 
 
 @lowers("aten.pow.Tensor_Scalar")
 def _pow(lw, node, a, e):
     if e == 2:
         return lw.out(lw.b.mul(a.name, a.name, "sq"), node.meta["val"])
-    return lw.out(lw.b.op("Pow", [a.name, lw.const(np.float32(e)).name], "pow"), node.meta["val"])
+    return lw.out(lw.b.op("Pow", [a.name, lw.scalar(e)], "pow"), node.meta["val"])
 
 
 @lowers("aten.where.self")
@@ -111,14 +101,26 @@ def _where(lw, node, c, a, b_):
     )
 
 
-@lowers("aten.clamp.default", "aten.clamp_min.default", "aten.clamp_max.default", "aten.hardtanh.default")
+def _clip(lw, node, a, lo, hi):
+    ins = [a.name, "" if lo is None else lw.scalar(lo), "" if hi is None else lw.scalar(hi)]
+    return lw.out(lw.b.op("Clip", ins, "clip"), node.meta["val"])
+
+
+@lowers("aten.clamp.default")
 def _clamp(lw, node, a, lo=None, hi=None):
-    name = node.target.name() if hasattr(node.target, "name") else ""
-    if "clamp_max" in name:
-        lo, hi = None, lo
-    if "hardtanh" in name:
-        lo = -1.0 if lo is None else lo
-        hi = 1.0 if hi is None else hi
-    lo_n = lw.const(np.float32(lo)).name if lo is not None else ""
-    hi_n = lw.const(np.float32(hi)).name if hi is not None else ""
-    return lw.out(lw.b.op("Clip", [a.name, lo_n, hi_n], "clip"), node.meta["val"])
+    return _clip(lw, node, a, lo, hi)
+
+
+@lowers("aten.clamp_min.default")
+def _clamp_min(lw, node, a, lo):
+    return _clip(lw, node, a, lo, None)
+
+
+@lowers("aten.clamp_max.default")
+def _clamp_max(lw, node, a, hi):
+    return _clip(lw, node, a, None, hi)
+
+
+@lowers("aten.hardtanh.default")
+def _hardtanh(lw, node, a, lo=-1.0, hi=1.0):
+    return _clip(lw, node, a, lo, hi)

@@ -24,12 +24,17 @@ def _pool_checks(op, ceil_mode, count_include_pad, padding, divisor_override):
         raise UnsupportedOperation(op, "only floor mode, no divisor override, padding counted in the average")
 
 
+def _pool_geometry(kernel, stride, padding) -> tuple[list[int], list[int], list[int]]:
+    """Kernel, strides and pads as two values each (PyTorch allows one for both axes; no stride = the kernel)."""
+    k = list(kernel) * (2 // len(kernel))
+    st = list(stride or k) * (2 // len(stride or k))
+    return k, st, list(padding) * (2 // len(padding))
+
+
 @lowers("aten.avg_pool2d.default")
 def _avg_pool(lw, node, x, kernel, stride=(), padding=(0, 0), ceil_mode=False, count_include_pad=True, divisor_override=None):
     _pool_checks("aten.avg_pool2d.default", ceil_mode, count_include_pad, padding, divisor_override)
-    k = list(kernel) * (2 // len(kernel))
-    st = list(stride or k) * (2 // len(stride or k))
-    pad = list(padding) * (2 // len(padding))
+    k, st, pad = _pool_geometry(kernel, stride, padding)
     y = lw.b.op("AveragePool", [x.name], "avgpool", kernel_shape=k, strides=st, pads=pad * 2, count_include_pad=1)
     return lw.out(y, node.meta["val"])
 
@@ -39,9 +44,7 @@ def _avg_pool_backward(lw, node, g, x, kernel, stride, padding, ceil_mode, count
     # The adjoint of an average pooling: each output's gradient spread evenly over its window, a depthwise
     # transposed convolution with a constant 1 / (kh kw) kernel.
     _pool_checks("aten.avg_pool2d_backward.default", ceil_mode, count_include_pad, padding, divisor_override)
-    k = list(kernel) * (2 // len(kernel))
-    st = list(stride or k) * (2 // len(stride or k))
-    pad = list(padding) * (2 // len(padding))
+    k, st, pad = _pool_geometry(kernel, stride, padding)
     ch = x.shape[1]
     w = np.full((ch, 1, k[0], k[1]), 1.0 / (k[0] * k[1]), np.float32)
     extra = [int(x.shape[2 + i]) - ((int(g.shape[2 + i]) - 1) * st[i] - 2 * pad[i] + k[i]) for i in range(2)]

@@ -18,6 +18,7 @@ import typer
 from edgeproj.cli.groups import OptionGroup, flag
 from edgeproj.errors import BackendError, ConfigError
 from edgeproj.files import unwritable_reason
+from edgeproj.models.variants import LOSSES
 from edgeproj.runtime import backends
 from edgeproj.runtime.manifest import ALPHA_RANGE, LAM_RANGE, MAP_KINDS, MAX_ITERATIONS_RANGE
 
@@ -42,6 +43,20 @@ def float_option(default, lo: float, hi: float, help: str, *decls: str):
 
 def int_option(default, lo: int, hi: int | None, help: str, *decls: str):
     return typer.Option(default, *decls, min=lo, max=hi, help=help)
+
+
+# A user's model's --loss choices, from the torch-free registry.
+LossName = Literal[tuple(LOSSES)]
+
+
+def model_option(help: str, panel: str):
+    """--model: a user's autoencoder as 'package.module:Name' (edgeproj.models.user)."""
+    return typer.Option(None, "--model", help=help, rich_help_panel=panel)
+
+
+def loss_option(help: str, panel: str):
+    """--loss: a user's model's L_r, one of edgeproj.models.variants.LOSSES (default l2, resolved by the verb)."""
+    return typer.Option(None, help=help, rich_help_panel=panel)
 
 
 def known_backend(value: str) -> str:

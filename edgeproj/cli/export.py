@@ -7,8 +7,10 @@ from typing import Literal, Optional
 
 import typer
 
-from edgeproj.cli.common import float_option
+from edgeproj.cli.common import LossName, float_option, loss_option, model_option
 from edgeproj.runtime.manifest import ALPHA_RANGE, LAM_RANGE, MAX_ITERATIONS_RANGE
+
+YOUR_MODEL = "Your own autoencoder (instead of a run)"  # the help section of --model and its options
 
 
 def command(
@@ -16,32 +18,25 @@ def command(
         None, help="Training run directory written by `edgeproj train` (or --model with --weights instead)."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write."),
-    model: Optional[str] = typer.Option(
-        None,
-        "--model",
-        help="Your autoencoder instead of a run: 'package.module:Name' (nn.Module class or factory).",
-        rich_help_panel="Your own autoencoder (instead of a run)",
+    model: Optional[str] = model_option(
+        "Your autoencoder instead of a run: 'package.module:Name' (nn.Module class or factory).", YOUR_MODEL
     ),
     weights: Optional[Path] = typer.Option(
         None,
         help="--model's weights: .safetensors or a PyTorch state dict.",
-        rich_help_panel="Your own autoencoder (instead of a run)",
+        rich_help_panel=YOUR_MODEL,
     ),
     input_shape: Optional[str] = typer.Option(
         None,
         "--input",
         help="--model's input as CxHxW, e.g. 1x128x128 or 3x256x256 (square, C 1 or 3).",
-        rich_help_panel="Your own autoencoder (instead of a run)",
+        rich_help_panel=YOUR_MODEL,
     ),
-    loss: Optional[Literal["l2", "dssim"]] = typer.Option(
-        None,
-        help="--model's reconstruction loss L_r in the energy [default: l2].",
-        rich_help_panel="Your own autoencoder (instead of a run)",
-    ),
+    loss: Optional[LossName] = loss_option("--model's reconstruction loss L_r in the energy [default: l2].", YOUR_MODEL),
     preprocess: Optional[Literal["object", "texture"]] = typer.Option(
         None,
         help="--model: whole frame resized to the input (object, the default) or tiles of its side (texture).",
-        rich_help_panel="Your own autoencoder (instead of a run)",
+        rich_help_panel=YOUR_MODEL,
     ),
     emitter: Literal["auto", "hand", "traced"] = typer.Option(
         "auto", help="Network graphs: hand-written (built-in SSIM-AE), traced from PyTorch (any model); auto picks."

@@ -7,7 +7,7 @@ from typing import Literal, Optional
 
 import typer
 
-from edgeproj.cli.common import float_option
+from edgeproj.cli.common import LossName, float_option, loss_option, model_option
 from edgeproj.models.variants import variant_names
 
 # The registry's names as the option's choices (models.variants imports no torch: --help stays instant).
@@ -21,15 +21,8 @@ def command(
     variant: Optional[VariantName] = typer.Option(
         None, "--variant", "-v", help="Autoencoder variant [default: l2ae].", rich_help_panel="Model"
     ),
-    model: Optional[str] = typer.Option(
-        None,
-        "--model",
-        help="Your autoencoder instead: 'package.module:Name' (nn.Module class or factory).",
-        rich_help_panel="Model",
-    ),
-    loss: Optional[Literal["l2", "dssim"]] = typer.Option(
-        None, help="--model's reconstruction loss [default: l2].", rich_help_panel="Model"
-    ),
+    model: Optional[str] = model_option("Your autoencoder instead: 'package.module:Name' (nn.Module class or factory).", "Model"),
+    loss: Optional[LossName] = loss_option("--model's reconstruction loss [default: l2].", "Model"),
     size: Optional[int] = typer.Option(
         None, min=16, max=2048, help="--model's input side [default: 128].", rich_help_panel="Model"
     ),
@@ -179,7 +172,7 @@ def command(
 def _model_args(variant, model, loss, size, latent, width) -> dict:
     """ModelConfig's arguments from the model options; a built-in's option given with --model is an error."""
     from edgeproj.errors import ConfigError
-    from edgeproj.models.user import loss_variant
+    from edgeproj.models.variants import loss_variant
 
     if model is None:
         given = [f for f, v in (("--loss", loss), ("--size", size)) if v is not None]
@@ -204,7 +197,7 @@ def _check_user_model(cfg) -> None:
 def _model_flags(cfg) -> str:
     """The model options that resume this run."""
     if cfg.architecture:
-        from edgeproj.models.user import loss_of
+        from edgeproj.models.variants import loss_of
 
-        return f"--model {cfg.architecture} --loss {loss_of(cfg)}" + (f" --size {cfg.size}" if cfg.size != 128 else "")
+        return f"--model {cfg.architecture} --loss {loss_of(cfg.variant)}" + (f" --size {cfg.size}" if cfg.size != 128 else "")
     return f"--variant {cfg.variant}"

@@ -6,8 +6,9 @@ checked at export (edgeproj.export.tracing.check_contract): in eval mode `model(
 images in [0, 1] to their reconstruction f(x) of the same shape, as a pure function of x (no dropout or
 noise in eval mode, one sample independent of the others), without control flow on the values of x.
 
-L_r is one of the built-in losses, chosen by name (LOSSES): the model's config carries it as the variant
-with that loss (l2 -> l2ae, dssim -> dsae), so training, the energy and the ONNX heads are the built-ins'.
+L_r is one of the built-in losses, chosen by name (edgeproj.models.variants.LOSSES): the model's config
+carries it as the variant with that loss (l2 -> l2ae, dssim -> dsae), so training, the energy and the ONNX
+heads are the built-ins'.
 """
 
 from __future__ import annotations
@@ -22,23 +23,7 @@ from torch import nn
 from edgeproj.errors import CheckpointError, ConfigError
 from edgeproj.models.autoencoder import Autoencoder
 from edgeproj.models.config import ModelConfig
-from edgeproj.models.variants import get_variant
-
-# --loss name -> the variant whose L_r it is.
-LOSSES = {"l2": "l2ae", "dssim": "dsae"}
-
-
-def loss_variant(loss: str) -> str:
-    """The variant name that carries loss `loss` (l2 or dssim)."""
-    try:
-        return LOSSES[loss]
-    except KeyError:
-        raise ConfigError(f"unknown loss '{loss}'; choose one of {', '.join(LOSSES)}") from None
-
-
-def loss_of(config: ModelConfig) -> str:
-    """The --loss name of a user architecture's config."""
-    return next(k for k, v in LOSSES.items() if v == config.variant)
+from edgeproj.models.variants import get_variant, loss_variant
 
 
 def resolve(path: str):

@@ -95,3 +95,21 @@ register(Variant("l2ae", "L2AE", "sum (x - f(x))^2"))
 register(Variant("dsae", "DSAE", "sum over valid 11x11 windows of (1 - SSIM(x, f(x))) / 2", rec_loss="dssim"))
 register(Variant("vae", "VAE", "sum (x - f(x))^2 / 2  (unit decoder variance; constants dropped)", scale=0.5, vae=True))
 register(Variant("gvae", "gamma-VAE", "sum (x - f(x))^2 / (2 gamma^2)  (learned gamma)", vae=True, learned_gamma=True))
+
+
+# A user's own architecture (edgeproj.models.user) takes its L_r by name: --loss name -> the variant whose L_r
+# it is. Here, without torch, so the CLI builds its --loss choices from it.
+LOSSES = {"l2": "l2ae", "dssim": "dsae"}
+
+
+def loss_variant(loss: str) -> str:
+    """The variant name that carries loss `loss` (l2 or dssim)."""
+    try:
+        return LOSSES[loss]
+    except KeyError:
+        raise ConfigError(f"unknown loss '{loss}'; choose one of {', '.join(LOSSES)}") from None
+
+
+def loss_of(variant: str) -> str:
+    """The --loss name of a user architecture whose config names `variant`."""
+    return next(k for k, v in LOSSES.items() if v == variant)

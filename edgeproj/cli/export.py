@@ -127,23 +127,21 @@ def command(
 
 
 def parse_input(text: str) -> tuple[int, int]:
-    """'CxHxW' -> (channels, side); ConfigError unless C is 1 or 3 and H equals W."""
+    """'CxHxW' -> (channels, side); ConfigError unless it parses and H equals W (ModelConfig checks the values)."""
     from edgeproj.errors import ConfigError
-    from edgeproj.models.config import USER_SIZE_RANGE
 
-    parts = text.lower().split("x")
     try:
-        c, h, w = (int(p) for p in parts)
+        c, h, w = (int(p) for p in text.lower().split("x"))
     except ValueError:
         raise ConfigError(f"--input must be CxHxW, e.g. 1x128x128, got '{text}'") from None
-    lo, hi = USER_SIZE_RANGE
-    if c not in (1, 3) or h != w or not lo <= h <= hi:
-        raise ConfigError(f"--input {text}: channels must be 1 or 3 and the input square with a side in {lo}..{hi}")
+    if h != w:
+        raise ConfigError(f"--input {text}: the input must be square")
     return c, h
 
 
 def _source(run, model, weights, input_shape, loss, preprocess):
-    """The run folder, or the arguments of ExportSource.from_weights; every combination checked here."""
+    """The run folder, or (ModelConfig, weights, preprocessing mode) for ExportSource.from_weights; every
+    combination checked here."""
     from edgeproj.errors import ConfigError
 
     if model is None:
@@ -158,13 +156,19 @@ def _source(run, model, weights, input_shape, loss, preprocess):
         raise ConfigError("give either a training run folder or --model, not both")
     if weights is None or input_shape is None:
         raise ConfigError("--model needs --weights and --input (CxHxW)")
+    from edgeproj.models.config import ModelConfig
     from edgeproj.models.user import resolve
+    from edgeproj.models.variants import loss_variant
 
     resolve(model)  # an import path that does not import is one line, before any work
     if not weights.is_file():
         raise ConfigError(f"--weights '{weights}' is not a file")
     channels, size = parse_input(input_shape)
-    return (model, weights, channels, size, loss or "l2", preprocess or "object")
+    try:
+        config = ModelConfig(variant=loss_variant(loss or "l2"), channels=channels, size=size, architecture=model)
+    except ConfigError as exc:
+        raise ConfigError(f"--input {input_shape}: {exc}") from None
+    return (config, weights, preprocess or "object")
 
 
 def _print_parity(c, p) -> None:

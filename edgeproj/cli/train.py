@@ -8,6 +8,7 @@ from typing import Literal, Optional
 import typer
 
 from edgeproj.cli.common import LossName, float_option, loss_option, model_option
+from edgeproj.models.config import USER_SIZE_RANGE
 from edgeproj.models.variants import variant_names
 
 # The registry's names as the option's choices (models.variants imports no torch: --help stays instant).
@@ -24,7 +25,7 @@ def command(
     model: Optional[str] = model_option("Your autoencoder instead: 'package.module:Name' (nn.Module class or factory).", "Model"),
     loss: Optional[LossName] = loss_option("--model's reconstruction loss [default: l2].", "Model"),
     size: Optional[int] = typer.Option(
-        None, min=16, max=2048, help="--model's input side [default: 128].", rich_help_panel="Model"
+        None, min=USER_SIZE_RANGE[0], max=USER_SIZE_RANGE[1], help="--model's input side [default: 128].", rich_help_panel="Model"
     ),
     steps: int = typer.Option(
         30000, min=1, max=10_000_000, help="Step cap (with --until steps: the exact number of optimizer steps)."

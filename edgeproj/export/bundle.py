@@ -105,14 +105,16 @@ class ExportSource:
         return cls(model, cfg, stats, run=Path(run))
 
     @classmethod
-    def from_weights(cls, architecture: str, weights: Path, channels: int, size: int, loss: str, mode: str) -> ExportSource:
-        """A user's model outside a training run: no training statistics (calibrate sets the thresholds) and the
-        preprocessing `mode` (object: the whole frame resized to the input; texture: tiles of the input's side)."""
+    def from_weights(cls, config, weights: Path, mode: str) -> ExportSource:
+        """A user's model (a ModelConfig with its architecture) outside a training run: no training statistics
+        (calibrate sets the thresholds) and the preprocessing `mode` (object: the whole frame resized to the
+        input; texture: tiles of the input's side)."""
         from edgeproj.models.user import from_weights
 
-        model = from_weights(architecture, weights, channels, size, loss)
+        model = from_weights(config, weights)
+        size = config.size
         pre = Preprocess(mode=mode, resize=size if mode == "object" else max(512, 2 * size), patch=size, stride=size // 2,
-                         channels=channels)  # fmt: skip
+                         channels=config.channels)  # fmt: skip
         cfg = {"model": model.config.to_dict(), "preprocess": pre.to_dict(), "data": {}}
         return cls(model, cfg, None, weights=Path(weights))
 

@@ -23,7 +23,7 @@ from torch import nn
 from edgeproj.errors import CheckpointError, ConfigError
 from edgeproj.models.autoencoder import Autoencoder
 from edgeproj.models.config import ModelConfig
-from edgeproj.models.variants import get_variant, loss_variant
+from edgeproj.models.variants import get_variant
 
 
 def resolve(path: str):
@@ -107,9 +107,8 @@ class UserAutoencoder(Autoencoder):
         return self.net(x)
 
 
-def from_weights(architecture: str, weights: Path, channels: int, size: int, loss: str) -> UserAutoencoder:
-    """The user's model with their weights, in eval mode, as an edgeproj autoencoder."""
-    config = ModelConfig(variant=loss_variant(loss), channels=channels, size=size, architecture=architecture)
+def from_weights(config: ModelConfig, weights: Path) -> UserAutoencoder:
+    """The user's model (`config.architecture`) with their weights, in eval mode, as an edgeproj autoencoder."""
     model = UserAutoencoder(config)
     load_weights(model.net, weights)
     return model.eval()

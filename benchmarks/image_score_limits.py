@@ -31,7 +31,7 @@ def main(argv=None) -> int:
 
     from scipy.stats import spearmanr
 
-    from edgeproj.calibration.score_choice import synthetic_defects
+    from edgeproj.calibration.score_choice import CHOICE_PER_IMAGE, synthetic_defects
     from edgeproj.data.images import read_image
     from edgeproj.evaluation.testset import load_testset
     from edgeproj.metrics import roc_auc
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     train = sorted((args.root / args.category / "train" / "good").glob("*.png"))
     normals = [read_image(p, m.channels) for p in train[:40]]
     bases = [read_image(p, m.channels) for p in train[40:80]]
-    syn = [d for _, d in synthetic_defects(bases, seed=0)]
+    syn = [d for _, d in synthetic_defects(bases, seed=0, per_image=CHOICE_PER_IMAGE)]
     with Projector(m, batch=16) as proj:
 
         def maps(imgs):

@@ -406,16 +406,17 @@ def test_calibrate_cli_json_then_project_verdict(bundle_copy, demo_root, tmp_pat
 
 
 def test_calibration_chooses_the_image_score_on_synthetic_defects(trained_bundle):
-    """40 normal images, a quarter held out: each held-out image gets one synthetic defect, and the
-    candidate separating the two sets best (score_choice.RULE) becomes the bundle's image score."""
-    from edgeproj.calibration.score_choice import choose
+    """40 normal images, a quarter held out: each held-out image gets CHOICE_PER_IMAGE synthetic defects, and
+    the candidate separating the two sets best (score_choice.RULE) becomes the bundle's image score."""
+    from edgeproj.calibration.score_choice import CHOICE_PER_IMAGE, choose
     from edgeproj.runtime.manifest import IMAGE_SCORES
     from edgeproj.runtime.scoring import MapNorm
 
     m = load_manifest(trained_bundle)
     ch = m.calibration.image_score_choice
     assert set(ch["candidates_auroc"]) == set(IMAGE_SCORES) and ch["normal_images"] == 10
-    assert sum(ch["synthetic_defects"].values()) == 10 and ch["before"] == "map_max_smoothed"
+    assert ch["defects_per_image"] == CHOICE_PER_IMAGE > 1
+    assert sum(ch["synthetic_defects"].values()) == 10 * CHOICE_PER_IMAGE and ch["before"] == "map_max_smoothed"
     assert all(0.0 <= v <= 1.0 for v in ch["candidates_auroc"].values())
     assert ch["chosen"] == choose(ch["candidates_auroc"]) == m.projection.image_score
     assert f"({ch['chosen']})" in m.calibration.method["image"]

@@ -194,6 +194,7 @@ CASES = [
     # -- options checked before the work
     Case("calibrate holdout 2", lambda c: [C, c["bundle"], c["folder"], "--holdout", "2"], ("--holdout",)),
     Case("calibrate stop bogus", lambda c: [C, c["bundle"], c["folder"], "--stop", "bogus"], ("--stop",)),
+    Case("calibrate choice defects 0", lambda c: [C, c["bundle"], c["folder"], "--choice-defects", "0"], ("--choice-defects",)),
     Case("calibrate pixel fpr 1.5", lambda c: [C, c["bundle"], c["folder"], "--pixel-fpr", "1.5"], ("--pixel-fpr",)),
     Case("calibrate NaN image", lambda c: [C, c["bundle"], c["nanfolder"]], ("zz_nan.tiff", "NaN")),
     Case("calibrate too few images", lambda c: [C, c["bundle"], c["twofolder"]], ("at least 3",)),

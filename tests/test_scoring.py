@@ -235,3 +235,20 @@ def test_synthetic_defects_skip_an_image_that_shows_none(monkeypatch):
     assert [i for i, _ in drawn] == [1, 2, 3, 4]  # the dark image shows no kind and is left out
     assert all(d.kind != "blur" and d.mask.any() for _, d in drawn)
     assert tried[:5] == list(synthetic.KINDS)  # every kind was tried on the dark image
+
+
+def test_synthetic_defects_per_image_take_the_kinds_in_turn():
+    """Several defects per image (the choice's sample size): each image gets `per_image` of them, the kinds
+    continuing from image to image, and one defect per image is the earlier draw exactly."""
+    from edgeproj.calibration.score_choice import synthetic_defects
+    from edgeproj.data.synthetic import KINDS
+
+    rng = np.random.default_rng(3)
+    imgs = [rng.uniform(0.2, 0.8, (64, 64, 1)).astype(np.float32) for _ in range(4)]
+    drawn = synthetic_defects(imgs, seed=0, per_image=3)
+    assert [i for i, _ in drawn] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert [d.kind for _, d in drawn] == [KINDS[n % len(KINDS)] for n in range(12)]
+    assert all(d.mask.any() and not np.array_equal(d.image, imgs[i]) for i, d in drawn)
+    one, again = synthetic_defects(imgs, seed=0), synthetic_defects(imgs, seed=0, per_image=1)
+    assert [d.kind for _, d in one] == [d.kind for _, d in again] == list(KINDS[:4])
+    assert all(np.array_equal(a.image, b.image) for (_, a), (_, b) in zip(one, again))

@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeproj import __version__
 from edgeproj.calibration.gate import check_gate_options, fit_gate, frame_statistics, gate_results, rejection_summary
-from edgeproj.calibration.score_choice import MIN_PAIRS, RULE, candidate_figures, choose, synthetic_defects
+from edgeproj.calibration.score_choice import CHOICE_PER_IMAGE, MIN_PAIRS, RULE, candidate_figures, choose, synthetic_defects
 from edgeproj.calibration.thresholds import (
     best_f1,
     binomial_upper_bound,
@@ -61,12 +61,15 @@ class CalibrationOptions:
     seed: int = 0
     gate_margin: float = MARGIN  # robust SDs beyond the calibrated min and max of each gate statistic
     image_score: str = "auto"  # auto: chosen on synthetic defects (score_choice); or one of IMAGE_SCORES
+    choice_per_image: int = CHOICE_PER_IMAGE  # synthetic defects per held-out image for the choice
     aspect_tolerance: float = ASPECT_TOLERANCE
 
     def __post_init__(self):
         from edgeproj.errors import ConfigError
 
         check_gate_options(self.gate_margin, self.aspect_tolerance)
+        if not (isinstance(self.choice_per_image, int) and 1 <= self.choice_per_image <= 64):
+            raise ConfigError(f"synthetic defects per held-out image must be in [1, 64], got {self.choice_per_image!r}")
         if self.image_score != "auto" and self.image_score not in IMAGE_SCORES:
             raise ConfigError(f"unknown image score '{self.image_score}'; use auto or one of {', '.join(IMAGE_SCORES)}")
         if self.stop_rule not in STOP_RULES:
@@ -175,7 +178,7 @@ def calibrate_bundle(
     check_writable(Path(bundle), "bundle")
     n_lab = len(labelled.images) if labelled is not None else 0
     defects = _synthetic_defects(images, opts) if opts.synthetic_miss_rate is not None else []
-    n_choice = len(hold) if opts.image_score == "auto" and len(hold) >= MIN_PAIRS else 0
+    n_choice = len(hold) * opts.choice_per_image if opts.image_score == "auto" and len(hold) >= MIN_PAIRS else 0
     task = progress.add_task("calibrate", total=2 * len(cal) + len(hold) + n_choice + n_lab + len(defects), info="L_r at x0")
     with Projector(manifest, backend=opts.backend, options=opts.options, batch=opts.batch, force_fp16=opts.force_fp16) as proj:
         stop_check = proj.stop_check
@@ -308,11 +311,12 @@ def _choose_score(
             "chosen": current,
             "rule": f"not chosen: {len(hold)} held-out images, at least {MIN_PAIRS} are needed; the bundle's score kept",
         }
-    drawn = synthetic_defects(hold, opts.seed)
-    if len(drawn) < MIN_PAIRS:
+    drawn = synthetic_defects(hold, opts.seed, opts.choice_per_image)
+    shown = len({i for i, _ in drawn})
+    if shown < MIN_PAIRS:
         return current, {
             "chosen": current,
-            "rule": f"not chosen: synthetic defects could be drawn on {len(drawn)} of {len(hold)} held-out images "
+            "rule": f"not chosen: synthetic defects could be drawn on {shown} of {len(hold)} held-out images "
             f"(flat or saturated images), at least {MIN_PAIRS} are needed; the bundle's score kept",
         }
     defects = [d for _, d in drawn]
@@ -326,6 +330,7 @@ def _choose_score(
         "rule": RULE,
         "candidates_auroc": figures,
         "normal_images": len(hold),
+        "defects_per_image": opts.choice_per_image,
         "synthetic_defects": {k: sum(d.kind == k for d in defects) for k in sorted({d.kind for d in defects})},
         "before": current,
     }

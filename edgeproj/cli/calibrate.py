@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal, Optional
 
 import typer
 
+from edgeproj.calibration.score_choice import CHOICE_PER_IMAGE
 from edgeproj.cli.common import backend_flags, float_option
 from edgeproj.cli.groups import takes
 from edgeproj.runtime.backends import REGISTRY
@@ -51,6 +52,9 @@ def command(
         + ", ".join(IMAGE_SCORES)
         + ".",
     ),
+    choice_defects: int = typer.Option(
+        CHOICE_PER_IMAGE, min=1, max=64, help="--image-score auto: synthetic defects drawn on each held-out image."
+    ),
     choice: BackendChoice = None,
     precision_check: bool = typer.Option(
         False,
@@ -92,7 +96,8 @@ def command(
                               holdout=holdout, backend=choice.backend, batch=choice.batch, options=choice.options,
                               force_fp16=choice.force_fp16, synthetic_miss_rate=synthetic_miss_rate,
                               synthetic_per_image=synthetic_per_image, gate_margin=gate_margin,
-                              aspect_tolerance=aspect_tolerance, image_score=image_score)  # fmt: skip
+                              aspect_tolerance=aspect_tolerance, image_score=image_score,
+                              choice_per_image=choice_defects)  # fmt: skip
     if labelled is not None and not category:
         raise ConfigError("--labelled needs --category")
     manifest = load_manifest(bundle)

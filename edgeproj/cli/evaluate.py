@@ -45,7 +45,7 @@ def command(
         None, min=1, max=10_000, help="Iterations of the convergence curves (default: the manifest's max)."
     ),
     rule_study: bool = typer.Option(
-        False, "--rule-study", help="Step size (0.05, 0.1, 0.2, 0.5) x update rule on the deployed projection, stop rules on."
+        False, "--rule-study", help="Step size (0.02 to 0.5) x update rule on the deployed projection, stop rules on."
     ),
     appendix_b: bool = typer.Option(
         False, "--appendix-b", help="Iterations to 95% of the final pixel AUROC, stop rules on and off."

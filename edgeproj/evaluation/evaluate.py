@@ -13,7 +13,7 @@ import numpy as np
 
 from edgeproj import contract
 from edgeproj.evaluation import studies
-from edgeproj.evaluation.studies import RULES, image_score_candidates, improvement_rates, rule_study
+from edgeproj.evaluation.studies import ALPHAS, RULES, image_score_candidates, improvement_rates, rule_study
 from edgeproj.evaluation.testset import TestSet
 from edgeproj.metrics import au_pro, roc_auc
 from edgeproj.runtime.gate import FrameGate
@@ -30,7 +30,7 @@ class EvalOptions:
     study_iterations: int | None = None  # default: the manifest's max iterations
     pro_fpr: float = 0.3
     rule_study: bool = False  # step size x update rule, stop rules on (studies.rule_study)
-    alphas: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5)
+    alphas: tuple[float, ...] = ALPHAS
     appendix_b: bool = False  # iterations to 95% of the final pixel AUROC, stop rules on and off
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeproj.evaluation.evaluate import EvalOptions
+from edgeproj.evaluation.studies import RULES
 from edgeproj.progress import NullProgress, Progress
 from edgeproj.runtime.projector import BackendChoice
 from edgeproj.workstation.bundles import TrainSettings
@@ -43,7 +44,7 @@ def evaluate_bundles(
         variant = get_variant(m.variant)  # a variant this edgeproj does not know fails here, before the evaluation
         ts = load_testset(data, opts.category, m.preprocess, opts.limit)
         e = opts.evaluation
-        total = len(ts.tiles) * (1 + 3 * e.study + 12 * e.rule_study + 4 * e.appendix_b)
+        total = len(ts.tiles) * (1 + 3 * e.study + len(RULES) * len(e.alphas) * e.rule_study + 4 * e.appendix_b)
         task = progress.add_task(f"evaluate {opts.category}/{m.variant}", total=total, info=f"{len(ts.images)} images")
         with opts.choice.projector(m) as proj:
             res, maps = evaluate_bundle(proj, ts, opts.evaluation, tick=lambda n, t=task: progress.update(t, advance=n))

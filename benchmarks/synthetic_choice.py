@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""Does calibration's synthetic check rank the image-score candidates as real defects do, and how many
+synthetic defects per held-out image does it need?
+
+Projects a category's labelled test images, 60 training images (the map statistics, as calibration's
+calibration images) and 50 more with K synthetic defects each (score_choice.synthetic_defects, the kinds
+in turn) through a bundle with its deployed settings. Reports
+- every IMAGE_SCORES candidate's image AUROC on the real defects, and how far the real ranking itself is
+  reproducible: the median Spearman correlation between the candidates' AUROCs on two random halves of
+  the test set (the ceiling any check can reach against it);
+- for k = 1..K defects per image (20 random draws of k of the K): the median and 10-90% range of the
+  Spearman correlation between synthetic and real AUROCs, and the real AUROC of the candidate the
+  synthetic check would pick (calibration's rule, score_choice.choose).
+
+    python benchmarks/synthetic_choice.py BUNDLE PHOTOSET CATEGORY [--per-image 10] [--out report.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("bundle", type=Path)
+    ap.add_argument("root", type=Path)
+    ap.add_argument("category")
+    ap.add_argument("--per-image", type=int, default=10)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+
+    from scipy.stats import spearmanr
+
+    from edgeproj.calibration.score_choice import choose, synthetic_defects
+    from edgeproj.data.images import read_image
+    from edgeproj.evaluation.testset import load_testset
+    from edgeproj.metrics import roc_auc
+    from edgeproj.runtime.manifest import IMAGE_SCORES, load_manifest
+    from edgeproj.runtime.projector import Projector
+    from edgeproj.runtime.scoring import MapNorm, image_score
+
+    m = load_manifest(args.bundle)
+    ts = load_testset(args.root, args.category, m.preprocess)
+    train = sorted((args.root / args.category / "train" / "good").glob("*.png"))
+    normals = [read_image(p, m.channels) for p in train[:60]]
+    bases = [read_image(p, m.channels) for p in train[60:110]]
+    K = args.per_image
+    drawn = synthetic_defects(bases, seed=0, per_image=K)
+    with Projector(m, batch=16) as proj:
+
+        def maps(imgs):
+            return [r.map for r in proj.project(imgs, lean=True)]
+
+        test_maps, normal_maps, base_maps = maps(ts.images), maps(normals), maps(bases)
+        syn_maps = maps([d.image for _, d in drawn])
+    norm = MapNorm.fit(normal_maps, normals)
+
+    def scores(amaps, imgs):
+        return {k: np.array([image_score(a, k, im, norm) for a, im in zip(amaps, imgs)]) for k in IMAGE_SCORES}
+
+    t, b, s = scores(test_maps, ts.images), scores(base_maps, bases), scores(syn_maps, [d.image for _, d in drawn])
+    lab = ts.labels
+    real = {k: float(roc_auc(lab, t[k])) for k in IMAGE_SCORES}
+    rng = np.random.default_rng(1)
+
+    def rho(a: dict, c: dict) -> float:
+        return float(spearmanr(list(a.values()), list(c.values())).statistic)
+
+    halves = []
+    for _ in range(20):
+        half = np.zeros(len(lab), bool)
+        for cls in (True, False):
+            idx = np.flatnonzero(lab == cls)
+            half[rng.choice(idx, len(idx) // 2, replace=False)] = True
+        a = {k: roc_auc(lab[half], t[k][half]) for k in IMAGE_SCORES}
+        c = {k: roc_auc(lab[~half], t[k][~half]) for k in IMAGE_SCORES}
+        halves.append(rho(a, c))
+    slot, count = [], {}  # slot: a defect's place among its image's defects (0..K-1)
+    for i, _ in drawn:
+        slot.append(count.get(i, 0))
+        count[i] = slot[-1] + 1
+    slot = np.array(slot)
+    by_k = {}
+    for k in sorted({1, 2, 3, 4, 6, K} & set(range(1, K + 1))):
+        rs, picks = [], []
+        for _ in range(20 if k < K else 1):
+            sel = np.isin(slot, rng.permutation(K)[:k])
+            labels = np.r_[np.zeros(len(bases)), np.ones(int(sel.sum()))].astype(bool)
+            syn = {c: float(roc_auc(labels, np.r_[b[c], s[c][sel]])) for c in IMAGE_SCORES}
+            rs.append(rho(real, syn))
+            picks.append(real[choose(syn)])
+        by_k[k] = {
+            "spearman_median": float(np.median(rs)),
+            "spearman_p10_p90": [float(np.percentile(rs, 10)), float(np.percentile(rs, 90))],
+            "real_auroc_of_pick_median": float(np.median(picks)),
+            "real_auroc_of_pick_min": float(np.min(picks)),
+        }
+    report = {
+        "bundle": str(args.bundle),
+        "category": args.category,
+        "real_auroc": real,
+        "real_best": max(real.values()),
+        "real_worst": min(real.values()),
+        "real_split_half_spearman_median": float(np.median(halves)),
+        "synthetic_by_defects_per_image": by_k,
+        "synthetic_defects": len(drawn),
+        "held_out_normals": len(bases),
+    }
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -48,9 +48,11 @@ rm -rf /tmp/issue15-train512
 python -m edgeproj train "$DEMO/data" -c grid --variant l2ae --resize 512 --steps 400 --batch 16 --out /tmp/issue15-train512 --json -q
 cp /tmp/issue15-train512/train_log.jsonl $out/train-512-log.jsonl
 # Step size against iterations and pixel AUROC, the stop rules as calibrated.
-python benchmarks/step_size_sweep.py 0.05,0.07,0.1,0.15 \
-  $S/{grid-l2ae:$DEMO/data:grid,grid-dsae:$DEMO/data:grid,stone-l2ae:$DEMO/data:stone,stone-dsae:$DEMO/data:stone} \
-  "$S/slab:$PHOTOS:slab" "$S/weave:$PHOTOS:weave" --out $out/step-size-sweep.json
+for spec in $S/{grid-l2ae:$DEMO/data:grid,grid-dsae:$DEMO/data:grid,stone-l2ae:$DEMO/data:stone,stone-dsae:$DEMO/data:stone} \
+  "$S/slab:$PHOTOS:slab" "$S/weave:$PHOTOS:weave"; do
+  IFS=: read -r b d c <<< "$spec"
+  python benchmarks/step_size.py measure "$b" "$d" "$c" --alphas 0.05,0.07,0.1,0.15 --out "$out/step-size-$(basename "$b").json"
+done
 # Pixel AUROC of every bundle through the tree before the split and this one (the stop rule checked before
 # the step: a tile that meets it returns the x it was checked at, not one more step).
 for spec in grid-l2ae:$DEMO/data:grid grid-dsae:$DEMO/data:grid stone-l2ae:$DEMO/data:stone stone-dsae:$DEMO/data:stone \

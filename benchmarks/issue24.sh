@@ -20,3 +20,10 @@ for s in "${cats[@]}"; do
   python benchmarks/image_score_limits.py "$WORK/b-$s" "$SET" "$s" --out "$WORK/limits-$s.json" > /dev/null
 done
 python benchmarks/verdict_table.py "$WORK" "$SET" "${cats[@]}"
+# The step size on these bundles and the rule over the sets; the synthetic check against the real defects.
+for s in "${cats[@]}"; do
+  python benchmarks/step_size.py measure "$WORK/b-$s" "$SET" "$s" --alphas 0.05,0.02 --out "$WORK/step-size-$s.json" > /dev/null
+  python benchmarks/synthetic_choice.py "$WORK/b-$s" "$SET" "$s" --out "$WORK/choice-$s.json" > /dev/null
+done
+reports=(); for s in "${cats[@]}"; do reports+=("$WORK/step-size-$s.json"); done
+python benchmarks/step_size.py choose "${reports[@]}"

@@ -7,8 +7,8 @@ bundle's calibrated stop rules on) for several alphas, and the rule that picks t
 
 `measure` projects the category's test images and 40 training images (the map statistics of the edge_*
 and norm_* scores, as calibration's calibration images) with each alpha, every other setting the bundle's.
-`choose` applies the rule written before the study (the same as evaluation/studies.py's update-rule
-choice): per set, rank the alphas by pixel AUROC and by image AUROC of the score the bundle's calibration
+`choose` applies the rule written before the study (evaluation/studies.py's update-rule choice without
+AU-PRO): per set, rank the alphas by pixel AUROC and by image AUROC of the score the bundle's calibration
 chose, among the alphas measured on every set; average the ranks over sets; the lowest mean rank wins,
 and within 0.25 of it the alpha with fewer iterations.
 """
@@ -22,15 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-SCORES = ("map_max", "map_max_smoothed", "map_max_smoothed8", "edge_max", "edge_max_smoothed", "edge_max_smoothed8",
-          "norm_max", "norm_max_smoothed", "norm_max_smoothed8")  # fmt: skip
-
 
 def measure(args) -> dict:
     from edgeproj.data.images import read_image
     from edgeproj.evaluation.testset import load_testset
     from edgeproj.metrics import roc_auc
-    from edgeproj.runtime.manifest import load_manifest
+    from edgeproj.runtime.manifest import IMAGE_SCORES, load_manifest
     from edgeproj.runtime.projector import Projector
     from edgeproj.runtime.scoring import MapNorm, image_score
 
@@ -52,7 +49,7 @@ def measure(args) -> dict:
                 "iterations_mean": float(np.mean([np.mean(r.iterations) for r in res])),
                 "image_auroc": {
                     k: float(roc_auc(ts.labels, np.array([image_score(x, k, im, norm) for x, im in zip(maps, ts.images)])))
-                    for k in SCORES
+                    for k in IMAGE_SCORES
                 },
                 "seconds": round(time.perf_counter() - t0, 1),
             }
@@ -74,7 +71,8 @@ def choose(reports: list[dict]) -> dict:
         pix = [rep["rows"][a]["pixel_auroc"] for a in alphas]
         img = [rep["rows"][a]["image_auroc"][rep["chosen_score"]] for a in alphas]
         for figures in (pix, img):
-            for a, r in zip(alphas, rankdata([-v for v in figures])):
+            # A NaN figure (a diverged projection) ranks last, as in evaluation/studies.py.
+            for a, r in zip(alphas, rankdata(-np.nan_to_num(np.asarray(figures, float), nan=-1.0))):
                 ranks.setdefault(a, []).append(float(r))
         for a in alphas:
             iters.setdefault(a, []).append(rep["rows"][a]["iterations_mean"])

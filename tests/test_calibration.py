@@ -423,6 +423,55 @@ def test_calibration_chooses_the_image_score_on_synthetic_defects(trained_bundle
     assert MapNorm.from_dict(m.calibration.map_norm) is not None
 
 
+class _MapProjector:
+    """Stands in for a Projector in _choose_score: the map of an image is its distance from mid-gray."""
+
+    def settings(self, **overrides):
+        return None
+
+    def project(self, images, settings=None):
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(map=np.abs(img[..., 0] - 0.5), score=0.0) for img in images]
+
+
+def _choice(images, per_image):
+    from edgeproj.calibration.calibrate import _choose_score
+    from edgeproj.runtime.scoring import MapNorm
+
+    maps = [np.abs(img[..., 0] - 0.5) for img in images]
+    opts = CalibrationOptions(choice_per_image=per_image)
+    return _choose_score(_MapProjector(), "map_max", opts, images, maps, 1.0, MapNorm.fit(maps, images))
+
+
+def test_the_choice_draws_defects_per_image_and_counts_images(monkeypatch):
+    """--choice-defects N: N defects on every held-out image, recorded; MIN_PAIRS counts the images that
+    show a defect, not the defects (3 each on 7 images are still 7 images, too few)."""
+    import edgeproj.data.synthetic as synthetic
+    from edgeproj.calibration.score_choice import MIN_PAIRS
+    from edgeproj.errors import DataError
+
+    rng = np.random.default_rng(5)
+    textured = [rng.uniform(0.2, 0.8, (64, 64, 1)).astype(np.float32) for _ in range(MIN_PAIRS + 2)]
+    kind, ch = _choice(textured, 2)
+    assert ch["defects_per_image"] == 2 and sum(ch["synthetic_defects"].values()) == 2 * len(textured)
+    assert kind == ch["chosen"] and ch["normal_images"] == len(textured)
+
+    real = synthetic.inject
+
+    def inject(img, kind, rng, donors=()):
+        if float(img.mean()) < 0.1:
+            raise DataError("nothing changed")
+        return real(img, kind, rng, donors=donors)
+
+    monkeypatch.setattr(synthetic, "inject", inject)
+    few = textured[: MIN_PAIRS - 1] + [np.zeros((64, 64, 1), np.float32)] * 3
+    kind, ch = _choice(few, 3)
+    assert kind == "map_max" and ch["rule"].startswith(f"not chosen: synthetic defects could be drawn on {MIN_PAIRS - 1} of 10")
+    with pytest.raises(ConfigError):
+        CalibrationOptions(choice_per_image=0)
+
+
 def test_calibrate_cli_image_score_set_by_the_user(bundle_copy, demo_root, tmp_path):
     """A normalized score needs the statistics calibration measures; project then decides with it."""
     res = run_cli("calibrate", bundle_copy, demo_root / "grid", "--json", "--image-score", "norm_max_smoothed")

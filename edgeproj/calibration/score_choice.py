@@ -11,11 +11,15 @@ calibration images, and a choice made on them would favour the score that fits t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from edgeproj.metrics import roc_auc
 from edgeproj.runtime.manifest import IMAGE_SCORES
-from edgeproj.runtime.scoring import MapNorm, image_score
+
+if TYPE_CHECKING:  # the CLI reads CHOICE_PER_IMAGE for its help: no OpenCV (runtime.scoring) at its import
+    from edgeproj.runtime.scoring import MapNorm
 
 # Synthetic defects per held-out image. One each (the first version) left ~50 defects against ~50 normal
 # images, too few pairs to rank candidates that differ by 0.01-0.05. Measured on real photographs
@@ -32,7 +36,7 @@ MIN_PAIRS = 8
 TIE = 0.001
 RULE = (
     f"the candidate with the highest AUROC between held-out normal images and the same images with synthetic "
-    f"defects (several per image, the kinds in turn); within {TIE} of the best, the first in {', '.join(IMAGE_SCORES)}"
+    f"defects drawn on them (defects_per_image each, the kinds in turn); within {TIE} of the best, the first in {', '.join(IMAGE_SCORES)}"
 )
 
 
@@ -67,6 +71,8 @@ def candidate_figures(
     norm: MapNorm,
 ) -> dict[str, float]:
     """AUROC of every candidate image score, synthetic defects against normal images."""
+    from edgeproj.runtime.scoring import image_score
+
     labels = np.r_[np.zeros(len(normal_maps)), np.ones(len(defect_maps))].astype(bool)
     out = {}
     for kind in IMAGE_SCORES:

@@ -55,6 +55,7 @@ class ScoreChoice:
     normal_images: int | None
     candidates_auroc: dict[str, float]
     rule: str | None
+    defects_per_image: int | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class CalibrationSummary:
                 choice.get("normal_images"),
                 dict(choice.get("candidates_auroc") or {}),
                 choice.get("rule"),
+                choice.get("defects_per_image"),
             )
             if choice
             else None,  # fmt: skip

@@ -148,8 +148,8 @@ def _print_summary(c, s, pixel_fpr: float, image_frr: float, synthetic_miss_rate
     if choice and choice.candidates_auroc:
         listed = ", ".join(f"{k} {v:.3f}" for k, v in sorted(choice.candidates_auroc.items(), key=lambda kv: -kv[1]))
         c.print(
-            f"image score {choice.chosen} (was {choice.before}): AUROC of synthetic defects vs the "
-            f"{choice.normal_images} held-out normal images: {listed}"
+            f"image score {choice.chosen} (was {choice.before}): AUROC of synthetic defects "
+            f"({choice.defects_per_image or 1} per image) vs the {choice.normal_images} held-out normal images: {listed}"
         )
     elif choice:
         c.print(f"image score {choice.chosen}: {choice.rule}")

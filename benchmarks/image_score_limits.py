@@ -16,34 +16,24 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
+from photoset import add_photoset_args, load_photoset, write_report
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("bundle", type=Path)
-    ap.add_argument("root", type=Path)
-    ap.add_argument("category")
-    ap.add_argument("--out", type=Path)
-    args = ap.parse_args(argv)
+    args = add_photoset_args(argparse.ArgumentParser(description=__doc__.split("\n")[0])).parse_args(argv)
 
     from scipy.stats import spearmanr
 
     from edgeproj.calibration.score_choice import CHOICE_PER_IMAGE, synthetic_defects
-    from edgeproj.data.images import read_image
-    from edgeproj.evaluation.testset import load_testset
     from edgeproj.metrics import roc_auc
-    from edgeproj.runtime.manifest import IMAGE_SCORES, load_manifest
+    from edgeproj.runtime.manifest import IMAGE_SCORES
     from edgeproj.runtime.projector import Projector
     from edgeproj.runtime.scoring import MapNorm, border_bins, image_score
 
-    m = load_manifest(args.bundle)
-    ts = load_testset(args.root, args.category, m.preprocess)
-    train = sorted((args.root / args.category / "train" / "good").glob("*.png"))
-    normals = [read_image(p, m.channels) for p in train[:40]]
-    bases = [read_image(p, m.channels) for p in train[40:80]]
+    m, ts, read = load_photoset(args)
+    normals, bases = read(0, 40), read(40, 80)
     syn = [d for _, d in synthetic_defects(bases, seed=0, per_image=CHOICE_PER_IMAGE)]
     with Projector(m, batch=16) as proj:
 
@@ -107,11 +97,7 @@ def main(argv=None) -> int:
     report["candidates_real_auroc"] = real
     report["candidates_synthetic_auroc"] = synth
     report["spearman_real_vs_synthetic"] = float(spearmanr(list(real.values()), list(synth.values())).statistic)
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return 0
+    return write_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -21,20 +21,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+from photoset import add_photoset_args, load_photoset, write_report
 
 
 def measure(args) -> dict:
-    from edgeproj.data.images import read_image
-    from edgeproj.evaluation.testset import load_testset
     from edgeproj.metrics import roc_auc
-    from edgeproj.runtime.manifest import IMAGE_SCORES, load_manifest
+    from edgeproj.runtime.manifest import IMAGE_SCORES
     from edgeproj.runtime.projector import Projector
     from edgeproj.runtime.scoring import MapNorm, image_score
 
-    m = load_manifest(args.bundle)
-    ts = load_testset(args.root, args.category, m.preprocess)
-    train = sorted((args.root / args.category / "train" / "good").glob("*.png"))
-    normals = [read_image(p, m.channels) for p in train[:40]]
+    m, ts, read = load_photoset(args)
+    normals = read(0, 40)
     labels = np.concatenate([mk.ravel() for mk in ts.masks])
     rows = {}
     with Projector(m, batch=16) as proj:
@@ -86,24 +83,14 @@ def choose(reports: list[dict]) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    m = sub.add_parser("measure")
-    m.add_argument("bundle", type=Path)
-    m.add_argument("root", type=Path)
-    m.add_argument("category")
+    m = add_photoset_args(sub.add_parser("measure"))
     m.add_argument("--alphas", type=lambda s: [float(v) for v in s.split(",")], default=[0.05, 0.03, 0.02, 0.01])
-    m.add_argument("--out", type=Path)
     c = sub.add_parser("choose")
     c.add_argument("reports", type=Path, nargs="+")
     args = ap.parse_args(argv)
     if args.cmd == "measure":
-        out = measure(args)
-        text = json.dumps(out, indent=1)
-        if args.out:
-            args.out.write_text(text + "\n")
-        print(text)
-    else:
-        print(json.dumps(choose([json.loads(p.read_text()) for p in args.reports]), indent=1))
-    return 0
+        return write_report(measure(args), args.out)
+    return write_report(choose([json.loads(p.read_text()) for p in args.reports]), None)
 
 
 if __name__ == "__main__":

@@ -18,36 +18,26 @@ in turn) through a bundle with its deployed settings. Reports
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
+from photoset import add_photoset_args, load_photoset, write_report
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("bundle", type=Path)
-    ap.add_argument("root", type=Path)
-    ap.add_argument("category")
+    ap = add_photoset_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     ap.add_argument("--per-image", type=int, default=10)
-    ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
 
     from scipy.stats import spearmanr
 
     from edgeproj.calibration.score_choice import choose, synthetic_defects
-    from edgeproj.data.images import read_image
-    from edgeproj.evaluation.testset import load_testset
     from edgeproj.metrics import roc_auc
-    from edgeproj.runtime.manifest import IMAGE_SCORES, load_manifest
+    from edgeproj.runtime.manifest import IMAGE_SCORES
     from edgeproj.runtime.projector import Projector
     from edgeproj.runtime.scoring import MapNorm, image_score
 
-    m = load_manifest(args.bundle)
-    ts = load_testset(args.root, args.category, m.preprocess)
-    train = sorted((args.root / args.category / "train" / "good").glob("*.png"))
-    normals = [read_image(p, m.channels) for p in train[:60]]
-    bases = [read_image(p, m.channels) for p in train[60:110]]
+    m, ts, read = load_photoset(args)
+    normals, bases = read(0, 60), read(60, 110)
     K = args.per_image
     drawn = synthetic_defects(bases, seed=0, per_image=K)
     with Projector(m, batch=16) as proj:
@@ -118,11 +108,7 @@ def main(argv=None) -> int:
         "synthetic_defects": len(drawn),
         "held_out_normals": len(bases),
     }
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return 0
+    return write_report(report, args.out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,44 @@
+"""What the real-photograph benchmarks share: their arguments (BUNDLE PHOTOSET CATEGORY [--out]) and the
+loading of a bundle, its category's labelled test set and the training images (photo_textures.py layout)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_photoset_args(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """BUNDLE PHOTOSET CATEGORY and --out REPORT.json."""
+    ap.add_argument("bundle", type=Path)
+    ap.add_argument("root", type=Path)
+    ap.add_argument("category")
+    ap.add_argument("--out", type=Path)
+    return ap
+
+
+def load_photoset(args):
+    """(manifest, labelled TestSet, read) where read(lo, hi) gives training images lo..hi-1 (sorted by name)
+    at the bundle's channels."""
+    from edgeproj.data.images import read_image
+    from edgeproj.evaluation.testset import load_testset
+    from edgeproj.runtime.manifest import load_manifest
+
+    m = load_manifest(args.bundle)
+    ts = load_testset(args.root, args.category, m.preprocess)
+    train = sorted((args.root / args.category / "train" / "good").glob("*.png"))
+
+    def read(lo: int, hi: int) -> list:
+        return [read_image(p, m.channels) for p in train[lo:hi]]
+
+    return m, ts, read
+
+
+def write_report(report: dict, out: Path | None) -> int:
+    """Write the report as JSON to --out when given, then print it; the script's exit status. Written first:
+    a closed stdout (a pager quit early) must not lose the report of a long run."""
+    text = json.dumps(report, indent=1)
+    if out:
+        out.write_text(text + "\n")
+    print(text)
+    return 0

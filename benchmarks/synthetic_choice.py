@@ -10,7 +10,7 @@ in turn) through a bundle with its deployed settings. Reports
   the test set (the ceiling any check can reach against it);
 - for k in 1, 2, 3, 4, 6 and K defects per image (20 random draws of k of each image's K; one at K): the median and 10-90% range of the
   Spearman correlation between synthetic and real AUROCs, and the real AUROC of the candidate the
-  synthetic check would pick (calibration's rule, score_choice.choose).
+  synthetic check would pick (calibration's rule among the eligible candidates, score_choice.choose).
 
     python benchmarks/synthetic_choice.py BUNDLE PHOTOSET CATEGORY [--per-image 10] [--out report.json]
 """
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
 
     from scipy.stats import spearmanr
 
-    from edgeproj.calibration.score_choice import choose, synthetic_defects
+    from edgeproj.calibration.score_choice import choose, eligible, synthetic_defects
     from edgeproj.metrics import roc_auc
     from edgeproj.runtime.manifest import IMAGE_SCORES
     from edgeproj.runtime.projector import Projector
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
             labels = np.r_[np.zeros(len(bases)), np.ones(int(sel.sum()))].astype(bool)
             syn = {c: float(roc_auc(labels, np.r_[b[c], s[c][sel]])) for c in IMAGE_SCORES}
             rs.append(rho(real, syn))
-            picks.append(real[choose(syn)])
+            picks.append(real[choose(syn, eligible(m.preprocess.mode))])
         by_k[k] = {
             "spearman_median": float(np.median(rs)),
             "spearman_p10_p90": [float(np.percentile(rs, 10)), float(np.percentile(rs, 90))],

@@ -408,7 +408,7 @@ def test_calibrate_cli_json_then_project_verdict(bundle_copy, demo_root, tmp_pat
 def test_calibration_chooses_the_image_score_on_synthetic_defects(trained_bundle):
     """40 normal images, a quarter held out: each held-out image gets CHOICE_PER_IMAGE synthetic defects, and
     the candidate separating the two sets best (score_choice.RULE) becomes the bundle's image score."""
-    from edgeproj.calibration.score_choice import CHOICE_PER_IMAGE, choose
+    from edgeproj.calibration.score_choice import CHOICE_PER_IMAGE, TEXTURE_RULE, choose, eligible
     from edgeproj.runtime.manifest import IMAGE_SCORES
     from edgeproj.runtime.scoring import MapNorm
 
@@ -418,13 +418,22 @@ def test_calibration_chooses_the_image_score_on_synthetic_defects(trained_bundle
     assert ch["defects_per_image"] == CHOICE_PER_IMAGE > 1
     assert sum(ch["synthetic_defects"].values()) == 10 * CHOICE_PER_IMAGE and ch["before"] == "map_max_smoothed"
     assert all(0.0 <= v <= 1.0 for v in ch["candidates_auroc"].values())
-    assert ch["chosen"] == choose(ch["candidates_auroc"]) == m.projection.image_score
+    # The demo is a texture line: only the scores with the texture check are eligible, and the rule says so.
+    assert m.preprocess.mode == "texture" and ch["eligible"] == list(eligible("texture"))
+    assert all(k.endswith("_tex") for k in ch["eligible"]) and TEXTURE_RULE in ch["rule"]
+    assert ch["chosen"] == choose(ch["candidates_auroc"], eligible("texture")) == m.projection.image_score
     assert f"({ch['chosen']})" in m.calibration.method["image"]
-    assert MapNorm.from_dict(m.calibration.map_norm) is not None
+    norm = MapNorm.from_dict(m.calibration.map_norm)
+    assert norm is not None and norm.texture is not None
 
 
 class _MapProjector:
     """Stands in for a Projector in _choose_score: the map of an image is its distance from mid-gray."""
+
+    def __init__(self, mode: str = "texture"):
+        from types import SimpleNamespace
+
+        self.manifest = SimpleNamespace(preprocess=SimpleNamespace(mode=mode))
 
     def settings(self, **overrides):
         return None
@@ -435,13 +444,31 @@ class _MapProjector:
         return [SimpleNamespace(map=np.abs(img[..., 0] - 0.5), score=0.0) for img in images]
 
 
-def _choice(images, per_image):
+def _choice(images, per_image, mode="texture"):
     from edgeproj.calibration.calibrate import _choose_score
     from edgeproj.runtime.scoring import MapNorm
 
     maps = [np.abs(img[..., 0] - 0.5) for img in images]
     opts = CalibrationOptions(choice_per_image=per_image)
-    return _choose_score(_MapProjector(), "map_max", opts, images, maps, 1.0, MapNorm.fit(maps, images))
+    return _choose_score(_MapProjector(mode), "map_max", opts, images, maps, 1.0, MapNorm.fit(maps, images))
+
+
+@pytest.mark.parametrize("mode", ["texture", "object"])
+def test_a_texture_line_chooses_among_the_scores_with_the_texture_check(mode):
+    """On a texture line the choice may only pick a *_tex score (the projection alone passed flat and
+    blurred patches on a weave photograph); an object line may pick any, by the same rule."""
+    from edgeproj.calibration.score_choice import TEXTURE_RULE, TIE
+    from edgeproj.runtime.manifest import IMAGE_SCORES
+
+    rng = np.random.default_rng(7)
+    textured = [rng.uniform(0.2, 0.8, (64, 64, 1)).astype(np.float32) for _ in range(10)]
+    kind, ch = _choice(textured, 2, mode)
+    figs = ch["candidates_auroc"]
+    assert set(figs) == set(IMAGE_SCORES) and kind == ch["chosen"]
+    allowed = [k for k in IMAGE_SCORES if k.endswith("_tex")] if mode == "texture" else list(IMAGE_SCORES)
+    assert ch["eligible"] == allowed and kind in allowed
+    assert figs[kind] >= max(figs[k] for k in allowed) - TIE
+    assert (TEXTURE_RULE in ch["rule"]) == (mode == "texture")
 
 
 def test_the_choice_draws_defects_per_image_and_counts_images(monkeypatch):

@@ -107,7 +107,7 @@ def _texture(seed: int, size: int = 64) -> np.ndarray:
 def _normal_map(img: np.ndarray, seed: int) -> np.ndarray:
     """A map that is large where the image is busy, as DSSIM is on a good part."""
     rng = np.random.default_rng(seed)
-    return (0.2 * local_contrast(img) + rng.uniform(0, 0.002, img.shape[:2])).astype(np.float32)
+    return (0.2 * local_contrast(img, 1.5) + rng.uniform(0, 0.002, img.shape[:2])).astype(np.float32)
 
 
 def test_map_norm_puts_busy_and_flat_areas_on_one_scale():

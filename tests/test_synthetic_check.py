@@ -141,3 +141,31 @@ def test_ranking_check_reports_both_rankings(bundles, demo_root, tmp_path):
     assert doc["best_real"] == settings[int(np.argmax(a))][0]
     assert doc["agree"] == (doc["spearman"] >= 0.5)
     assert ("DISAGREES" in doc["verdict"]) == (not doc["agree"])
+
+
+def test_the_miss_rate_defects_are_the_choices_draw(monkeypatch):
+    """--synthetic-miss-rate draws its defects as the image-score choice does: the kinds in turn, and where
+    an image cannot show a kind the next one; with no defect drawable at all it refuses, naming the option."""
+    import edgeproj.data.synthetic as synthetic
+    from edgeproj.calibration.calibrate import _synthetic_defects
+    from edgeproj.data.synthetic import KINDS
+    from edgeproj.errors import DataError
+
+    rng = np.random.default_rng(2)
+    imgs = [rng.uniform(0.2, 0.8, (64, 64, 1)).astype(np.float32) for _ in range(3)]
+    drawn = _synthetic_defects(imgs, CalibrationOptions(synthetic_miss_rate=0.1, synthetic_per_image=2, seed=4))
+    assert [d.kind for d in drawn] == [KINDS[n % len(KINDS)] for n in range(6)]
+    real = synthetic.inject
+
+    def inject(img, kind, rng, donors=()):
+        if kind == "blur":
+            raise DataError("nothing changed")
+        return real(img, kind, rng, donors=donors)
+
+    monkeypatch.setattr(synthetic, "inject", inject)
+    kinds = [d.kind for d in _synthetic_defects(imgs, CalibrationOptions(synthetic_miss_rate=0.1, synthetic_per_image=2))]
+    assert len(kinds) == 6 and "blur" not in kinds
+    flat = [np.zeros((48, 48, 1), np.float32)] * 3
+    monkeypatch.setattr(synthetic, "inject", lambda *a, **k: (_ for _ in ()).throw(DataError("nothing changed")))
+    with pytest.raises(DataError, match="--synthetic-miss-rate"):
+        _synthetic_defects(flat, CalibrationOptions(synthetic_miss_rate=0.1))

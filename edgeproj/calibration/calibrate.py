@@ -17,7 +17,16 @@ import numpy as np
 
 from edgeproj import __version__
 from edgeproj.calibration.gate import check_gate_options, fit_gate, frame_statistics, gate_results, rejection_summary
-from edgeproj.calibration.score_choice import CHOICE_PER_IMAGE, MIN_PAIRS, RULE, candidate_figures, choose, synthetic_defects
+from edgeproj.calibration.score_choice import (
+    CHOICE_PER_IMAGE,
+    MIN_PAIRS,
+    RULE,
+    TEXTURE_RULE,
+    candidate_figures,
+    choose,
+    eligible,
+    synthetic_defects,
+)
 from edgeproj.calibration.thresholds import (
     best_f1,
     binomial_upper_bound,
@@ -322,13 +331,15 @@ def _choose_score(
     defects = [d for _, d in drawn]
     defect_images = [d.image for d in defects]
     figures = candidate_figures(hold_maps, hold, _maps(proj, defect_images, stop)[0], defect_images, norm)
-    if not any(np.isfinite(v) for v in figures.values()):
+    candidates = eligible(proj.manifest.preprocess.mode)
+    if not any(np.isfinite(figures[k]) for k in candidates):
         raise DataError("every candidate image score was NaN on the synthetic defects (a projection diverged); check the bundle")
-    kind = choose(figures)
+    kind = choose(figures, candidates)
     return kind, {
         "chosen": kind,
-        "rule": RULE,
+        "rule": RULE + ("; " + TEXTURE_RULE if candidates != IMAGE_SCORES else ""),
         "candidates_auroc": figures,
+        "eligible": list(candidates),
         "normal_images": len(hold),
         "defects_per_image": opts.choice_per_image,
         "synthetic_defects": {k: sum(d.kind == k for d in defects) for k in sorted({d.kind for d in defects})},
@@ -337,16 +348,15 @@ def _choose_score(
 
 
 def _synthetic_defects(images: list[np.ndarray], opts: CalibrationOptions) -> list:
-    """Synthetic defects on every normal image (their clean versions set the false-reject rate)."""
-    from edgeproj.data.synthetic import KINDS, inject
-
-    rng = np.random.default_rng(opts.seed)
-    out = []
-    for i, img in enumerate(images):
-        donors = [images[j] for j in range(len(images)) if j != i][:4]
-        for k in range(opts.synthetic_per_image):
-            out.append(inject(img, KINDS[(i * opts.synthetic_per_image + k) % len(KINDS)], rng, donors=donors))
-    return out
+    """Synthetic defects on every normal image (their clean versions set the false-reject rate): the image
+    score choice's draw (a kind an image cannot show gives way to the next)."""
+    defects = [d for _, d in synthetic_defects(images, opts.seed, opts.synthetic_per_image)]
+    if not defects:
+        raise DataError(
+            "--synthetic-miss-rate: no synthetic defect could be drawn on the normal images (flat or saturated "
+            "images); set the image threshold from the normal images instead (leave the option out)"
+        )
+    return defects
 
 
 def _labelled_figures(proj: Projector, ts, stop: float, pixel_thr: float, image_thr: float, kind: str, norm: MapNorm) -> dict:

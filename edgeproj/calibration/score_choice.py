@@ -6,7 +6,8 @@ maximum was chosen on the demo's procedural data and does not carry over to real
 therefore draws CHOICE_PER_IMAGE synthetic defects (edgeproj.data.synthetic, kinds in turn) on every
 held-out normal image, projects them and the clean images, and takes the candidate with the highest AUROC
 between the two sets. Held-out images rather than calibration images: the image threshold is set on the
-calibration images, and a choice made on them would favour the score that fits them best.
+calibration images, and a choice made on them would favour the score that fits them best. On a texture
+line the candidates are the ones that include the texture check (eligible, TEXTURE_RULE).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeproj.metrics import roc_auc
-from edgeproj.runtime.manifest import IMAGE_SCORES
+from edgeproj.runtime.manifest import IMAGE_SCORE_SPECS, IMAGE_SCORES
 
 if TYPE_CHECKING:  # the CLI reads CHOICE_PER_IMAGE for its help: no OpenCV (runtime.scoring) at its import
     from edgeproj.runtime.scoring import MapNorm
@@ -38,6 +39,21 @@ RULE = (
     f"the candidate with the highest AUROC between held-out normal images and the same images with synthetic "
     f"defects drawn on them (defects_per_image each, the kinds in turn); within {TIE} of the best, the first in {', '.join(IMAGE_SCORES)}"
 )
+# On a texture line only the scores that include the texture check (*_tex) are eligible. A projection map
+# misses what the autoencoder reconstructs easily: with the projection alone, bundles of four real texture
+# photographs judged a flat 30 x 30 px patch and a 60 x 60 px blur OK on every one of four good frames
+# each (32 of 32 damaged frames OK). The check cost weave's contaminations 0.004 image AUROC and gained
+# slab 0.16, granite 0.12 (docs/method.md, "On real photographs"). An object line's local contrast
+# depends on the position in the frame, which the texture statistics do not model: every candidate is
+# eligible there.
+TEXTURE_RULE = "texture line: only the candidates with the texture check (*_tex) are eligible"
+
+
+def eligible(mode: str) -> tuple[str, ...]:
+    """The candidates the choice may pick for a line in preprocessing `mode` (texture or object)."""
+    if mode == "texture":
+        return tuple(k for k in IMAGE_SCORES if IMAGE_SCORE_SPECS[k][2])
+    return IMAGE_SCORES
 
 
 def synthetic_defects(images: list[np.ndarray], seed: int, per_image: int = 1) -> list[tuple[int, object]]:
@@ -85,9 +101,9 @@ def candidate_figures(
     return out
 
 
-def choose(figures: dict[str, float]) -> str:
-    """The chosen candidate under RULE (NaN figures never win)."""
-    finite = {k: v for k, v in figures.items() if np.isfinite(v)}
+def choose(figures: dict[str, float], candidates: tuple[str, ...] = IMAGE_SCORES) -> str:
+    """The chosen candidate under RULE among `candidates` (NaN figures never win)."""
+    finite = {k: v for k, v in figures.items() if k in candidates and np.isfinite(v)}
     if not finite:
         raise ValueError("no candidate image score gave a finite AUROC")
     best = max(finite.values())

@@ -13,9 +13,9 @@ import numpy as np
 
 from edgeproj.evaluation.testset import TestSet
 from edgeproj.metrics import au_pro, roc_auc
-from edgeproj.runtime.manifest import IMAGE_SCORE_SPECS, IMAGE_SCORES
+from edgeproj.runtime.manifest import IMAGE_SCORES
 from edgeproj.runtime.projector import Projector
-from edgeproj.runtime.scoring import dssim_maps, image_score, raw_counterpart
+from edgeproj.runtime.scoring import available, dssim_maps, image_score, raw_counterpart
 
 # The three update rules (tuned, tuned_on_step): eq. 5, eq. 8 read literally (weight before Adam), and
 # the weight applied to Adam's step (after Adam, normalized per sample).
@@ -101,15 +101,18 @@ def iterations_to_fraction(iterations: list[int], aucs: list[float], fraction: f
 
 def image_score_candidates(ts: TestSet, res, maps: list[np.ndarray], base_maps: list[np.ndarray], norm=None) -> dict:
     """Image AUROC of candidate image scores from the deployed projection, and of the baseline's: every
-    IMAGE_SCORES kind (the norm_* ones where calibration measured `norm`), and a few more summaries."""
+    IMAGE_SCORES kind (those that need calibration's statistics where it measured `norm`), the texture
+    check alone (texture_only, not deployable: it ignores the projection), and a few more summaries."""
     starts = np.cumsum([0] + list(ts.counts))
     travel = np.abs(res.projection - res.x0).reshape(len(res.x0), -1).sum(1)
     per_image = lambda v, f: np.array([f(v[a:b]) for a, b in zip(starts[:-1], starts[1:])])  # noqa: E731
     scores = {
         kind: np.array([image_score(m, kind, img, norm) for m, img in zip(maps, ts.images)])
         for kind in IMAGE_SCORES
-        if norm is not None or IMAGE_SCORE_SPECS[kind][1] is None
+        if available(kind, norm)
     }
+    if norm is not None and norm.texture is not None:
+        scores["texture_only"] = np.array([norm.texture.score(img) for img in ts.images])
     scores |= {
         "map_q999": np.array([float(np.quantile(m, 0.999)) for m in maps]),
         "map_top1pct_mean": np.array([float(np.sort(m.ravel())[-max(1, m.size // 100) :].mean()) for m in maps]),

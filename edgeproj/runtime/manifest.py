@@ -26,10 +26,11 @@ MAP_KINDS = ("dssim_projection", "dssim_recon", "squared_error")
 # Image scores (edgeproj.runtime.scoring.Scorer), name -> (Gaussian sigma of the smoothing in pixels, 0 for
 # none; the normalization of the map by the normal images' own map statistics first, which calibration
 # measures (Calibration.map_norm): None, "border" (by distance to the image border) or "border_contrast"
-# (and by local contrast)). A manifest without the field predates the choice: map_max. `calibrate`
-# chooses among them on synthetic defects (edgeproj.calibration.score_choice), in this order of preference.
+# (and by local contrast); whether the texture check (edgeproj.runtime.texture) is fused with it: the
+# *_tex kinds). A manifest without the field predates the choice: map_max. `calibrate` chooses among them
+# on synthetic defects (edgeproj.calibration.score_choice), in this order of preference.
 IMAGE_SCORE_SIGMA = 4.0
-IMAGE_SCORE_SPECS = {
+_PROJECTION_SCORES = {
     "map_max": (0.0, None),
     "map_max_smoothed": (IMAGE_SCORE_SIGMA, None),
     "map_max_smoothed8": (8.0, None),
@@ -39,6 +40,10 @@ IMAGE_SCORE_SPECS = {
     "norm_max": (0.0, "border_contrast"),
     "norm_max_smoothed": (IMAGE_SCORE_SIGMA, "border_contrast"),
     "norm_max_smoothed8": (8.0, "border_contrast"),
+}
+TEXTURE_SUFFIX = "_tex"
+IMAGE_SCORE_SPECS = {k: (*v, False) for k, v in _PROJECTION_SCORES.items()} | {
+    k + TEXTURE_SUFFIX: (*v, True) for k, v in _PROJECTION_SCORES.items()
 }
 IMAGE_SCORES = tuple(IMAGE_SCORE_SPECS)
 

@@ -6,7 +6,7 @@ scikit-image's structural_similarity(gaussian_weights=True, sigma=1.5, use_sampl
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -15,7 +15,8 @@ from edgeproj.contract import SSIM_C1 as C1
 from edgeproj.contract import SSIM_C2 as C2
 from edgeproj.contract import SSIM_SIGMA
 from edgeproj.errors import ConfigError
-from edgeproj.runtime.manifest import IMAGE_SCORE_SPECS, IMAGE_SCORES, MAP_KINDS
+from edgeproj.runtime.manifest import IMAGE_SCORE_SPECS, IMAGE_SCORES, MAP_KINDS, TEXTURE_SUFFIX
+from edgeproj.runtime.texture import BORDER_EDGES, TextureStats, border_bins, local_contrast
 
 
 def _blur(a: np.ndarray, window: int, sigma: float) -> np.ndarray:
@@ -63,10 +64,16 @@ def image_score(amap: np.ndarray, kind: str = "map_max", image: np.ndarray | Non
     Gaussian blur (sigma in pixels of the image) that a single noisy pixel cannot dominate, and for the
     edge_* and norm_* kinds after normalizing the map by the normal images' statistics at each pixel's
     distance to the image border (and, norm_*, its local contrast): `norm`, with `image` the H x W x C
-    frame of the map. NaN in the map gives NaN (a FAULT)."""
+    frame of the map. The *_tex kinds fuse that score with the texture check (norm.texture). NaN in the
+    map gives NaN (a FAULT)."""
     if kind not in IMAGE_SCORE_SPECS:
         raise ValueError(f"unknown image score '{kind}'; choose one of {IMAGE_SCORES}")
-    sigma, normalization = IMAGE_SCORE_SPECS[kind]
+    sigma, normalization, texture = IMAGE_SCORE_SPECS[kind]
+    if texture:
+        if norm is None or norm.texture is None or image is None:
+            raise ConfigError(f"image score '{kind}' needs the normal images' texture statistics: run `edgeproj calibrate`")
+        base = kind[: -len(TEXTURE_SUFFIX)]
+        return norm.texture.fuse(base, image_score(amap, base, image, norm), image)
     a = np.asarray(amap, np.float32)
     if not np.isfinite(a).all():
         return float("nan")
@@ -79,8 +86,18 @@ def image_score(amap: np.ndarray, kind: str = "map_max", image: np.ndarray | Non
     return float(a.max())
 
 
+def available(kind: str, norm: MapNorm | None) -> bool:
+    """Whether image score `kind` can be computed with the statistics `norm` (None: none measured)."""
+    if IMAGE_SCORE_SPECS[kind][2]:
+        return norm is not None and norm.texture is not None
+    return norm is not None or IMAGE_SCORE_SPECS[kind][1] is None
+
+
 def raw_counterpart(kind: str) -> str:
-    """The image score with the same smoothing and no normalization (norm_max_smoothed -> map_max_smoothed)."""
+    """The image score with the same smoothing, no normalization and no texture check
+    (norm_max_smoothed_tex -> map_max_smoothed)."""
+    if kind.endswith(TEXTURE_SUFFIX):
+        kind = kind[: -len(TEXTURE_SUFFIX)]
     for prefix in ("norm_", "edge_"):
         if kind.startswith(prefix):
             return "map_" + kind[len(prefix) :]
@@ -105,23 +122,6 @@ NORM_SPREAD_FLOOR = 0.1
 NORM_MIN_PIXELS = 200
 # Statistics are fitted on at most this many pixels (a seeded sample): calibration runs on the device.
 NORM_MAX_PIXELS = 2_000_000
-BORDER_EDGES = (2, 4, 8, 16)
-
-
-def local_contrast(image: np.ndarray, sigma: float = NORM_SIGMA) -> np.ndarray:
-    """Local standard deviation of the channel mean of an H x W x C (or H x W) image, Gaussian window."""
-    g = np.asarray(image, np.float32)
-    g = g.mean(axis=2) if g.ndim == 3 else g
-    mu = cv2.GaussianBlur(g, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    sq = cv2.GaussianBlur(g * g, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
-    return np.sqrt(np.maximum(sq - mu * mu, 0.0))
-
-
-def border_bins(shape: tuple[int, int], edges=BORDER_EDGES) -> np.ndarray:
-    """Each pixel's bin of distance to the nearest image border (0 for the outermost `edges[0]` px)."""
-    h, w = shape
-    yy, xx = np.mgrid[:h, :w]
-    return np.digitize(np.minimum.reduce([yy, xx, h - 1 - yy, w - 1 - xx]), np.asarray(edges))
 
 
 def _stats(v: np.ndarray, fallback: np.ndarray, floor: float) -> tuple[float, float]:
@@ -134,7 +134,8 @@ def _stats(v: np.ndarray, fallback: np.ndarray, floor: float) -> tuple[float, fl
 class MapNorm:
     """Normal map statistics: per border-distance bin (`border_edges`), the mean and spread of normal map
     values (`border_mean`, `border_spread`), and per (border bin, contrast bin) (`edges`: increasing
-    contrast quantiles) the same (`mean`, `spread`, nested lists). apply() gives (map - mean) / spread."""
+    contrast quantiles) the same (`mean`, `spread`, nested lists). apply() gives (map - mean) / spread.
+    `texture`: the normal local contrast and score scales of the *_tex kinds (edgeproj.runtime.texture)."""
 
     edges: tuple[float, ...]
     mean: tuple[tuple[float, ...], ...]
@@ -143,6 +144,7 @@ class MapNorm:
     border_mean: tuple[float, ...] = ()
     border_spread: tuple[float, ...] = ()
     sigma: float = NORM_SIGMA
+    texture: TextureStats | None = None
 
     def __post_init__(self):
         try:
@@ -169,8 +171,8 @@ class MapNorm:
 
     @classmethod
     def fit(cls, maps: list[np.ndarray], images: list[np.ndarray], bins: int = NORM_BINS) -> MapNorm:
-        """The statistics of normal maps (one per image, the image's size)."""
-        c = np.concatenate([local_contrast(img).ravel() for img in images])
+        """The statistics of normal maps (one per image, the image's size) and of the texture check."""
+        c = np.concatenate([local_contrast(img, NORM_SIGMA).ravel() for img in images])
         v = np.concatenate([np.asarray(m, np.float32).ravel() for m in maps])
         b = np.concatenate([border_bins(np.shape(m)).ravel() for m in maps])
         if v.size > NORM_MAX_PIXELS:
@@ -189,13 +191,20 @@ class MapNorm:
             ]
             for i in range(nb)
         ]
-        return cls(
+        norm = cls(
             edges=tuple(map(float, edges)),
             mean=tuple(tuple(t[0] for t in row) for row in table),
             spread=tuple(tuple(t[1] for t in row) for row in table),
             border_mean=tuple(t[0] for t in border),
             border_spread=tuple(t[1] for t in border),
         )
+        # The *_tex kinds put each projection score on the normal images' scale: measured with this norm.
+        projection = {
+            k: [image_score(m, k, img, norm) for m, img in zip(maps, images)]
+            for k, (_, _, texture) in IMAGE_SCORE_SPECS.items()
+            if not texture
+        }
+        return replace(norm, texture=TextureStats.fit(images).scaled(images, projection))
 
     def apply(self, amap: np.ndarray, image: np.ndarray, contrast: bool = True) -> np.ndarray:
         """The map normalized by border distance (and local contrast)."""
@@ -220,7 +229,7 @@ class MapNorm:
             "border_edges": list(self.border_edges),
             "border_mean": list(self.border_mean),
             "border_spread": list(self.border_spread),
-        }
+        } | ({"texture": self.texture.to_dict()} if self.texture is not None else {})
 
     @classmethod
     def from_dict(cls, d: dict) -> MapNorm | None:
@@ -236,6 +245,7 @@ class MapNorm:
                 tuple(d["border_mean"]),
                 tuple(d["border_spread"]),
                 float(d.get("sigma", NORM_SIGMA)),
+                TextureStats.from_dict(d.get("texture")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"map_norm is malformed ({exc}); recalibrate the bundle") from None
@@ -251,9 +261,9 @@ class Scorer:
     def __post_init__(self):
         if self.kind not in IMAGE_SCORE_SPECS:
             raise ConfigError(f"unknown image score '{self.kind}'; choose one of {', '.join(IMAGE_SCORES)}")
-        if IMAGE_SCORE_SPECS[self.kind][1] is not None and self.norm is None:
+        if not available(self.kind, self.norm):
             raise ConfigError(
-                f"image score '{self.kind}' needs the normal images' map statistics, which this bundle lacks: "
+                f"image score '{self.kind}' needs the normal images' statistics, which this bundle lacks: "
                 "run `edgeproj calibrate` on it"
             )
 

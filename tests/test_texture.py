@@ -1,0 +1,169 @@
+"""The texture check (edgeproj.runtime.texture) and the *_tex image scores that fuse it with the projection."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+
+from edgeproj.errors import ConfigError
+from edgeproj.runtime.manifest import IMAGE_SCORE_SPECS, IMAGE_SCORES, TEXTURE_SUFFIX
+from edgeproj.runtime.scoring import MapNorm, Scorer, available, image_score, raw_counterpart
+from edgeproj.runtime.texture import TEXTURE_EPS, TextureStats, border_bins, local_contrast, log_contrast
+
+
+def _grain(seed: int, size: int = 64) -> np.ndarray:
+    """A stationary grainy texture (a stand-in for a real surface), H x W x 1 in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    return np.clip(0.5 + gaussian_filter(rng.normal(0, 0.4, (size, size)), 1.0), 0, 1)[..., None].astype(np.float32)
+
+
+def _maps(images, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.uniform(0, 0.05, im.shape[:2]).astype(np.float32) for im in images]
+
+
+@pytest.fixture(scope="module")
+def norm():
+    imgs = [_grain(i) for i in range(8)]
+    return MapNorm.fit(_maps(imgs), imgs)
+
+
+def test_local_contrast_matches_a_reference_standard_deviation():
+    img = _grain(1)[..., 0].astype(np.float64)
+    mu = gaussian_filter(img, 2.0, mode="reflect", truncate=3.0)
+    ref = np.sqrt(np.maximum(gaussian_filter(img * img, 2.0, mode="reflect", truncate=3.0) - mu * mu, 0))
+    ours = local_contrast(img.astype(np.float32), 2.0)
+    inner = border_bins(img.shape) == 4
+    assert np.abs(ours - ref)[inner].max() < 2e-3
+    # RGB: the channel mean's contrast; a flat image: log of the epsilon, finite.
+    rgb = np.repeat(img[..., None], 3, axis=2).astype(np.float32)
+    assert np.allclose(local_contrast(rgb, 2.0), ours, atol=1e-6)
+    assert np.allclose(log_contrast(np.full((16, 16), 0.3, np.float32)), np.log(TEXTURE_EPS), atol=1e-3)
+
+
+def test_texture_statistics_are_the_normal_images_own(norm):
+    imgs = [_grain(i) for i in range(8)]
+    t = norm.texture
+    v = np.concatenate([log_contrast(im).ravel() for im in imgs])
+    b = np.concatenate([border_bins(im.shape[:2]).ravel() for im in imgs])
+    for i in range(len(t.mean)):
+        assert t.mean[i] == pytest.approx(v[b == i].mean(), rel=1e-6)
+        assert t.spread[i] == pytest.approx(v[b == i].std(), rel=1e-5)
+    scores = np.array([t.score(im) for im in imgs])
+    assert t.score_mean == pytest.approx(scores.mean()) and t.score_spread == pytest.approx(scores.std())
+    # Every projection score the *_tex kinds fuse with has its normal scale, measured with the same norm.
+    base = [k for k, spec in IMAGE_SCORE_SPECS.items() if not spec[2]]
+    assert set(t.fusion) == set(base)
+    s = [image_score(m, "edge_max_smoothed", im, norm) for m, im in zip(_maps(imgs), imgs)]
+    assert t.fusion["edge_max_smoothed"] == pytest.approx((np.mean(s), np.std(s)))
+
+
+@pytest.mark.parametrize("kind", ["flat", "blur", "speck"])
+def test_a_patch_without_the_normal_texture_is_found_where_the_map_sees_nothing(norm, kind):
+    """A smooth patch (a filled or worn area), a blurred one, a high-contrast speck: the map (all zero:
+    the autoencoder reconstructs it) has no evidence; the texture check has, and the fused score rises."""
+    good = _grain(100)
+    bad = good.copy()
+    if kind == "flat":
+        bad[20:40, 20:40] = 0.5
+    elif kind == "blur":
+        bad[20:40, 20:40, 0] = gaussian_filter(good[..., 0], 3)[20:40, 20:40]
+    else:
+        bad[30:34, 30:34] = np.where(np.indices((4, 4)).sum(0) % 2, 1.0, 0.0)[..., None]
+    amap = np.zeros(good.shape[:2], np.float32)
+    assert image_score(amap, "norm_max", bad, norm) == image_score(amap, "norm_max", good, norm)
+    z_good, z_bad = norm.texture.score(good), norm.texture.score(bad)
+    assert z_bad > z_good + 2
+    assert image_score(amap, "norm_max_tex", bad, norm) > image_score(amap, "norm_max_tex", good, norm) + 1
+
+
+def test_the_fused_score_is_the_larger_of_the_two_normal_scales(norm):
+    t = norm.texture
+    img = _grain(101)
+    amap = _maps([img], seed=5)[0]
+    for kind in ("map_max", "norm_max_smoothed8"):
+        m, s = t.fusion[kind]
+        zp = (image_score(amap, kind, img, norm) - m) / s
+        zt = (t.score(img) - t.score_mean) / t.score_spread
+        assert image_score(amap, kind + TEXTURE_SUFFIX, img, norm) == pytest.approx(max(zp, zt))
+    # A projection that sees a defect decides alone, however normal the texture.
+    hot = amap.copy()
+    hot[10:14, 10:14] = 0.9
+    m, s = t.fusion["map_max"]
+    assert image_score(hot, "map_max_tex", img, norm) == pytest.approx((0.9 - m) / s)
+
+
+def test_nan_in_the_map_never_passes_through_the_texture_check(norm):
+    amap = np.zeros((64, 64), np.float32)
+    amap[5, 5] = np.nan
+    for kind in IMAGE_SCORES:
+        assert np.isnan(image_score(amap, kind, _grain(3), norm)), kind
+
+
+def test_texture_kinds_need_the_texture_statistics(norm):
+    amap = np.zeros((64, 64), np.float32)
+    old = MapNorm.from_dict({k: v for k, v in norm.to_dict().items() if k != "texture"})  # calibrated before
+    assert old.texture is None and available("norm_max", old) and not available("norm_max_tex", old)
+    assert not available("map_max_tex", None) and available("map_max", None)
+    with pytest.raises(ConfigError, match="texture statistics"):
+        image_score(amap, "norm_max_tex", _grain(3), old)
+    with pytest.raises(ConfigError, match="texture statistics"):
+        image_score(amap, "map_max_tex")
+    with pytest.raises(ConfigError, match="lacks"):
+        Scorer("map_max_smoothed_tex", old)
+    assert raw_counterpart("norm_max_smoothed8_tex") == "map_max_smoothed8"
+    assert raw_counterpart("map_max_tex") == "map_max"
+
+
+def test_texture_statistics_round_trip_through_the_manifest(norm):
+    again = MapNorm.from_dict(json.loads(json.dumps(norm.to_dict())))
+    assert again == norm
+    img, amap = _grain(7), _maps([_grain(7)], 9)[0]
+    assert image_score(amap, "edge_max_tex", img, again) == image_score(amap, "edge_max_tex", img, norm)
+
+
+def _texture_dict(norm, **change) -> dict:
+    return norm.to_dict() | {"texture": norm.texture.to_dict() | change}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"mean": [0.0] * 4},
+        {"spread": [1, 1, 0, 1, 1]},
+        {"mean": [0, 0, float("nan"), 0, 0]},
+        {"score_spread": -1},
+        {"fusion": {"map_max": [0.1, 0.0]}},
+        {"fusion": {"map_max": [0.1]}},
+        {"sigma": 0},
+        {"border_edges": [2, 2, 8, 16]},
+        {"mean": "zeros"},
+    ],
+)
+def test_a_malformed_texture_section_is_refused(norm, change):
+    with pytest.raises(ConfigError, match="map_norm.texture"):
+        MapNorm.from_dict(_texture_dict(norm, **change))
+
+
+def test_a_texture_section_without_a_field_is_refused(norm):
+    d = norm.to_dict()
+    del d["texture"]["score_mean"]
+    with pytest.raises(ConfigError, match="map_norm.texture is malformed"):
+        MapNorm.from_dict(d)
+
+
+def test_a_projection_score_without_its_normal_scale_is_refused(norm):
+    t = TextureStats(norm.texture.mean, norm.texture.spread, 1.0, 1.0, {})
+    with pytest.raises(ConfigError, match="no normal scale"):
+        t.fuse("map_max", 0.1, _grain(1))
+
+
+def test_non_finite_normal_scores_stop_the_fit():
+    imgs = [_grain(i) for i in range(4)]
+    with pytest.raises(ConfigError, match="not finite"):
+        TextureStats.fit(imgs).scaled(imgs, {"map_max": [0.1, float("nan"), 0.2, 0.1]})
+    with pytest.raises(ConfigError, match="not finite"):
+        TextureStats.fit(imgs).scaled(imgs, {"map_max": []})

@@ -427,6 +427,30 @@ def test_calibration_chooses_the_image_score_on_synthetic_defects(trained_bundle
     assert norm is not None and norm.texture is not None
 
 
+def test_the_summary_lists_the_eligible_candidates_and_names_the_best_other(trained_bundle):
+    """calibrate's printed choice ranks only what the line could pick, then names the best candidate that a
+    texture line excludes, so a user sees what the texture check costs or gains on synthetic defects."""
+    import io
+
+    from rich.console import Console
+
+    from edgeproj.calibration.summary import CalibrationSummary
+    from edgeproj.cli.calibrate import _print_summary
+
+    m = load_manifest(trained_bundle)
+    s = CalibrationSummary.of(m.calibration, m.channels)
+    assert s.score_choice.eligible and all(k.endswith("_tex") for k in s.score_choice.eligible)
+    out = io.StringIO()
+    _print_summary(Console(file=out, width=10_000), s, 0.01, 0.02, None)
+    line = next(ln for ln in out.getvalue().splitlines() if ln.startswith("image score"))
+    listed, other = line.split("; not eligible on a texture line (no texture check): best ")
+    ranked = listed.split("held-out normal images: ")[1].split(", ")
+    assert [r.split()[0] for r in ranked] == sorted(s.score_choice.eligible, key=lambda k: -s.score_choice.candidates_auroc[k])
+    figs = s.score_choice.candidates_auroc
+    best_other = max((k for k in figs if k not in s.score_choice.eligible), key=figs.get)
+    assert other == f"{best_other} {figs[best_other]:.3f}"
+
+
 class _MapProjector:
     """Stands in for a Projector in _choose_score: the map of an image is its distance from mid-gray."""
 
@@ -516,7 +540,11 @@ def test_calibrate_cli_image_score_set_by_the_user(bundle_copy, demo_root, tmp_p
     assert np.isfinite(img["score"]) and img["verdict"] == ("NG" if img["score"] > sec["image_threshold"] else "OK")
     # Too few held-out images to choose (8 images, 2 held out): the bundle's score is kept, and it says why.
     res = run_cli("calibrate", bundle_copy, demo_root / "grid", "--json")
-    assert json.loads(res.stdout)["image_score_choice"]["rule"].startswith("not chosen: 2 held-out images")
+    ch = json.loads(res.stdout)["image_score_choice"]
+    assert ch["rule"].startswith("not chosen: 2 held-out images")
+    # On a texture line what is kept includes the texture check: a smooth patch must not pass unseen.
+    assert ch["chosen"] == "norm_max_smoothed_tex" == load_manifest(bundle_copy).projection.image_score
+    assert "with the texture check (norm_max_smoothed_tex)" in ch["rule"]
 
 
 def test_calibrate_cli_unknown_image_score_exit_2(bundle_copy, demo_root):

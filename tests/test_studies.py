@@ -54,6 +54,9 @@ def test_image_score_changes_only_for_a_clear_gain():
     clear = dict(base, map_max_smoothed=0.85)
     assert choose_image_score([clear])["choice"] == "map_max_smoothed"
     assert choose_image_score([base])["best"] == "map_max_smoothed"
+    # Only a score a bundle can deploy wins: not the texture check alone, nor a summary like map_q999.
+    undeployable = dict(clear, texture_only=0.99, map_q999=0.98)
+    assert choose_image_score([undeployable])["choice"] == "map_max_smoothed"
 
 
 def test_iterations_to_95_percent_of_the_gain():

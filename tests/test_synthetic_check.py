@@ -152,9 +152,9 @@ def test_the_miss_rate_defects_are_the_choices_draw(monkeypatch):
     from edgeproj.errors import DataError
 
     rng = np.random.default_rng(2)
-    imgs = [rng.uniform(0.2, 0.8, (64, 64, 1)).astype(np.float32) for _ in range(3)]
+    imgs = [rng.uniform(0.2, 0.8, (64, 64, 1)).astype(np.float32) for _ in range(5)]
     drawn = _synthetic_defects(imgs, CalibrationOptions(synthetic_miss_rate=0.1, synthetic_per_image=2, seed=4))
-    assert [d.kind for d in drawn] == [KINDS[n % len(KINDS)] for n in range(6)]
+    assert [d.kind for d in drawn] == [KINDS[n % len(KINDS)] for n in range(10)]
     real = synthetic.inject
 
     def inject(img, kind, rng, donors=()):
@@ -164,8 +164,14 @@ def test_the_miss_rate_defects_are_the_choices_draw(monkeypatch):
 
     monkeypatch.setattr(synthetic, "inject", inject)
     kinds = [d.kind for d in _synthetic_defects(imgs, CalibrationOptions(synthetic_miss_rate=0.1, synthetic_per_image=2))]
-    assert len(kinds) == 6 and "blur" not in kinds
-    flat = [np.zeros((48, 48, 1), np.float32)] * 3
-    monkeypatch.setattr(synthetic, "inject", lambda *a, **k: (_ for _ in ()).throw(DataError("nothing changed")))
-    with pytest.raises(DataError, match="--synthetic-miss-rate"):
-        _synthetic_defects(flat, CalibrationOptions(synthetic_miss_rate=0.1))
+    assert len(kinds) == 10 and "blur" not in kinds
+
+    # Too few drawable defects to set a threshold (3 images x 2, stains only): refused, naming the option.
+    def only_stains(img, kind, rng, donors=()):
+        if kind != "stain":
+            raise DataError("nothing changed")
+        return real(img, kind, rng, donors=donors)
+
+    monkeypatch.setattr(synthetic, "inject", only_stains)
+    with pytest.raises(DataError, match="--synthetic-miss-rate: synthetic defects could be drawn 6 times"):
+        _synthetic_defects(imgs[:3], CalibrationOptions(synthetic_miss_rate=0.1, synthetic_per_image=2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
@@ -141,6 +142,9 @@ def _texture_dict(norm, **change) -> dict:
         {"sigma": 0},
         {"border_edges": [2, 2, 8, 16]},
         {"mean": "zeros"},
+        {"frame_hw": [64]},
+        {"frame_hw": [64, 0]},
+        {"frame_hw": [64.5, 64]},
     ],
 )
 def test_a_malformed_texture_section_is_refused(norm, change):
@@ -156,7 +160,7 @@ def test_a_texture_section_without_a_field_is_refused(norm):
 
 
 def test_a_projection_score_without_its_normal_scale_is_refused(norm):
-    t = TextureStats(norm.texture.mean, norm.texture.spread, 1.0, 1.0, {})
+    t = TextureStats(norm.texture.mean, norm.texture.spread, (64, 64), 1.0, 1.0, {})
     with pytest.raises(ConfigError, match="no normal scale"):
         t.fuse("map_max", 0.1, _grain(1))
 
@@ -167,3 +171,52 @@ def test_non_finite_normal_scores_stop_the_fit():
         TextureStats.fit(imgs).scaled(imgs, {"map_max": [0.1, float("nan"), 0.2, 0.1]})
     with pytest.raises(ConfigError, match="not finite"):
         TextureStats.fit(imgs).scaled(imgs, {"map_max": []})
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_frame_never_gets_a_finite_fused_score(norm, bad):
+    """A NaN or Inf pixel with a finite map: the texture score is NaN, and so is the fused score (FAULT),
+    never the projection's low one."""
+    img = _grain(11)
+    img[10:12, 10:12] = bad
+    amap = _maps([img], 3)[0]
+    assert np.isnan(norm.texture.score(img))
+    for kind in ("map_max_tex", "edge_max_smoothed_tex"):
+        assert np.isnan(image_score(amap, kind, img, norm)), kind
+
+
+def test_a_fusion_section_without_the_chosen_base_is_refused_before_any_work(norm):
+    d = _texture_dict(norm, fusion={"map_max": [0.01, 0.002]})
+    partial = MapNorm.from_dict(d)
+    assert available("map_max_tex", partial) and not available("edge_max_tex", partial)
+    with pytest.raises(ConfigError, match="lacks"):
+        Scorer("edge_max_tex", partial)
+
+
+def test_another_frame_size_is_judged_at_the_calibration_size(norm):
+    """The window is in pixels: a camera at twice the resolution sees every texture twice as smooth. The
+    frame is resized to the calibration size first, so a good frame at 2x stays near its own score; the
+    same statistics applied at 2x without the resize would call it far off."""
+    from dataclasses import replace
+
+    small = _grain(12)
+    upscaled = cv2.resize(small[..., 0], (128, 128), interpolation=cv2.INTER_LINEAR)[..., None]
+    assert norm.texture.frame_hw == (64, 64) and norm.texture.zmap(upscaled).shape == (64, 64)
+    assert norm.texture.score(upscaled) < norm.texture.score(small) + 2
+    unresized = replace(norm.texture, frame_hw=(128, 128))
+    assert unresized.score(upscaled) > norm.texture.score(small) + 4
+
+
+def test_small_calibration_images_still_give_texture_statistics():
+    """Under 33 px a side some border bands hold no pixel: they take all pixels' statistics."""
+    imgs = [_grain(i, size=24) for i in range(4)]
+    t = TextureStats.fit(imgs)
+    v = np.concatenate([log_contrast(im).ravel() for im in imgs])
+    assert t.mean[-1] == pytest.approx(v.mean(), rel=1e-6) and all(s > 0 for s in t.spread)
+    assert t.frame_hw == (24, 24)
+
+
+@pytest.mark.parametrize("section", [{}, [], 0, "texture"])
+def test_an_empty_or_wrong_texture_section_is_malformed_not_absent(norm, section):
+    with pytest.raises(ConfigError, match="map_norm.texture"):
+        MapNorm.from_dict(norm.to_dict() | {"texture": section})

@@ -25,6 +25,7 @@ from edgeproj.calibration.score_choice import (
     candidate_figures,
     choose,
     eligible,
+    kept,
     synthetic_defects,
 )
 from edgeproj.calibration.thresholds import (
@@ -315,23 +316,26 @@ def _choose_score(
     """The image score for this line and how it was chosen (score_choice.RULE), or the user's --image-score."""
     if opts.image_score != "auto":
         return opts.image_score, {"chosen": opts.image_score, "rule": "set by the user (--image-score)"}
+    mode = proj.manifest.preprocess.mode
+    keep = kept(current, mode)
+    kept_text = "the bundle's score kept" + (f", with the texture check ({keep})" if keep != current else "")
     if len(hold) < MIN_PAIRS:
-        return current, {
-            "chosen": current,
-            "rule": f"not chosen: {len(hold)} held-out images, at least {MIN_PAIRS} are needed; the bundle's score kept",
+        return keep, {
+            "chosen": keep,
+            "rule": f"not chosen: {len(hold)} held-out images, at least {MIN_PAIRS} are needed; {kept_text}",
         }
     drawn = synthetic_defects(hold, opts.seed, opts.choice_per_image)
     shown = len({i for i, _ in drawn})
     if shown < MIN_PAIRS:
-        return current, {
-            "chosen": current,
+        return keep, {
+            "chosen": keep,
             "rule": f"not chosen: synthetic defects could be drawn on {shown} of {len(hold)} held-out images "
-            f"(flat or saturated images), at least {MIN_PAIRS} are needed; the bundle's score kept",
+            f"(flat or saturated images), at least {MIN_PAIRS} are needed; {kept_text}",
         }
     defects = [d for _, d in drawn]
     defect_images = [d.image for d in defects]
     figures = candidate_figures(hold_maps, hold, _maps(proj, defect_images, stop)[0], defect_images, norm)
-    candidates = eligible(proj.manifest.preprocess.mode)
+    candidates = eligible(mode)
     if not any(np.isfinite(figures[k]) for k in candidates):
         raise DataError("every candidate image score was NaN on the synthetic defects (a projection diverged); check the bundle")
     kind = choose(figures, candidates)
@@ -351,10 +355,11 @@ def _synthetic_defects(images: list[np.ndarray], opts: CalibrationOptions) -> li
     """Synthetic defects on every normal image (their clean versions set the false-reject rate): the image
     score choice's draw (a kind an image cannot show gives way to the next)."""
     defects = [d for _, d in synthetic_defects(images, opts.seed, opts.synthetic_per_image)]
-    if not defects:
+    if len(defects) < MIN_PAIRS:
         raise DataError(
-            "--synthetic-miss-rate: no synthetic defect could be drawn on the normal images (flat or saturated "
-            "images); set the image threshold from the normal images instead (leave the option out)"
+            f"--synthetic-miss-rate: synthetic defects could be drawn {len(defects)} times on the normal images "
+            f"(flat or saturated images), at least {MIN_PAIRS} are needed to set a threshold; set it from the "
+            "normal images instead (leave the option out)"
         )
     return defects
 

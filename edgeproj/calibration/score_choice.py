@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgeproj.metrics import roc_auc
-from edgeproj.runtime.manifest import IMAGE_SCORE_SPECS, IMAGE_SCORES
+from edgeproj.runtime.manifest import IMAGE_SCORE_SPECS, IMAGE_SCORES, TEXTURE_SUFFIX
 
 if TYPE_CHECKING:  # the CLI reads CHOICE_PER_IMAGE for its help: no OpenCV (runtime.scoring) at its import
     from edgeproj.runtime.scoring import MapNorm
@@ -47,6 +47,14 @@ RULE = (
 # depends on the position in the frame, which the texture statistics do not model: every candidate is
 # eligible there.
 TEXTURE_RULE = "texture line: only the candidates with the texture check (*_tex) are eligible"
+
+
+def kept(current: str, mode: str) -> str:
+    """The score a line keeps when no choice can be made (too few held-out images): the bundle's, with
+    the texture check on a texture line."""
+    if mode == "texture" and not IMAGE_SCORE_SPECS[current][2]:
+        return current + TEXTURE_SUFFIX
+    return current
 
 
 def eligible(mode: str) -> tuple[str, ...]:

@@ -56,6 +56,7 @@ class ScoreChoice:
     candidates_auroc: dict[str, float]
     rule: str | None
     defects_per_image: int | None = None
+    eligible: tuple[str, ...] = ()  # empty: every candidate (calibrated before the texture check)
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class CalibrationSummary:
                 dict(choice.get("candidates_auroc") or {}),
                 choice.get("rule"),
                 choice.get("defects_per_image"),
+                tuple(choice.get("eligible") or ()),
             )
             if choice
             else None,  # fmt: skip

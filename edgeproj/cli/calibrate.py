@@ -146,10 +146,14 @@ def _print_summary(c, s, pixel_fpr: float, image_frr: float, synthetic_miss_rate
         _print_gate(c, s.gate)
     choice = s.score_choice
     if choice and choice.candidates_auroc:
-        listed = ", ".join(f"{k} {v:.3f}" for k, v in sorted(choice.candidates_auroc.items(), key=lambda kv: -kv[1]))
+        ranked = sorted(choice.candidates_auroc.items(), key=lambda kv: -kv[1])
+        ok = set(choice.eligible or choice.candidates_auroc)
+        listed = ", ".join(f"{k} {v:.3f}" for k, v in ranked if k in ok)
+        others = [(k, v) for k, v in ranked if k not in ok]
         c.print(
             f"image score {choice.chosen} (was {choice.before}): AUROC of synthetic defects "
             f"({choice.defects_per_image or 1} per image) vs the {choice.normal_images} held-out normal images: {listed}"
+            + (f"; not eligible on a texture line (no texture check): best {others[0][0]} {others[0][1]:.3f}" if others else "")
         )
     elif choice:
         c.print(f"image score {choice.chosen}: {choice.rule}")

@@ -185,7 +185,7 @@ def choose_image_score(candidates: list[dict]) -> dict:
     """
     # Bundles calibrated with map statistics add the edge_*/norm_* candidates: the union, NaN where absent.
     keys = list(dict.fromkeys(k for c in candidates for k in c))
-    names = [k for k in keys if not k.startswith("baseline")]
+    names = [k for k in keys if k in IMAGE_SCORES]  # deployable ones: not the baseline's, not texture_only
     mean = {k: float(np.nanmean([c.get(k, np.nan) for c in candidates])) for k in keys}
     best = max(names, key=lambda k: mean[k])
     choice = best if mean[best] >= mean["map_max"] + 0.02 else "map_max"

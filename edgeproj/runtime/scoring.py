@@ -89,7 +89,7 @@ def image_score(amap: np.ndarray, kind: str = "map_max", image: np.ndarray | Non
 def available(kind: str, norm: MapNorm | None) -> bool:
     """Whether image score `kind` can be computed with the statistics `norm` (None: none measured)."""
     if IMAGE_SCORE_SPECS[kind][2]:
-        return norm is not None and norm.texture is not None
+        return norm is not None and norm.texture is not None and kind[: -len(TEXTURE_SUFFIX)] in norm.texture.fusion
     return norm is not None or IMAGE_SCORE_SPECS[kind][1] is None
 
 

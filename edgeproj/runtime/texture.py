@@ -6,7 +6,8 @@ autoencoder does not measure. TextureStats holds the normal images' log local co
 distance to the image border, where the reflected window differs) and turns a frame into |z| per pixel;
 its maximum is the texture score. The *_tex image scores (IMAGE_SCORE_SPECS) fuse it with a projection
 score: each is put on the normal images' scale ((score - mean) / spread over the calibration images) and
-the larger decides, so either kind of evidence can reject a part and neither can pass one alone.
+the larger decides, so either kind of evidence can reject a part (the threshold, a quantile of the larger,
+sits higher than the projection score's own at the same false-reject target).
 """
 
 from __future__ import annotations
@@ -54,12 +55,14 @@ def log_contrast(image: np.ndarray, sigma: float = TEXTURE_SIGMA) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TextureStats:
-    """Normal log local contrast per border bin (`mean`, `spread`), and the mean and spread over normal
-    images of the texture score (`score_mean`, `score_spread`) and of every projection image score the
-    *_tex kinds fuse with (`fusion`: kind -> (mean, spread))."""
+    """Normal log local contrast per border bin (`mean`, `spread`) of frames of `frame_hw` pixels (other
+    sizes are resized to it first: the window is in pixels), and the mean and spread over normal images of
+    the texture score (`score_mean`, `score_spread`) and of every projection image score the *_tex kinds
+    fuse with (`fusion`: kind -> (mean, spread))."""
 
     mean: tuple[float, ...]
     spread: tuple[float, ...]
+    frame_hw: tuple[int, int]
     score_mean: float = 0.0
     score_spread: float = 1.0
     fusion: dict = field(default_factory=dict)
@@ -72,8 +75,11 @@ class TextureStats:
             be = np.asarray(self.border_edges, np.float64)
             fus = np.asarray([tuple(v) for v in self.fusion.values()], np.float64).reshape(-1, 2)
             values = np.concatenate([m, s, be, [self.score_mean, self.score_spread, self.sigma], fus.ravel()])
+            hw = tuple(int(v) for v in self.frame_hw)
         except (TypeError, ValueError):
             raise ConfigError("map_norm.texture: the statistics are not numbers; recalibrate") from None
+        if len(hw) != 2 or min(hw) < 1 or hw != tuple(self.frame_hw):
+            raise ConfigError("map_norm.texture: frame_hw must be two positive integers; recalibrate")
         if m.shape != (len(be) + 1,) or s.shape != m.shape:
             raise ConfigError("map_norm.texture: need a mean and spread per border bin; recalibrate")
         if (
@@ -88,7 +94,8 @@ class TextureStats:
 
     @classmethod
     def fit(cls, images: list[np.ndarray]) -> TextureStats:
-        """Per-pixel statistics of normal images (the score and fusion scales follow with `scaled`)."""
+        """Per-pixel statistics of normal images, all of one size (the score and fusion scales follow
+        with `scaled`). A border band with no pixel (an image under 33 px a side) takes all pixels'."""
         nb = len(BORDER_EDGES) + 1
         n, s1, s2 = np.zeros(nb), np.zeros(nb), np.zeros(nb)
         for img in images:
@@ -97,11 +104,12 @@ class TextureStats:
             n += np.bincount(b.ravel(), minlength=nb)
             s1 += np.bincount(b.ravel(), v.ravel(), minlength=nb)
             s2 += np.bincount(b.ravel(), (v * v).ravel(), minlength=nb)
-        if not n.all():
-            raise ConfigError("texture statistics: the normal images are too small for every border band")
+        empty = n == 0
+        n[empty], s1[empty], s2[empty] = n.sum(), s1.sum(), s2.sum()
         mean = s1 / n
         spread = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
-        return cls(tuple(map(float, mean)), tuple(float(max(x, MIN_SPREAD)) for x in spread))
+        hw = tuple(int(x) for x in np.shape(images[0])[:2])
+        return cls(tuple(map(float, mean)), tuple(float(max(x, MIN_SPREAD)) for x in spread), hw)
 
     def scaled(self, images: list[np.ndarray], fusion_scores: dict[str, np.ndarray]) -> TextureStats:
         """These statistics with the normal scale of the texture score (on `images`) and of each projection
@@ -109,11 +117,18 @@ class TextureStats:
         t = np.array([self.score(img) for img in images], np.float64)
         fus = {k: _mean_spread(np.asarray(v, np.float64)) for k, v in fusion_scores.items()}
         tm, ts = _mean_spread(t)
-        return TextureStats(self.mean, self.spread, tm, ts, fus, self.border_edges, self.sigma)
+        return TextureStats(self.mean, self.spread, self.frame_hw, tm, ts, fus, self.border_edges, self.sigma)
 
     def zmap(self, image: np.ndarray) -> np.ndarray:
-        """|z| of each pixel's log local contrast against the normal images', H x W."""
-        v = log_contrast(image, self.sigma)
+        """|z| of each pixel's log local contrast against the normal images', at `frame_hw`."""
+        image = np.asarray(image, np.float32)
+        h, w = self.frame_hw
+        if image.shape[:2] != (h, w):
+            # The window is in pixels: another camera resolution would shift every local contrast.
+            smaller = image.shape[0] * image.shape[1] > h * w
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if smaller else cv2.INTER_LINEAR)
+        with np.errstate(invalid="ignore"):  # an Inf pixel gives NaN here, and NaN is the verdict's FAULT
+            v = log_contrast(image, self.sigma)
         b = border_bins(v.shape, self.border_edges)
         return (np.abs(v - np.asarray(self.mean, np.float32)[b]) / np.asarray(self.spread, np.float32)[b]).astype(np.float32)
 
@@ -122,19 +137,22 @@ class TextureStats:
         return float(self.zmap(image).max())
 
     def fuse(self, kind: str, projection_score: float, image: np.ndarray) -> float:
-        """max(projection score, texture score), each on the normal images' scale; NaN stays NaN."""
+        """max(projection score, texture score), each on the normal images' scale. NaN or Inf in either
+        (a non-finite map or frame) gives NaN: a FAULT, never a low score."""
         if kind not in self.fusion:
             raise ConfigError(f"map_norm.texture has no normal scale for '{kind}'; recalibrate the bundle")
-        if not np.isfinite(projection_score):
-            return float("nan")
         m, s = self.fusion[kind]
+        zp = (projection_score - m) / s
         zt = (self.score(image) - self.score_mean) / self.score_spread
-        return float(max((projection_score - m) / s, zt))
+        if not (np.isfinite(zp) and np.isfinite(zt)):
+            return float("nan")
+        return float(max(zp, zt))
 
     def to_dict(self) -> dict:
         return {
             "kind": "log local contrast by border distance",
             "sigma": self.sigma,
+            "frame_hw": list(self.frame_hw),
             "border_edges": list(self.border_edges),
             "mean": list(self.mean),
             "spread": list(self.spread),
@@ -146,12 +164,15 @@ class TextureStats:
     @classmethod
     def from_dict(cls, d: dict | None) -> TextureStats | None:
         """None where the section is absent (calibrated before the texture check existed)."""
-        if not d:
+        if d is None:
             return None
+        if not isinstance(d, dict):
+            raise ConfigError("map_norm.texture is malformed (not an object); recalibrate the bundle")
         try:
             return cls(
                 tuple(d["mean"]),
                 tuple(d["spread"]),
+                tuple(d["frame_hw"]),
                 float(d["score_mean"]),
                 float(d["score_spread"]),
                 {str(k): (float(v[0]), float(v[1])) for k, v in dict(d["fusion"]).items()},

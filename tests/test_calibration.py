@@ -175,8 +175,9 @@ def test_calibrate_bundle_writes_section(bundle_copy, demo_root, grid_testset):
     assert cal["rec_loss_threshold"] == cal["rec_loss_at_x0"]["min"]
     assert cal["rec_loss_at_x0"]["min"] <= cal["rec_loss_at_x0"]["median"] <= cal["rec_loss_at_x0"]["max"]
     assert cal["pixel_threshold"] > 0 and cal["image_threshold"] > 0
-    # The image score is the smoothed map maximum (the default of new exports): never above the map's maximum.
-    assert "map_max_smoothed" in cal["method"]["image"]
+    # Too few held-out images to choose: the bundle's score (the smoothed map maximum, the default of new
+    # exports) is kept, with the texture check on this texture line.
+    assert "(map_max_smoothed_tex)" in cal["method"]["image"]
 
     meas = cal["measured"]
     assert meas["calibration_pixel_fpr"] <= 0.02 and meas["calibration_pixel_fpr"] > 0.015
@@ -194,10 +195,16 @@ def test_calibrate_bundle_writes_section(bundle_copy, demo_root, grid_testset):
     assert set(lab["at_calibrated_thresholds"]) == {"pixel_precision", "pixel_recall", "image_recall", "image_false_reject"}
     assert "fp16" in cal["precision"] and "int8" in cal["precision"]
 
-    # projection.stop follows the calibration; everything else is unchanged, unknown keys included.
+    # projection.stop follows the calibration, image_score the choice; everything else is unchanged,
+    # unknown keys included.
     assert m.projection.stop.rec_loss_threshold == cal["rec_loss_threshold"]
     assert after["projection"]["stop"]["rec_loss_threshold"] == cal["rec_loss_threshold"]
+    assert (before["projection"]["image_score"], after["projection"]["image_score"]) == (
+        "map_max_smoothed",
+        "map_max_smoothed_tex",
+    )
     proj_before, proj_after = dict(before["projection"]), dict(after["projection"])
+    proj_before.pop("image_score"), proj_after.pop("image_score")
     proj_before["stop"] = {k: v for k, v in proj_before["stop"].items() if k != "rec_loss_threshold"}
     proj_after["stop"] = {k: v for k, v in proj_after["stop"].items() if k != "rec_loss_threshold"}
     assert proj_before == proj_after
@@ -518,7 +525,10 @@ def test_the_choice_draws_defects_per_image_and_counts_images(monkeypatch):
     monkeypatch.setattr(synthetic, "inject", inject)
     few = textured[: MIN_PAIRS - 1] + [np.zeros((64, 64, 1), np.float32)] * 3
     kind, ch = _choice(few, 3)
-    assert kind == "map_max" and ch["rule"].startswith(f"not chosen: synthetic defects could be drawn on {MIN_PAIRS - 1} of 10")
+    # The bundle's score kept, with the texture check (a texture line).
+    assert kind == "map_max_tex" and ch["rule"].startswith(
+        f"not chosen: synthetic defects could be drawn on {MIN_PAIRS - 1} of 10"
+    )
     with pytest.raises(ConfigError):
         CalibrationOptions(choice_per_image=0)
 
@@ -635,3 +645,19 @@ def test_recalibration_keeps_measured_fp16_verdict(bundle_copy, demo_root):
     calibrate_bundle(bundle_copy, normal_images(demo_root / "grid"), CalibrationOptions())
     fp16 = load_manifest(bundle_copy).calibration.fp16
     assert isinstance(fp16, dict) and fp16["allowed"] is False
+
+
+def test_a_bundle_with_broken_statistics_can_be_recalibrated(bundle_copy, demo_root):
+    """`recalibrate` is what the error says: calibrate must not need the statistics it replaces. A texture
+    section from an older layout (no frame_hw) and a *_tex score: refused by project, mended by calibrate."""
+    calibrate_bundle(bundle_copy, normal_images(demo_root / "grid"), CalibrationOptions(image_score="edge_max_tex"))
+    doc = json.loads((bundle_copy / MANIFEST).read_text())
+    del doc["calibration"]["map_norm"]["texture"]["frame_hw"]
+    (bundle_copy / MANIFEST).write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match="recalibrate"):
+        Projector.from_bundle(bundle_copy)
+    calibrate_bundle(bundle_copy, normal_images(demo_root / "grid"), CalibrationOptions(image_score="edge_max_tex"))
+    m = load_manifest(bundle_copy)
+    assert m.projection.image_score == "edge_max_tex" and m.calibration.map_norm["texture"]["frame_hw"]
+    with Projector(m) as proj:
+        assert proj.map_norm.texture is not None

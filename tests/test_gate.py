@@ -277,16 +277,28 @@ def _widened(bundle: Path, dst: Path) -> Path:
     return dst
 
 
-def test_a_gate_wider_than_the_normal_range_lets_hostile_frames_pass(trained_bundle, hostile_folder, tmp_path):
-    """The hostile tests above can fail: with the statistics' ranges opened up, frames that show no part
-    are judged on their anomaly score alone, and the easy ones come out OK."""
-    wide = _widened(trained_bundle, tmp_path / "wide")
-    got = _inspect_verdicts(wide, hostile_folder, tmp_path / "out")
+def test_a_gate_wider_than_the_normal_range_lets_hostile_frames_pass(trained_bundle, gate_demo_root, hostile_folder, tmp_path):
+    """The hostile tests above can fail: with the statistics' ranges opened up and the projection's score
+    alone, frames that show no part are judged on their anomaly score, and the easy ones come out OK. The
+    bundle's own score has the texture check (a texture line's calibration gives it one): behind the same
+    widened gate, those blank frames are NG, a second line of defence."""
+    from edgeproj.calibration.calibrate import CalibrationOptions, calibrate_bundle
+    from edgeproj.data.mvtec import normal_images
+
+    projection_only = tmp_path / "projection_only"
+    shutil.copytree(trained_bundle, projection_only)
+    good = normal_images(gate_demo_root / "grid")
+    calibrate_bundle(projection_only, good, CalibrationOptions(image_score="map_max_smoothed"))
+    got = _inspect_verdicts(_widened(projection_only, tmp_path / "wide"), hostile_folder, tmp_path / "out")
     passed = _ok(got)
     assert passed, "a widened gate still stopped every hostile frame: the hostile tests could not fail"
-    assert {"blank_gray", "flat_mean"} & set(passed), passed
+    easy = {"blank_gray", "flat_mean"} & set(passed)
+    assert easy, passed
     # Pixels and geometry are not calibrated statistics: they still fail.
     assert got["tiny_4"]["verdict"] == FAULT and got["nonfinite_inf"]["verdict"] == FAULT
+    assert load_manifest(trained_bundle).projection.image_score.endswith("_tex")
+    textured = _inspect_verdicts(_widened(trained_bundle, tmp_path / "wide_tex"), hostile_folder, tmp_path / "out_tex")
+    assert {n: textured[n]["verdict"] for n in easy} == {n: NG for n in easy}
 
 
 def test_a_bundle_calibrated_before_the_gate_still_works_and_says_so_once(calibrated_bundle, demo_root, tmp_path):

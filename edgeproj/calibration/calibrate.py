@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,7 @@ from edgeproj.preprocess import to_patches
 from edgeproj.runtime.gate import ASPECT_TOLERANCE, MARGIN, FrameGate
 from edgeproj.runtime.manifest import IMAGE_SCORES, Calibration, check_writable, load_manifest, write_manifest
 from edgeproj.runtime.projector import ImageResult, Projector
-from edgeproj.runtime.scoring import MapNorm, image_score
+from edgeproj.runtime.scoring import MapNorm, image_score, raw_counterpart
 
 FP16_MAX_AUROC_DROP = 0.005
 # Fewer normal images than this cannot set an image threshold worth trusting (nor hold any out).
@@ -190,7 +190,12 @@ def calibrate_bundle(
     defects = _synthetic_defects(images, opts) if opts.synthetic_miss_rate is not None else []
     n_choice = len(hold) * opts.choice_per_image if opts.image_score == "auto" and len(hold) >= MIN_PAIRS else 0
     task = progress.add_task("calibrate", total=2 * len(cal) + len(hold) + n_choice + n_lab + len(defects), info="L_r at x0")
-    with Projector(manifest, backend=opts.backend, options=opts.options, batch=opts.batch, force_fp16=opts.force_fp16) as proj:
+    # The statistics are about to be measured again: the projector must not need the old ones, which may be
+    # missing or malformed (the very reason to recalibrate). It scores with the projection-only raw map.
+    fresh = manifest.with_calibration(
+        replace(manifest.calibration, map_norm={}), image_score=raw_counterpart(manifest.projection.image_score)
+    )
+    with Projector(fresh, backend=opts.backend, options=opts.options, batch=opts.batch, force_fp16=opts.force_fp16) as proj:
         stop_check = proj.stop_check
         cal_tiles = [to_patches(img, manifest.preprocess)[0] for img in cal]
         rec = proj.rec_losses(np.concatenate(cal_tiles))

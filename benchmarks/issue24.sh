@@ -28,3 +28,4 @@ for s in "${cats[@]}"; do
 done
 reports=(); for s in "${cats[@]}"; do reports+=("$WORK/step-size-$s.json"); done
 python benchmarks/step_size.py choose "${reports[@]}"
+python benchmarks/texture_window.py "$SET" "$(IFS=,; echo "${cats[*]}")" --out "$WORK/texture-window.json" > /dev/null

@@ -220,3 +220,13 @@ def test_small_calibration_images_still_give_texture_statistics():
 def test_an_empty_or_wrong_texture_section_is_malformed_not_absent(norm, section):
     with pytest.raises(ConfigError, match="map_norm.texture"):
         MapNorm.from_dict(norm.to_dict() | {"texture": section})
+
+
+def test_the_window_is_recorded_and_used():
+    imgs = [_grain(i) for i in range(4)]
+    wide = TextureStats.fit(imgs, 3.0)
+    assert wide.sigma == 3.0 and TextureStats.fit(imgs).sigma == 2.0
+    v = np.concatenate([log_contrast(im, 3.0).ravel() for im in imgs])
+    b = np.concatenate([border_bins(im.shape[:2]).ravel() for im in imgs])
+    assert wide.mean[4] == pytest.approx(v[b == 4].mean(), rel=1e-6)
+    assert TextureStats.from_dict(wide.to_dict()) == wide

@@ -22,9 +22,9 @@ from edgeproj.errors import ConfigError
 # Distance-to-border bins (px) for the normal statistics of maps and of local contrast.
 BORDER_EDGES = (2, 4, 8, 16)
 # Gaussian window of the local contrast the texture check measures, in pixels of the image. Measured on
-# three real photograph sets (slab, wood, granite; image AUROC of the texture score alone against their
-# contaminations): sigma 1 0.794 / 0.848 / 0.614, 1.5 0.890 / 0.878 / 0.608, 2 0.924 / 0.904 / 0.615,
-# 3 0.939 / 0.874 / 0.609. Two: the best mean.
+# three real photograph sets (benchmarks/texture_window.py: image AUROC of the texture score alone against
+# the slab / wood / granite contaminations): sigma 1 0.806 / 0.863 / 0.641, 1.5 0.894 / 0.891 / 0.639,
+# 2 0.937 / 0.906 / 0.630, 3 0.942 / 0.889 / 0.597. Two: the best mean (0.824; 3: 0.809).
 TEXTURE_SIGMA = 2.0
 # Added to the local standard deviation before the log: a flat (saturated) area has a finite, very low
 # value instead of -inf.
@@ -93,13 +93,13 @@ class TextureStats:
             raise ConfigError("map_norm.texture: means must be finite, spreads and sigma positive; recalibrate")
 
     @classmethod
-    def fit(cls, images: list[np.ndarray]) -> TextureStats:
+    def fit(cls, images: list[np.ndarray], sigma: float = TEXTURE_SIGMA) -> TextureStats:
         """Per-pixel statistics of normal images, all of one size (the score and fusion scales follow
         with `scaled`). A border band with no pixel (an image under 33 px a side) takes all pixels'."""
         nb = len(BORDER_EDGES) + 1
         n, s1, s2 = np.zeros(nb), np.zeros(nb), np.zeros(nb)
         for img in images:
-            v = log_contrast(img).astype(np.float64)
+            v = log_contrast(img, sigma).astype(np.float64)
             b = border_bins(v.shape)
             n += np.bincount(b.ravel(), minlength=nb)
             s1 += np.bincount(b.ravel(), v.ravel(), minlength=nb)
@@ -109,7 +109,7 @@ class TextureStats:
         mean = s1 / n
         spread = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
         hw = tuple(int(x) for x in np.shape(images[0])[:2])
-        return cls(tuple(map(float, mean)), tuple(float(max(x, MIN_SPREAD)) for x in spread), hw)
+        return cls(tuple(map(float, mean)), tuple(float(max(x, MIN_SPREAD)) for x in spread), hw, sigma=sigma)
 
     def scaled(self, images: list[np.ndarray], fusion_scores: dict[str, np.ndarray]) -> TextureStats:
         """These statistics with the normal scale of the texture score (on `images`) and of each projection

@@ -33,14 +33,22 @@ def main(argv=None) -> int:
     report = {"root": str(args.root), "sigmas": sigmas, "image_auroc": {}}
     for cat in args.categories.split(","):
         base = args.root / cat
-        channels = 3 if read_image(next((base / "train" / "good").glob("*.png"))).shape[2] == 3 else 1
+        first = next(iter(sorted((base / "train" / "good").glob("*.png"))), None)
+        if first is None:
+            print(f"texture_window: no training images (*.png) in {base / 'train' / 'good'}")
+            return 2
+        img0 = read_image(first)
+        channels = 3 if img0.ndim == 3 and img0.shape[2] == 3 else 1
 
         def read(folder: Path) -> list:
             return [read_image(p, channels) for p in sorted(folder.glob("*.png"))]
 
         train = read(base / "train" / "good")
         good = read(base / "test" / "good")
-        bad = [img for d in sorted((base / "test").iterdir()) if d.name != "good" for img in read(d)]
+        bad = [img for d in sorted((base / "test").iterdir()) if d.is_dir() and d.name != "good" for img in read(d)]
+        if not good or not bad:
+            print(f"texture_window: {base / 'test'} needs good and defective images (has {len(good)} and {len(bad)})")
+            return 2
         labels = np.r_[np.zeros(len(good)), np.ones(len(bad))].astype(bool)
         row = {}
         for sigma in sigmas:

@@ -661,3 +661,50 @@ def test_a_bundle_with_broken_statistics_can_be_recalibrated(bundle_copy, demo_r
     assert m.projection.image_score == "edge_max_tex" and m.calibration.map_norm["texture"]["frame_hw"]
     with Projector(m) as proj:
         assert proj.map_norm.texture is not None
+
+
+def test_the_statistics_free_manifest_changes_only_the_statistics_and_the_score(bundle_copy, demo_root, monkeypatch):
+    """What calibration and the FP16 check project with: the old statistics gone (they may be broken), the
+    score projection-only; the stop threshold, the precision verdict and every other setting as they were.
+    The FP16 check uses it too, so `calibrate --precision-check` also works on a bundle with broken ones."""
+    from types import SimpleNamespace
+
+    from edgeproj.calibration import precision
+    from edgeproj.calibration.calibrate import statistics_free
+    from edgeproj.runtime import backends
+
+    calibrate_bundle(bundle_copy, normal_images(demo_root / "grid"), CalibrationOptions(image_score="norm_max_smoothed_tex"))
+    doc = json.loads((bundle_copy / MANIFEST).read_text())
+    doc["calibration"]["map_norm"]["texture"]["fusion"] = "broken"
+    doc["calibration"]["precision"]["fp16"] = {"allowed": True, "pixel_auroc_drop": 0.001}
+    (bundle_copy / MANIFEST).write_text(json.dumps(doc))
+    m = load_manifest(bundle_copy)
+    with pytest.raises(ConfigError, match="map_norm.texture is malformed"):
+        Projector(m)
+    free = statistics_free(m)
+    assert free.calibration.map_norm == {} and free.projection.image_score == "map_max_smoothed"
+    assert replace(free.projection, image_score=m.projection.image_score) == m.projection
+    assert replace(free.calibration, map_norm=m.calibration.map_norm) == m.calibration
+    with Projector(free) as proj:
+        (res,) = proj.project([np.full((64, 64, 1), 0.5, np.float32)], lean=True)
+        assert np.isfinite(res.score)
+
+    seen = []
+
+    class Recording:
+        def __init__(self, manifest, **kw):
+            seen.append(manifest)
+
+        def __enter__(self):
+            raise RuntimeError("stop here: the manifest was accepted")
+
+        def __exit__(self, *exc):
+            return False
+
+    fake = SimpleNamespace(fp16=True, unavailable_reason=lambda: None, fp16_unavailable_reason=lambda: None)
+    monkeypatch.setattr(backends, "backend", lambda name: fake)
+    monkeypatch.setattr(backends, "backend_options", lambda name, fp16: None)
+    monkeypatch.setattr(precision, "Projector", Recording)
+    with pytest.raises(RuntimeError, match="stop here"):
+        precision.measure_fp16(m, [], "ort-cpu")
+    assert seen and seen[0].calibration.map_norm == {}

@@ -164,6 +164,14 @@ def promise(rejected: np.ndarray, unseen: np.ndarray) -> dict:
     }
 
 
+def statistics_free(manifest):
+    """The manifest without the normal statistics calibration is about to measure again, scoring with the
+    projection-only raw map: the old statistics may be missing or malformed (the very reason to
+    recalibrate), and nothing else changes (stop threshold, precision verdict, projection settings)."""
+    projection = replace(manifest.projection, image_score=raw_counterpart(manifest.projection.image_score))
+    return replace(manifest, calibration=replace(manifest.calibration, map_norm={}), projection=projection)
+
+
 def calibrate_bundle(
     bundle: Path, normal_paths: list[Path], opts: CalibrationOptions, labelled=None, precision: dict | None = None, progress=None
 ) -> Calibration:
@@ -190,11 +198,7 @@ def calibrate_bundle(
     defects = _synthetic_defects(images, opts) if opts.synthetic_miss_rate is not None else []
     n_choice = len(hold) * opts.choice_per_image if opts.image_score == "auto" and len(hold) >= MIN_PAIRS else 0
     task = progress.add_task("calibrate", total=2 * len(cal) + len(hold) + n_choice + n_lab + len(defects), info="L_r at x0")
-    # The statistics are about to be measured again: the projector must not need the old ones, which may be
-    # missing or malformed (the very reason to recalibrate). It scores with the projection-only raw map.
-    fresh = manifest.with_calibration(
-        replace(manifest.calibration, map_norm={}), image_score=raw_counterpart(manifest.projection.image_score)
-    )
+    fresh = statistics_free(manifest)
     with Projector(fresh, backend=opts.backend, options=opts.options, batch=opts.batch, force_fp16=opts.force_fp16) as proj:
         stop_check = proj.stop_check
         cal_tiles = [to_patches(img, manifest.preprocess)[0] for img in cal]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeproj.calibration.calibrate import FP16_MAX_AUROC_DROP
+from edgeproj.calibration.calibrate import FP16_MAX_AUROC_DROP, statistics_free
 from edgeproj.errors import BackendError
 from edgeproj.metrics import roc_auc
 from edgeproj.runtime import backends
@@ -33,7 +33,10 @@ def measure_fp16(manifest: Manifest, images: list[np.ndarray], backend: str, lab
         return f"FP16 unavailable: {why}"
     runs = {}
     for prec, fp16 in (("fp32", False), ("fp16", True)):
-        with Projector(manifest, backend=name, options=backends.backend_options(name, fp16=fp16), force_fp16=True) as proj:
+        # Maps and energies only: the bundle's old statistics (about to be replaced) must not be needed.
+        with Projector(
+            statistics_free(manifest), backend=name, options=backends.backend_options(name, fp16=fp16), force_fp16=True
+        ) as proj:
             res = proj.project(images)
             lab = proj.project(labelled.images) if labelled is not None else None
         runs[prec] = (res, lab)

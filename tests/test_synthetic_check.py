@@ -145,7 +145,7 @@ def test_ranking_check_reports_both_rankings(bundles, demo_root, tmp_path):
 
 def test_the_miss_rate_defects_are_the_choices_draw(monkeypatch):
     """--synthetic-miss-rate draws its defects as the image-score choice does: the kinds in turn, and where
-    an image cannot show a kind the next one; with no defect drawable at all it refuses, naming the option."""
+    an image cannot show a kind the next one; with fewer than MIN_PAIRS drawable it refuses, naming the option."""
     import edgeproj.data.synthetic as synthetic
     from edgeproj.calibration.calibrate import _synthetic_defects
     from edgeproj.data.synthetic import KINDS

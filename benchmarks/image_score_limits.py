@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     from edgeproj.metrics import roc_auc
     from edgeproj.runtime.manifest import IMAGE_SCORES
     from edgeproj.runtime.projector import Projector
-    from edgeproj.runtime.scoring import MapNorm, border_bins, image_score
+    from edgeproj.runtime.scoring import MapNorm, border_bins, image_scores
 
     m, ts, read = load_photoset(args)
     normals, bases = read(0, 40), read(40, 80)
@@ -90,10 +90,11 @@ def main(argv=None) -> int:
     ]
     real, synth = {}, {}
     syn_lab = np.r_[np.zeros(len(base_maps)), np.ones(len(syn_maps))].astype(bool)
+    test_scores = [image_scores(a, IMAGE_SCORES, im, norm) for a, im in zip(test_maps, ts.images)]
+    syn_scores = [image_scores(a, IMAGE_SCORES, im, norm) for a, im in zip(base_maps + syn_maps, bases + [d.image for d in syn])]
     for kind in IMAGE_SCORES:
-        real[kind] = float(roc_auc(lab, np.array([image_score(a, kind, im, norm) for a, im in zip(test_maps, ts.images)])))
-        s = [image_score(a, kind, im, norm) for a, im in zip(base_maps + syn_maps, bases + [d.image for d in syn])]
-        synth[kind] = float(roc_auc(syn_lab, np.array(s)))
+        real[kind] = float(roc_auc(lab, np.array([s[kind] for s in test_scores])))
+        synth[kind] = float(roc_auc(syn_lab, np.array([s[kind] for s in syn_scores])))
     report["candidates_real_auroc"] = real
     report["candidates_synthetic_auroc"] = synth
     report["spearman_real_vs_synthetic"] = float(spearmanr(list(real.values()), list(synth.values())).statistic)

@@ -28,7 +28,7 @@ def measure(args) -> dict:
     from edgeproj.metrics import roc_auc
     from edgeproj.runtime.manifest import IMAGE_SCORES
     from edgeproj.runtime.projector import Projector
-    from edgeproj.runtime.scoring import MapNorm, image_score
+    from edgeproj.runtime.scoring import MapNorm, image_scores
 
     m, ts, read = load_photoset(args)
     normals = read(0, 40)
@@ -41,13 +41,11 @@ def measure(args) -> dict:
             res = proj.project(ts.images, settings=settings, lean=True)
             norm = MapNorm.fit([r.map for r in proj.project(normals, settings=settings, lean=True)], normals)
             maps = [r.map for r in res]
+            per_map = [image_scores(x, IMAGE_SCORES, im, norm) for x, im in zip(maps, ts.images)]
             row = {
                 "pixel_auroc": float(roc_auc(labels, np.concatenate([x.ravel() for x in maps]))),
                 "iterations_mean": float(np.mean([np.mean(r.iterations) for r in res])),
-                "image_auroc": {
-                    k: float(roc_auc(ts.labels, np.array([image_score(x, k, im, norm) for x, im in zip(maps, ts.images)])))
-                    for k in IMAGE_SCORES
-                },
+                "image_auroc": {k: float(roc_auc(ts.labels, np.array([s[k] for s in per_map]))) for k in IMAGE_SCORES},
                 "seconds": round(time.perf_counter() - t0, 1),
             }
             rows[str(alpha)] = row

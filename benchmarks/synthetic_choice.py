@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     from edgeproj.metrics import roc_auc
     from edgeproj.runtime.manifest import IMAGE_SCORES
     from edgeproj.runtime.projector import Projector
-    from edgeproj.runtime.scoring import MapNorm, image_score
+    from edgeproj.runtime.scoring import MapNorm, image_scores
 
     m, ts, read = load_photoset(args)
     normals, bases = read(0, 60), read(60, 110)
@@ -50,7 +50,8 @@ def main(argv=None) -> int:
     norm = MapNorm.fit(normal_maps, normals)
 
     def scores(amaps, imgs):
-        return {k: np.array([image_score(a, k, im, norm) for a, im in zip(amaps, imgs)]) for k in IMAGE_SCORES}
+        per_map = [image_scores(a, IMAGE_SCORES, im, norm) for a, im in zip(amaps, imgs)]
+        return {k: np.array([s[k] for s in per_map]) for k in IMAGE_SCORES}
 
     t, b, s = scores(test_maps, ts.images), scores(base_maps, bases), scores(syn_maps, [d.image for _, d in drawn])
     lab = ts.labels

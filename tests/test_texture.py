@@ -230,3 +230,17 @@ def test_the_window_is_recorded_and_used():
     b = np.concatenate([border_bins(im.shape[:2]).ravel() for im in imgs])
     assert wide.mean[4] == pytest.approx(v[b == 4].mean(), rel=1e-6)
     assert TextureStats.from_dict(wide.to_dict()) == wide
+
+
+def test_all_scores_at_once_are_the_scores_one_by_one(norm):
+    """image_scores shares each projection score and the texture score between the kinds that use them:
+    every value equals image_score's, NaN maps included."""
+    from edgeproj.runtime.scoring import image_scores
+
+    img = _grain(21)
+    for amap in (_maps([img], 4)[0], np.full((64, 64), np.nan, np.float32)):
+        together = image_scores(amap, IMAGE_SCORES, img, norm)
+        assert list(together) == list(IMAGE_SCORES)
+        for kind in IMAGE_SCORES:
+            alone = image_score(amap, kind, img, norm)
+            assert together[kind] == alone or (np.isnan(together[kind]) and np.isnan(alone)), kind

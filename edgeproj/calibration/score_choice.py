@@ -95,15 +95,15 @@ def candidate_figures(
     norm: MapNorm,
 ) -> dict[str, float]:
     """AUROC of every candidate image score, synthetic defects against normal images."""
-    from edgeproj.runtime.scoring import image_score
+    from edgeproj.runtime.scoring import image_scores
 
     labels = np.r_[np.zeros(len(normal_maps)), np.ones(len(defect_maps))].astype(bool)
+    per_map = [
+        image_scores(m, IMAGE_SCORES, img, norm) for m, img in zip(normal_maps + defect_maps, normal_images + defect_images)
+    ]
     out = {}
     for kind in IMAGE_SCORES:
-        scores = np.asarray(
-            [image_score(m, kind, img, norm) for m, img in zip(normal_maps + defect_maps, normal_images + defect_images)],
-            np.float64,
-        )
+        scores = np.asarray([s[kind] for s in per_map], np.float64)
         # A diverged map (NaN) would rank as the most anomalous and flatter the candidate: it cannot win.
         out[kind] = float(roc_auc(labels, scores)) if np.isfinite(scores).all() else float("nan")
     return out

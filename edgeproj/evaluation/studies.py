@@ -15,7 +15,7 @@ from edgeproj.evaluation.testset import TestSet
 from edgeproj.metrics import au_pro, roc_auc
 from edgeproj.runtime.manifest import IMAGE_SCORES
 from edgeproj.runtime.projector import Projector
-from edgeproj.runtime.scoring import available, dssim_maps, image_score, raw_counterpart
+from edgeproj.runtime.scoring import available, dssim_maps, image_score, image_scores, raw_counterpart
 
 # The three update rules (tuned, tuned_on_step): eq. 5, eq. 8 read literally (weight before Adam), and
 # the weight applied to Adam's step (after Adam, normalized per sample).
@@ -106,11 +106,9 @@ def image_score_candidates(ts: TestSet, res, maps: list[np.ndarray], base_maps: 
     starts = np.cumsum([0] + list(ts.counts))
     travel = np.abs(res.projection - res.x0).reshape(len(res.x0), -1).sum(1)
     per_image = lambda v, f: np.array([f(v[a:b]) for a, b in zip(starts[:-1], starts[1:])])  # noqa: E731
-    scores = {
-        kind: np.array([image_score(m, kind, img, norm) for m, img in zip(maps, ts.images)])
-        for kind in IMAGE_SCORES
-        if available(kind, norm)
-    }
+    kinds = tuple(k for k in IMAGE_SCORES if available(k, norm))
+    per_map = [image_scores(m, kinds, img, norm) for m, img in zip(maps, ts.images)]
+    scores = {kind: np.array([s[kind] for s in per_map]) for kind in kinds}
     if norm is not None and norm.texture is not None:
         scores["texture_only"] = np.array([norm.texture.score(img) for img in ts.images])
     scores |= {

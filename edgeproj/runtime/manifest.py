@@ -47,6 +47,12 @@ IMAGE_SCORE_SPECS = {k: (*v, False) for k, v in _PROJECTION_SCORES.items()} | {
 }
 IMAGE_SCORES = tuple(IMAGE_SCORE_SPECS)
 
+
+def projection_score(kind: str) -> str:
+    """The projection-only part of an image score: the kind without the texture check (map_max_tex -> map_max)."""
+    return kind[: -len(TEXTURE_SUFFIX)] if kind.endswith(TEXTURE_SUFFIX) else kind
+
+
 # Valid ranges of the projection settings, for export and for every run-time override alike. A value
 # outside them can silently turn a defect into a good part (no step, or a step that jumps off the data).
 ALPHA_RANGE = (1e-6, 1.0)  # Adam's step on [0, 1] images: beyond 1 a single step crosses the whole range

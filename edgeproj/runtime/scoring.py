@@ -15,7 +15,7 @@ from edgeproj.contract import SSIM_C1 as C1
 from edgeproj.contract import SSIM_C2 as C2
 from edgeproj.contract import SSIM_SIGMA
 from edgeproj.errors import ConfigError
-from edgeproj.runtime.manifest import IMAGE_SCORE_SPECS, IMAGE_SCORES, MAP_KINDS, TEXTURE_SUFFIX
+from edgeproj.runtime.manifest import IMAGE_SCORE_SPECS, IMAGE_SCORES, MAP_KINDS, projection_score
 from edgeproj.runtime.texture import BORDER_EDGES, TextureStats, border_bins, local_contrast
 
 
@@ -66,17 +66,40 @@ def image_score(amap: np.ndarray, kind: str = "map_max", image: np.ndarray | Non
     distance to the image border (and, norm_*, its local contrast): `norm`, with `image` the H x W x C
     frame of the map. The *_tex kinds fuse that score with the texture check (norm.texture). NaN in the
     map gives NaN (a FAULT)."""
-    if kind not in IMAGE_SCORE_SPECS:
-        raise ValueError(f"unknown image score '{kind}'; choose one of {IMAGE_SCORES}")
-    sigma, normalization, texture = IMAGE_SCORE_SPECS[kind]
-    if texture:
-        if norm is None or norm.texture is None or image is None:
-            raise ConfigError(f"image score '{kind}' needs the normal images' texture statistics: run `edgeproj calibrate`")
-        base = kind[: -len(TEXTURE_SUFFIX)]
-        return norm.texture.fuse(base, image_score(amap, base, image, norm), image)
+    return image_scores(amap, (kind,), image, norm)[kind]
+
+
+def image_scores(
+    amap: np.ndarray, kinds: tuple[str, ...] = IMAGE_SCORES, image: np.ndarray | None = None, norm: MapNorm | None = None
+) -> dict[str, float]:
+    """Several image scores of one map (image_score), each projection score and the frame's texture score
+    computed once however many kinds share them."""
+    for kind in kinds:
+        if kind not in IMAGE_SCORE_SPECS:
+            raise ValueError(f"unknown image score '{kind}'; choose one of {IMAGE_SCORES}")
     a = np.asarray(amap, np.float32)
-    if not np.isfinite(a).all():
-        return float("nan")
+    finite = bool(np.isfinite(a).all())
+    projection: dict[str, float] = {}
+    texture = None
+    out = {}
+    for kind in kinds:
+        base = projection_score(kind)
+        if base != kind and (norm is None or norm.texture is None or image is None):
+            raise ConfigError(f"image score '{kind}' needs the normal images' texture statistics: run `edgeproj calibrate`")
+        if base not in projection:
+            projection[base] = _projection_image_score(a, base, image, norm) if finite else float("nan")
+        if base == kind:
+            out[kind] = projection[base]
+            continue
+        if texture is None:
+            texture = norm.texture.score(image)
+        out[kind] = norm.texture.combine(base, projection[base], texture)
+    return out
+
+
+def _projection_image_score(a: np.ndarray, kind: str, image: np.ndarray | None, norm: MapNorm | None) -> float:
+    """A projection-only image score of a finite map."""
+    sigma, normalization, _ = IMAGE_SCORE_SPECS[kind]
     if normalization:
         if norm is None or image is None:
             raise ConfigError(f"image score '{kind}' needs the normal images' map statistics: run `edgeproj calibrate`")
@@ -89,15 +112,14 @@ def image_score(amap: np.ndarray, kind: str = "map_max", image: np.ndarray | Non
 def available(kind: str, norm: MapNorm | None) -> bool:
     """Whether image score `kind` can be computed with the statistics `norm` (None: none measured)."""
     if IMAGE_SCORE_SPECS[kind][2]:
-        return norm is not None and norm.texture is not None and kind[: -len(TEXTURE_SUFFIX)] in norm.texture.fusion
+        return norm is not None and norm.texture is not None and projection_score(kind) in norm.texture.fusion
     return norm is not None or IMAGE_SCORE_SPECS[kind][1] is None
 
 
 def raw_counterpart(kind: str) -> str:
     """The image score with the same smoothing, no normalization and no texture check
     (norm_max_smoothed_tex -> map_max_smoothed)."""
-    if kind.endswith(TEXTURE_SUFFIX):
-        kind = kind[: -len(TEXTURE_SUFFIX)]
+    kind = projection_score(kind)
     for prefix in ("norm_", "edge_"):
         if kind.startswith(prefix):
             return "map_" + kind[len(prefix) :]
@@ -199,11 +221,9 @@ class MapNorm:
             border_spread=tuple(t[1] for t in border),
         )
         # The *_tex kinds put each projection score on the normal images' scale: measured with this norm.
-        projection = {
-            k: [image_score(m, k, img, norm) for m, img in zip(maps, images)]
-            for k, (_, _, texture) in IMAGE_SCORE_SPECS.items()
-            if not texture
-        }
+        kinds = tuple(k for k, (_, _, texture) in IMAGE_SCORE_SPECS.items() if not texture)
+        per_map = [image_scores(m, kinds, img, norm) for m, img in zip(maps, images)]
+        projection = {k: [s[k] for s in per_map] for k in kinds}
         return replace(norm, texture=TextureStats.fit(images).scaled(images, projection))
 
     def apply(self, amap: np.ndarray, image: np.ndarray, contrast: bool = True) -> np.ndarray:

@@ -139,11 +139,15 @@ class TextureStats:
     def fuse(self, kind: str, projection_score: float, image: np.ndarray) -> float:
         """max(projection score, texture score), each on the normal images' scale. NaN or Inf in either
         (a non-finite map or frame) gives NaN: a FAULT, never a low score."""
+        return self.combine(kind, projection_score, self.score(image))
+
+    def combine(self, kind: str, projection_score: float, texture_score: float) -> float:
+        """fuse() with the frame's texture score already measured."""
         if kind not in self.fusion:
             raise ConfigError(f"map_norm.texture has no normal scale for '{kind}'; recalibrate the bundle")
         m, s = self.fusion[kind]
         zp = (projection_score - m) / s
-        zt = (self.score(image) - self.score_mean) / self.score_spread
+        zt = (texture_score - self.score_mean) / self.score_spread
         if not (np.isfinite(zp) and np.isfinite(zt)):
             return float("nan")
         return float(max(zp, zt))

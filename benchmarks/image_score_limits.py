@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     with Projector(m, batch=16) as proj:
 
         def maps(imgs):
-            return [r.map for r in proj.project(imgs, lean=True)]
+            return [r.projection_map for r in proj.project(imgs, lean=True)]
 
         test_maps, normal_maps, syn_maps, base_maps = maps(ts.images), maps(normals), maps([d.image for d in syn]), maps(bases)
     norm = MapNorm.fit(normal_maps, normals)

@@ -39,8 +39,8 @@ def measure(args) -> dict:
             t0 = time.perf_counter()
             settings = proj.settings(alpha=alpha)
             res = proj.project(ts.images, settings=settings, lean=True)
-            norm = MapNorm.fit([r.map for r in proj.project(normals, settings=settings, lean=True)], normals)
-            maps = [r.map for r in res]
+            norm = MapNorm.fit([r.projection_map for r in proj.project(normals, settings=settings, lean=True)], normals)
+            maps = [r.projection_map for r in res]
             per_map = [image_scores(x, IMAGE_SCORES, im, norm) for x, im in zip(maps, ts.images)]
             row = {
                 "pixel_auroc": float(roc_auc(labels, np.concatenate([x.ravel() for x in maps]))),

@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     with Projector(m, batch=16) as proj:
 
         def maps(imgs):
-            return [r.map for r in proj.project(imgs, lean=True)]
+            return [r.projection_map for r in proj.project(imgs, lean=True)]
 
         test_maps, normal_maps, base_maps = maps(ts.images), maps(normals), maps(bases)
         syn_maps = maps([d.image for _, d in drawn])

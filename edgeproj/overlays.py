@@ -15,6 +15,12 @@ def to_u8(img: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(u8, cv2.COLOR_GRAY2BGR) if u8.ndim == 2 else cv2.cvtColor(u8, cv2.COLOR_RGB2BGR)
 
 
+def colour_top(pixel_threshold: float | None) -> float | None:
+    """The map value drawn at the top of the colour scale: twice the pixel threshold, so the contour sits
+    mid-scale (None, the map's own maximum, without a positive threshold)."""
+    return 2 * pixel_threshold if pixel_threshold is not None and pixel_threshold > 0 else None
+
+
 def heatmap(amap: np.ndarray, vmax: float | None = None) -> np.ndarray:
     """A map as a BGR heat image scaled to [0, vmax] (vmax: the map's max when not given); NaN shows as 0."""
     amap = np.nan_to_num(np.asarray(amap, np.float32), nan=0.0, posinf=np.float32(np.finfo(np.float32).max), neginf=0.0)

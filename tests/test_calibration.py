@@ -21,7 +21,7 @@ from cli_helpers import one_line_error, run_cli
 
 from edgeproj.calibration.calibrate import CalibrationOptions, calibrate_bundle
 from edgeproj.calibration.thresholds import best_f1, exceed_rate, quantile_threshold, stop_threshold
-from edgeproj.data.images import write_png
+from edgeproj.data.images import read_image, write_png
 from edgeproj.data.mvtec import normal_images
 from edgeproj.errors import BackendError, ConfigError, DataError, EdgeprojError
 from edgeproj.evaluation.testset import load_testset
@@ -432,6 +432,32 @@ def test_calibration_chooses_the_image_score_on_synthetic_defects(trained_bundle
     assert f"({ch['chosen']})" in m.calibration.method["image"]
     norm = MapNorm.from_dict(m.calibration.map_norm)
     assert norm is not None and norm.texture is not None
+    # The pixel threshold is set on the fused map (the score has the texture check), and both maps'
+    # pixel AUROC on the synthetic defects is recorded.
+    assert "fused with the texture check" in m.calibration.method["pixel"]
+    assert set(ch["pixel_auroc"]) == {"projection", "fused"} and all(0 <= v <= 1 for v in ch["pixel_auroc"].values())
+
+
+def test_the_line_draws_the_fused_map_and_scores_the_projection_map(trained_bundle, demo_root):
+    """A bundle whose image score has the texture check: each result's `map` (thresholded and drawn by the
+    line) is the projection map fused pixel by pixel with the texture check, the score is taken from the
+    projection map itself, and the calibrated pixel threshold sits on the fused map's scale (its normal
+    pixels exceed it at about the target rate)."""
+    from edgeproj.runtime.projector import Projector
+    from edgeproj.runtime.scoring import image_score, pixel_map
+
+    m = load_manifest(trained_bundle)
+    assert m.projection.image_score.endswith("_tex")
+    images = [read_image(p, m.channels) for p in normal_images(demo_root / "grid")[:3]]
+    with Projector(m) as proj:
+        res = proj.project(images)
+    for r, img in zip(res, images):
+        assert r.map is not r.projection_map
+        assert np.array_equal(r.map, pixel_map(r.projection_map, m.projection.image_score, img, proj.map_norm))
+        assert r.score == image_score(r.projection_map, m.projection.image_score, img, proj.map_norm)
+        assert np.all(r.map >= proj.map_norm.apply(r.projection_map, img, contrast=False))
+    fpr = np.mean(np.concatenate([r.map.ravel() for r in res]) > m.calibration.pixel_threshold)
+    assert fpr < 0.2
 
 
 def test_the_summary_lists_the_eligible_candidates_and_names_the_best_other(trained_bundle):
@@ -456,6 +482,11 @@ def test_the_summary_lists_the_eligible_candidates_and_names_the_best_other(trai
     figs = s.score_choice.candidates_auroc
     best_other = max((k for k in figs if k not in s.score_choice.eligible), key=figs.get)
     assert other == f"{best_other} {figs[best_other]:.3f}"
+    # What the pixel threshold is set on, and both maps' pixel AUROC on the synthetic defects.
+    lines = out.getvalue().splitlines()
+    assert any(ln.startswith("pixel threshold: ") and "fused with the texture check" in ln for ln in lines)
+    px = s.score_choice.pixel_auroc
+    assert f"pixel AUROC of the synthetic defects: projection map {px['projection']:.3f}, fused map {px['fused']:.3f}" in lines
 
 
 class _MapProjector:
@@ -472,7 +503,8 @@ class _MapProjector:
     def project(self, images, settings=None):
         from types import SimpleNamespace
 
-        return [SimpleNamespace(map=np.abs(img[..., 0] - 0.5), score=0.0) for img in images]
+        maps = [np.abs(img[..., 0] - 0.5) for img in images]
+        return [SimpleNamespace(map=a, projection_map=a, score=0.0) for a in maps]
 
 
 def _choice(images, per_image, mode="texture"):

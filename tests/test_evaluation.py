@@ -214,11 +214,25 @@ def test_evaluate_decides_with_the_calibrated_image_score(trained_bundle, gate_d
     m = load_manifest(trained_bundle)
     ts = load_testset(gate_demo_root, "grid", m.preprocess)
     with Projector(m) as proj:
-        res, _ = evaluate_bundle(proj, ts, EvalOptions(study=False))
+        res, maps = evaluate_bundle(proj, ts, EvalOptions(study=False))
     kind = m.projection.image_score
     assert res["image_score"]["deployed"] == kind == res["image_score"]["choice"]["chosen"]
     assert set(IMAGE_SCORES) <= set(res["image_scores"])
     assert res["grad"]["image_auroc"] == pytest.approx(res["image_scores"][kind])
+    # The line's pixel map (fused with the texture check for this *_tex score) is measured beside the paper's.
+    from edgeproj.metrics import au_pro, roc_auc
+    from edgeproj.runtime.scoring import pixel_map
+
+    assert kind.endswith("_tex") and res["pixel_map"]["map"] == "projection fused with the texture check"
+    deployed = [pixel_map(a, kind, img, proj.map_norm) for a, img in zip(maps["grad"], ts.images)]
+    labels = np.concatenate([msk.ravel() for msk in ts.masks])
+    assert res["pixel_map"]["pixel_auroc"] == roc_auc(labels, np.concatenate([a.ravel() for a in deployed]))
+    assert res["pixel_map"]["au_pro"] == au_pro(ts.masks, deployed, 0.3)
+
+
+def test_evaluate_reports_the_projection_map_where_nothing_is_fused(evaluated):
+    res, _, _ = evaluated
+    assert res["pixel_map"] == {"map": "projection", "pixel_auroc": res["grad"]["pixel_auroc"], "au_pro": res["grad"]["au_pro"]}
 
 
 def test_evaluate_cli_says_when_the_image_score_was_not_chosen(bundles, demo_root, tmp_path):

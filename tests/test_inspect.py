@@ -192,6 +192,17 @@ def test_uncalibrated_bundle_is_refused_unless_thresholds_given(bundles, tmp_pat
     assert summary.processed + summary.dropped == 2 and summary.ng == 0
 
 
+def test_a_negative_threshold_rejects_every_part(bundles, tmp_path):
+    """The *_tex scores are in normal standard deviations, so a threshold may be negative: every part is NG
+    (a lower threshold only rejects more), and the overlays keep a usable colour scale."""
+    from edgeproj.overlays import colour_top
+
+    with Projector.from_bundle(bundles["l2ae"]) as proj:
+        summary = inspect(proj, FakeLive(2), tmp_path / "r.sqlite", tmp_path, InspectOptions(image_threshold=-1.0, pixel_threshold=-1.0))
+    assert summary.ok == 0 and summary.ng == summary.processed >= 1
+    assert colour_top(-1.0) is None and colour_top(0.0) is None and colour_top(None) is None and colour_top(0.3) == 0.6
+
+
 def test_kill_9_loses_no_reported_row(calibrated, demo_root, tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()

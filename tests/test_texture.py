@@ -244,3 +244,96 @@ def test_all_scores_at_once_are_the_scores_one_by_one(norm):
         for kind in IMAGE_SCORES:
             alone = image_score(amap, kind, img, norm)
             assert together[kind] == alone or (np.isnan(together[kind]) and np.isnan(alone)), kind
+
+
+# ------------------------------------------------------------------ the fused pixel map
+
+
+def test_the_pixel_statistics_are_the_normal_z_pixels_own(norm):
+    """pixel_z: the mean and spread of the normal images' |z| pixels."""
+    imgs = [_grain(i) for i in range(8)]
+    v = np.concatenate([norm.texture.zmap(im).ravel() for im in imgs]).astype(np.float64)
+    assert norm.texture.pixel_z == pytest.approx((v.mean(), v.std()), rel=1e-5)
+
+
+def test_the_fused_pixel_map_is_the_larger_of_the_two_standardized_maps(norm):
+    from edgeproj.runtime.scoring import fused_pixel_map
+
+    t = norm.texture
+    img = _grain(30)
+    amap = _maps([img], 6)[0]
+    m, s = t.pixel_z
+    expected = np.maximum(norm.apply(amap, img, contrast=False), (t.zmap(img) - m) / s)
+    assert np.allclose(fused_pixel_map(amap, img, norm), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_flat_patch_shows_in_the_fused_pixel_map_only(norm):
+    """A flat patch the autoencoder reconstructs (the map sees nothing there): the projection map cannot
+    localize it, the fused map does, several normal standard deviations high inside the patch."""
+    from edgeproj.metrics import roc_auc
+    from edgeproj.runtime.scoring import pixel_map
+
+    img = _grain(31)
+    img[20:40, 20:40] = 0.5
+    mask = np.zeros((64, 64), bool)
+    mask[22:38, 22:38] = True
+    amap = _maps([img], 7)[0]
+    fused = pixel_map(amap, "map_max_tex", img, norm)
+    assert roc_auc(mask.ravel(), amap.ravel()) < 0.6
+    assert roc_auc(mask.ravel(), fused.ravel()) > 0.95
+    assert np.median(fused[mask]) > 3
+
+
+def test_the_pixel_map_follows_the_image_score(norm):
+    """A score without the texture check keeps the projection map (the same array); a *_tex score of a bundle
+    calibrated before the pixel statistics keeps it too: its pixel threshold was set on that map."""
+    from dataclasses import replace
+
+    from edgeproj.runtime.scoring import fuses_pixels, pixel_map
+
+    img = _grain(32)
+    amap = _maps([img], 8)[0]
+    assert pixel_map(amap, "norm_max", img, norm) is amap and not fuses_pixels("norm_max", norm)
+    assert fuses_pixels("map_max_tex", norm) and pixel_map(amap, "map_max_tex", img, norm) is not amap
+    older = replace(norm, texture=replace(norm.texture, pixel_z=None))
+    assert MapNorm.from_dict(older.to_dict()) == older and "pixel_z" not in older.to_dict()["texture"]
+    assert pixel_map(amap, "map_max_tex", img, older) is amap and not fuses_pixels("map_max_tex", older)
+    assert pixel_map(amap, "map_max", img, None) is amap
+    with pytest.raises(ConfigError, match="pixel statistics"):
+        older.texture.standard_zmap(img, (64, 64))
+
+
+@pytest.mark.parametrize("bad", ["map", "frame"])
+def test_nan_stays_nan_in_the_fused_pixel_map(norm, bad):
+    from edgeproj.runtime.scoring import fused_pixel_map
+
+    img, amap = _grain(33), _maps([_grain(33)], 9)[0]
+    if bad == "map":
+        amap[4, 4] = np.nan
+    else:
+        img[4, 4] = np.inf
+    assert np.isnan(fused_pixel_map(amap, img, norm)[4, 4])
+
+
+def test_the_fused_pixel_map_has_the_maps_size_for_another_frame_size(norm):
+    big = cv2.resize(_grain(34)[..., 0], (128, 96), interpolation=cv2.INTER_LINEAR)[..., None]
+    assert norm.texture.standard_zmap(big, (96, 128)).shape == (96, 128)
+
+
+@pytest.mark.parametrize("stats", [[0.1], [0.1, 0.0], [0.1, float("nan")], [1, -2], "ab"])
+def test_malformed_pixel_statistics_are_refused(norm, stats):
+    with pytest.raises(ConfigError, match="map_norm.texture"):
+        MapNorm.from_dict(_texture_dict(norm, pixel_z=stats))
+
+
+def test_score_and_pixel_map_together_are_each_alone(norm):
+    """The line measures the frame's |z| map once for both: the same score and map as one by one, NaN included."""
+    from edgeproj.runtime.scoring import pixel_map, score_and_pixel_map
+
+    img = _grain(35)
+    for amap in (_maps([img], 10)[0], np.full((64, 64), np.nan, np.float32)):
+        for kind in ("map_max", "edge_max_smoothed_tex", "norm_max_tex"):
+            score, pmap = score_and_pixel_map(amap, kind, img, norm)
+            alone = image_score(amap, kind, img, norm)
+            assert score == alone or (np.isnan(score) and np.isnan(alone)), kind
+            assert np.array_equal(pmap, pixel_map(amap, kind, img, norm), equal_nan=True), kind

@@ -26,6 +26,7 @@ from edgeproj.calibration.score_choice import (
     choose,
     eligible,
     kept,
+    pixel_figures,
     synthetic_defects,
 )
 from edgeproj.calibration.thresholds import (
@@ -43,12 +44,17 @@ from edgeproj.preprocess import to_patches
 from edgeproj.runtime.gate import ASPECT_TOLERANCE, MARGIN, FrameGate
 from edgeproj.runtime.manifest import IMAGE_SCORES, Calibration, check_writable, load_manifest, write_manifest
 from edgeproj.runtime.projector import ImageResult, Projector
-from edgeproj.runtime.scoring import MapNorm, image_score, raw_counterpart
+from edgeproj.runtime.scoring import MapNorm, fuses_pixels, image_score, pixel_map, raw_counterpart
 
 FP16_MAX_AUROC_DROP = 0.005
 # Fewer normal images than this cannot set an image threshold worth trusting (nor hold any out).
 MIN_NORMAL_IMAGES = 3
 STOP_RULES = ("min", "quantile")
+# What the pixel threshold is set on (scoring.pixel_map), by whether the image score fuses the texture check.
+PIXEL_MAPS = (
+    "projection map",
+    "projection map fused with the texture check (the larger of the border-normalized map and the standardized |z| map)",
+)
 
 
 @dataclass
@@ -137,7 +143,7 @@ def _require_finite(values: np.ndarray, what: str, paths: list[Path]) -> None:
 
 def _maps(proj: Projector, images: list[np.ndarray], threshold: float) -> tuple[list[np.ndarray], np.ndarray, list[ImageResult]]:
     res = proj.project(images, settings=proj.settings(rec_loss_threshold=threshold))
-    return [r.map for r in res], np.array([r.score for r in res]), res
+    return [r.projection_map for r in res], np.array([r.score for r in res]), res
 
 
 def _holdout_order(paths: list[Path], unseen: set[str], rng: np.random.Generator) -> list[int]:
@@ -226,9 +232,15 @@ def calibrate_bundle(
         def scores(maps: list[np.ndarray], imgs: list[np.ndarray]) -> np.ndarray:
             return np.array([image_score(m, kind, img, norm) for m, img in zip(maps, imgs)], np.float64)
 
+        def pixels(maps: list[np.ndarray], imgs: list[np.ndarray]) -> np.ndarray:
+            # The pixel map the line thresholds: fused with the texture check where the image score has it.
+            return np.concatenate([pixel_map(m, kind, img, norm).ravel() for m, img in zip(maps, imgs)])
+
         cal_scores = scores(cal_maps, cal)
         _require_finite(cal_scores, "image score", [paths[i] for i in cal_idx])
-        pixel_thr = quantile_threshold(np.concatenate([m.ravel() for m in cal_maps]), opts.pixel_fpr)
+        cal_pixels = pixels(cal_maps, cal)
+        _require_finite(cal_pixels, "pixel map", [paths[i] for i in cal_idx])
+        pixel_thr = quantile_threshold(cal_pixels, opts.pixel_fpr)
         image_thr = quantile_threshold(cal_scores, opts.image_frr)
         image_method = f"quantile of normal image scores ({kind})"
         synthetic = None
@@ -248,7 +260,7 @@ def calibrate_bundle(
                 "threshold_at_normal_frr_target": quantile_threshold(cal_scores, opts.image_frr),
             }
         measured = {
-            "calibration_pixel_fpr": exceed_rate(np.concatenate([m.ravel() for m in cal_maps]), pixel_thr),
+            "calibration_pixel_fpr": exceed_rate(cal_pixels, pixel_thr),
             "calibration_image_frr": exceed_rate(cal_scores, image_thr),
         }
         if hold:
@@ -258,7 +270,7 @@ def calibrate_bundle(
             over = hold_scores > image_thr
             blocked = np.array([not g.passed for g in gated])
             measured |= {
-                "holdout_pixel_fpr": exceed_rate(np.concatenate([m.ravel() for m in hold_maps]), pixel_thr),
+                "holdout_pixel_fpr": exceed_rate(pixels(hold_maps, hold), pixel_thr),
                 "holdout_image_frr": exceed_rate(hold_scores, image_thr),
                 "holdout_gate": rejection_summary(gated),
                 "holdout_frr_with_gate": float(np.mean(over | blocked)),
@@ -292,7 +304,7 @@ def calibrate_bundle(
         image_threshold=image_thr,
         method={
             "stop": opts.stop_rule if opts.stop_rule == "min" else f"quantile {opts.stop_quantile}",
-            "pixel": "quantile of normal-pixel map values",
+            "pixel": f"quantile of normal-pixel values of the {PIXEL_MAPS[fuses_pixels(kind, norm)]}",
             "image": image_method,
             "backend": opts.backend,
             "stop_check": stop_check,
@@ -343,7 +355,8 @@ def _choose_score(
         }
     defects = [d for _, d in drawn]
     defect_images = [d.image for d in defects]
-    figures = candidate_figures(hold_maps, hold, _maps(proj, defect_images, stop)[0], defect_images, norm)
+    defect_maps = _maps(proj, defect_images, stop)[0]
+    figures = candidate_figures(hold_maps, hold, defect_maps, defect_images, norm)
     candidates = eligible(mode)
     if not any(np.isfinite(figures[k]) for k in candidates):
         raise DataError("every candidate image score was NaN on the synthetic defects (a projection diverged); check the bundle")
@@ -356,6 +369,7 @@ def _choose_score(
         "normal_images": len(hold),
         "defects_per_image": opts.choice_per_image,
         "synthetic_defects": {k: sum(d.kind == k for d in defects) for k in sorted({d.kind for d in defects})},
+        "pixel_auroc": pixel_figures(defect_maps, defects, norm),
         "before": current,
     }
 
@@ -376,10 +390,10 @@ def _synthetic_defects(images: list[np.ndarray], opts: CalibrationOptions) -> li
 def _labelled_figures(proj: Projector, ts, stop: float, pixel_thr: float, image_thr: float, kind: str, norm: MapNorm) -> dict:
     """Best-F1 thresholds on a labelled MVTec-layout test set, and what the normal-data thresholds give there."""
     res = proj.project(ts.images, settings=proj.settings(rec_loss_threshold=stop))
-    maps = [r.map for r in res]
     labels = np.concatenate([m.ravel() for m in ts.masks])
-    scores = np.concatenate([m.ravel() for m in maps])
-    img_scores = np.array([image_score(r.map, kind, img, norm) for r, img in zip(res, ts.images)])
+    maps = [r.projection_map for r in res]
+    scores = np.concatenate([pixel_map(m, kind, img, norm).ravel() for m, img in zip(maps, ts.images)])
+    img_scores = np.array([image_score(m, kind, img, norm) for m, img in zip(maps, ts.images)])
     pix = best_f1(labels, scores)
     img = best_f1(ts.labels, img_scores)
     pred = scores > pixel_thr

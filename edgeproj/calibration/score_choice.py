@@ -109,6 +109,24 @@ def candidate_figures(
     return out
 
 
+def pixel_figures(defect_maps: list[np.ndarray], defects: list, norm: MapNorm) -> dict[str, float]:
+    """Pixel AUROC on the synthetic defects' masks of the projection map and of the map fused with the
+    texture check (scoring.fused_pixel_map, where calibration measured its statistics): what the texture
+    check adds to the localization on this line. Recorded, not chosen by: the pixel map follows the image
+    score, so that a contour shows what the verdict saw. NaN where a map is not finite."""
+    from edgeproj.runtime.scoring import fused_pixel_map
+
+    labels = np.concatenate([d.mask.ravel() for d in defects])
+    maps = {"projection": defect_maps}
+    if norm.texture is not None and norm.texture.pixel_z is not None:
+        maps["fused"] = [fused_pixel_map(m, d.image, norm) for m, d in zip(defect_maps, defects)]
+    out = {}
+    for name, ms in maps.items():
+        v = np.concatenate([m.ravel() for m in ms])
+        out[name] = float(roc_auc(labels, v)) if np.isfinite(v).all() else float("nan")
+    return out
+
+
 def choose(figures: dict[str, float], candidates: tuple[str, ...] = IMAGE_SCORES) -> str:
     """The chosen candidate under RULE among `candidates` (NaN figures never win)."""
     finite = {k: v for k, v in figures.items() if k in candidates and np.isfinite(v)}

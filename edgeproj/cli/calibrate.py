@@ -157,6 +157,9 @@ def _print_summary(c, s, pixel_fpr: float, image_frr: float, synthetic_miss_rate
         )
     elif choice:
         c.print(f"image score {choice.chosen}: {choice.rule}")
+    c.print(f"pixel threshold: {s.pixel_map}")
+    if choice and choice.pixel_auroc:
+        c.print("pixel AUROC of the synthetic defects: " + ", ".join(f"{k} map {v:.3f}" for k, v in choice.pixel_auroc.items()))
     h = s.heldout
     if h:
         c.print(

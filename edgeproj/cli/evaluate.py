@@ -148,6 +148,11 @@ def _print_summary(c, s) -> None:
         f"{s.category} {s.label}: pixel AUROC {b.pixel_auroc:.3f} -> {p.pixel_auroc:.3f}, "
         f"AU-PRO {b.au_pro:.3f} -> {p.au_pro:.3f}, image AUROC {b.image_auroc:.3f} -> {p.image_auroc:.3f}"
     )
+    if s.pixel_map and s.pixel_map["map"] != "projection":
+        c.print(
+            f"  the line's pixel map ({s.pixel_map['map']}): pixel AUROC {s.pixel_map['pixel_auroc']:.3f}, "
+            f"AU-PRO {s.pixel_map['au_pro']:.3f}"
+        )
     g = s.gate
     if g and g.calibrated:
         line = (

@@ -65,8 +65,11 @@ SOURCE = OptionGroup("source_opts", "Source", (
 ), _source)  # fmt: skip
 
 JUDGEMENT = OptionGroup("judgement", "Judgement", (
-    Flag("image_threshold", Optional[float], float_option(None, 0.0, 1e6, "NG above this image score (default: calibration).")),
-    Flag("pixel_threshold", Optional[float], float_option(None, 0.0, 1e6, "Defect contour threshold (default: calibration).")),
+    # Negative values are allowed: the *_tex scores and their pixel map are in normal standard deviations, and
+    # a lower threshold only rejects more.
+    Flag("image_threshold", Optional[float], float_option(None, -1e6, 1e6,
+         "NG above this image score (default: calibration; *_tex scores are in normal standard deviations).")),
+    Flag("pixel_threshold", Optional[float], float_option(None, -1e6, 1e6, "Defect contour threshold (default: calibration).")),
     flag("roi", Optional[str], None, help="Region of interest x,y,w,h in frame pixels (must lie inside the frame)."),
     flag("resize", Optional[str], None,
          help="Resize every frame (after --roi) to WxH before the frame gate: states a camera geometry that differs from calibration's."),

@@ -18,7 +18,7 @@ from edgeproj.evaluation.testset import TestSet
 from edgeproj.metrics import au_pro, roc_auc
 from edgeproj.runtime.gate import FrameGate
 from edgeproj.runtime.projector import Projector
-from edgeproj.runtime.scoring import MapNorm, dssim_maps, image_score, raw_counterpart
+from edgeproj.runtime.scoring import MapNorm, dssim_maps, fuses_pixels, image_score, pixel_map, raw_counterpart
 
 
 @dataclass
@@ -136,6 +136,18 @@ def evaluate_bundle(proj: Projector, ts: TestSet, opts: EvalOptions, tick: Calla
         )
         for k, v in maps.items()
     }
+    # The line thresholds and draws the pixel map of its image score: fused with the texture check for a
+    # *_tex score (scoring.pixel_map). "grad" stays the paper's projection map; this is what the line shows.
+    if fuses_pixels(kind, proj.map_norm):
+        deployed = [pixel_map(a, kind, img, proj.map_norm) for a, img in zip(maps["grad"], ts.images)]
+        labels = np.concatenate([msk.ravel() for msk in ts.masks])
+        pixel = {
+            "map": "projection fused with the texture check",
+            "pixel_auroc": roc_auc(labels, np.concatenate([a.ravel() for a in deployed])),
+            "au_pro": au_pro(ts.masks, deployed, opts.pro_fpr),
+        }
+    else:
+        pixel = {"map": "projection", "pixel_auroc": metrics["grad"]["pixel_auroc"], "au_pro": metrics["grad"]["au_pro"]}
     improvement = {
         k: (metrics["grad"][k] - metrics["baseline"][k]) / metrics["baseline"][k] if metrics["baseline"][k] else float("nan")
         for k in ("pixel_auroc", "au_pro", "image_auroc")
@@ -164,6 +176,7 @@ def evaluate_bundle(proj: Projector, ts: TestSet, opts: EvalOptions, tick: Calla
         "single_gradient": {k: metrics[k] for k in ("grad_norm", "grad_x_recon_error", "recon_squared_error")},
         "improvement_rate": improvement,
         "image_score": {"deployed": kind, "choice": m.calibration.image_score_choice},
+        "pixel_map": pixel,
         "image_scores": image_score_candidates(ts, res, maps["grad"], maps["baseline"], proj.map_norm),
         "image_improvement_rates": improvement_rates(ts, maps["baseline"], maps["grad"]),
         "iterations": {"mean": float(res.iterations.mean()), "max": int(res.iterations.max()), "stop_reasons": reasons},

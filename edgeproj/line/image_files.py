@@ -110,7 +110,7 @@ def judge_image(proj, gate, manifest, path: Path, stem: str, out: Path, settings
 
     cal = manifest.calibration
     thr = cal.pixel_threshold
-    vmax = 2 * thr if thr else None
+    vmax = overlays.colour_top(thr)
     try:
         image = frame_as_stated(read_image(path, manifest.channels, max_pixels=framing.max_pixels), framing.roi, framing.resize)
         checked = gate.check_frame(image)

@@ -147,7 +147,7 @@ class OverlaySinks:
     def __init__(self, sinks: list[OverlaySink], pixel_threshold: float | None):
         self.sinks = sinks
         self.pixel_threshold = pixel_threshold
-        self.vmax = 2 * pixel_threshold if pixel_threshold else None
+        self.vmax = overlays.colour_top(pixel_threshold)
 
     def write(self, stem: str, image: np.ndarray, amap: np.ndarray, score: float, verdict: Verdict) -> Saved:
         """Feed the outputs that want this frame, in order; the saved files' paths (or none)."""

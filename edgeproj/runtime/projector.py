@@ -21,14 +21,17 @@ from edgeproj.runtime.backends import create_runner
 from edgeproj.runtime.lanes import LanePool
 from edgeproj.runtime.loop import BatchResult, run_projection
 from edgeproj.runtime.manifest import Manifest, Projection, load_manifest
-from edgeproj.runtime.scoring import MapNorm, Scorer, anomaly_map, dssim_maps, image_score, raw_counterpart
+from edgeproj.runtime.scoring import MapNorm, Scorer, anomaly_map, dssim_maps, image_score, raw_counterpart, score_and_pixel_map
 
 MAX_BATCH = 1024
 
 
 @dataclass
 class ImageResult:
-    """One image's projection. Maps are at the original image size; projection/recon at the model frame."""
+    """One image's projection. Maps are at the original image size; projection/recon at the model frame.
+    `map` is the pixel map a line thresholds and draws (scoring.pixel_map: for a *_tex image score the
+    projection map fused with the texture check); `projection_map` the projection's own, which `score`
+    is taken from (the same array where nothing is fused)."""
 
     map: np.ndarray
     score: float
@@ -43,6 +46,11 @@ class ImageResult:
     source: str = ""
     extra_maps: dict = field(default_factory=dict)
     rec_loss0: np.ndarray | None = None  # L_r at x0 of every tile: the frame gate's model statistics
+    projection_map: np.ndarray | None = None  # None: the same as `map`
+
+    def __post_init__(self):
+        if self.projection_map is None:
+            self.projection_map = self.map
 
     @property
     def diverged(self) -> int:
@@ -386,10 +394,11 @@ class Projector:
             amap = stitch(maps, orig, pre, hw)
             bmap = None if base is None else stitch(base, orig, pre, hw)
             frame = working_size(hw, pre)
+            score, pmap = score_and_pixel_map(amap, settings.image_score, img, self.map_norm)
             out.append(
                 ImageResult(
-                    map=amap,
-                    score=image_score(amap, settings.image_score, img, self.map_norm),
+                    map=pmap,
+                    score=score,
                     baseline_map=bmap,
                     # The normal statistics are the projection maps'; the baseline is scored without them.
                     baseline_score=float("nan") if bmap is None else image_score(bmap, raw_counterpart(settings.image_score)),
@@ -401,6 +410,7 @@ class Projector:
                     map_kind=settings.map_kind,
                     source=src,
                     rec_loss0=np.array(res.rec_loss0[sl], np.float32),
+                    projection_map=amap,
                 )
             )
         return out

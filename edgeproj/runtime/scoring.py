@@ -116,6 +116,37 @@ def available(kind: str, norm: MapNorm | None) -> bool:
     return norm is not None or IMAGE_SCORE_SPECS[kind][1] is None
 
 
+def fuses_pixels(kind: str, norm: MapNorm | None) -> bool:
+    """Whether the pixel map of image score `kind` is the fused one (pixel_map): a *_tex score whose
+    statistics hold the |z| pixels' (pixel_z). A bundle calibrated before the fused map keeps the projection
+    map, the map its pixel threshold was set on."""
+    return bool(IMAGE_SCORE_SPECS[kind][2]) and norm is not None and norm.texture is not None and norm.texture.pixel_z is not None
+
+
+def pixel_map(amap: np.ndarray, kind: str, image: np.ndarray, norm: MapNorm | None, zmap: np.ndarray | None = None) -> np.ndarray:
+    """The pixel map a line thresholds and draws for image score `kind`: the projection map, or for a *_tex
+    score the fused map (fused_pixel_map), so that a part rejected by the texture check shows where. The
+    image score is always taken from the projection map. `zmap`: the frame's |z| map, if already measured."""
+    return fused_pixel_map(amap, image, norm, zmap) if fuses_pixels(kind, norm) else amap
+
+
+def fused_pixel_map(amap: np.ndarray, image: np.ndarray, norm: MapNorm, zmap: np.ndarray | None = None) -> np.ndarray:
+    """The larger, pixel by pixel, of the projection map normalized by border distance and the texture check's
+    |z| map standardized by the normal images' |z| pixels: both in normal standard deviations. NaN stays NaN."""
+    z = norm.texture.standard_zmap(image, np.shape(amap), zmap)
+    return np.maximum(norm.apply(amap, image, contrast=False), z)
+
+
+def score_and_pixel_map(amap: np.ndarray, kind: str, image: np.ndarray, norm: MapNorm | None) -> tuple[float, np.ndarray]:
+    """image_score and pixel_map of one frame, its |z| map measured once where both use it (a line's frame)."""
+    if not fuses_pixels(kind, norm):
+        return image_score(amap, kind, image, norm), amap
+    base = projection_score(kind)
+    z = norm.texture.zmap(image)
+    score = norm.texture.combine(base, image_score(amap, base, image, norm), float(z.max()))
+    return score, pixel_map(amap, kind, image, norm, z)
+
+
 def raw_counterpart(kind: str) -> str:
     """The image score with the same smoothing, no normalization and no texture check
     (norm_max_smoothed_tex -> map_max_smoothed)."""

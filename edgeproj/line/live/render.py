@@ -58,7 +58,9 @@ class Renderer:
             state.commit(info)
 
     def _draw(self, latest: tuple | None, pending: list[tuple], pix: float | None) -> None:
-        vmax = 2 * pix if pix else None
+        from edgeproj.overlays import colour_top
+
+        vmax = colour_top(pix)
         if latest is not None:
             self.state.set_frame(self.encode(latest[1], latest[2], pix, vmax))
         for row, image, amap in pending:

@@ -6,6 +6,8 @@ drawn on the others) through a bundle with its deployed settings, then reports
 - image AUROC (map maximum) by defect size and by contrast of the defect (the photo_textures.py records);
 - where good images' map maxima lie: within 8 px of the image border, near interior tile seams, against
   the share of the area those bands cover (before and after the border normalization);
+- whether good crops reaching columns of the photograph no training crop covered score higher
+  (photo_textures.py's crop positions): image AUROC against the good crops inside and past them;
 - every IMAGE_SCORES candidate on the real defects and on the synthetic ones, with their Spearman
   rank correlation (does the synthetic check rank scores like real defects?).
 
@@ -55,9 +57,28 @@ def main(argv=None) -> int:
     report: dict = {"bundle": str(args.bundle), "category": args.category, "image_score": m.projection.image_score}
     meta_path = args.root / args.category / "dataset.json"
     if meta_path.is_file():
-        recs = json.loads(meta_path.read_text())["test_defect"]
+        meta = json.loads(meta_path.read_text())
+        recs = meta["test_defect"]
         across = np.array([r["across_px"] for r in recs])
         change = np.array([r["mean_abs_change_in_mask"] for r in recs])
+        goods, train_x = meta.get("test_good") or [], meta.get("train_x_range")
+        if train_x and len(goods) == len(sg):
+            # Good crops reaching columns of the photograph that no training crop covered: does the map
+            # flag new normal texture (the photograph's large-scale variation) as anomalous?
+            x = np.array([g["x"] for g in goods])
+            seen = (x >= train_x[0]) & (x < train_x[1])
+            labels = lambda n: np.r_[np.zeros(n), np.ones(len(sb))].astype(bool)  # noqa: E731
+            tg = np.array([norm.texture.score(im) for im in good_imgs])
+            tb = np.array([norm.texture.score(im) for im, lb in zip(ts.images, lab) if lb])
+            report["good_crop_position"] = {
+                "train_x_range": train_x,
+                "corr_map_max_vs_x": float(np.corrcoef(sg, x)[0, 1]),
+                "map_max_auroc_vs_goods_in_trained_columns": float(roc_auc(labels(int(seen.sum())), np.r_[sg[seen], sb])),
+                "map_max_auroc_vs_goods_past_them": float(roc_auc(labels(int((~seen).sum())), np.r_[sg[~seen], sb])),
+                "texture_score_auroc_vs_goods_in_trained_columns": float(roc_auc(labels(int(seen.sum())), np.r_[tg[seen], tb])),
+                "texture_score_auroc_vs_goods_past_them": float(roc_auc(labels(int((~seen).sum())), np.r_[tg[~seen], tb])),
+                "goods_in_trained_columns": int(seen.sum()),
+            }
         if len(recs) == len(sb):
             report["map_max_auroc_by_defect_size_px"] = {
                 f"{lo}-{hi}": auc((across >= lo) & (across < hi)) for lo, hi in ((0, 30), (30, 45), (45, 1000))

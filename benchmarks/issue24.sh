@@ -19,6 +19,7 @@ for s in "${cats[@]}"; do
   edgeproj evaluate "$WORK/b-$s" "$SET" --category "$s" --no-study --out "$WORK/eval-$s" --quiet --json > "$WORK/eval-$s.json"
   python benchmarks/image_score_limits.py "$WORK/b-$s" "$SET" "$s" --out "$WORK/limits-$s.json" > /dev/null
   python benchmarks/easy_patches.py "$WORK/b-$s" "$SET" "$s" --out "$WORK/easy-$s.json" > /dev/null
+  python benchmarks/pixel_map.py "$WORK/b-$s" "$SET" "$s" --out "$WORK/pixel-map-$s.json" > /dev/null
 done
 python benchmarks/verdict_table.py "$WORK" "$SET" "${cats[@]}"
 # The step size on these bundles and the rule over the sets; the synthetic check against the real defects.

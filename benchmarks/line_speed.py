@@ -106,7 +106,7 @@ def main() -> None:
         auroc = {}
         for name, whole_step in (("split", False), ("step graph", True)):
             with Projector(m, options=backend_options("ort-cpu", whole_step=whole_step)) as proj:
-                maps = [r.map for r in proj.project(ts.images, lean=True)]
+                maps = [r.projection_map for r in proj.project(ts.images, lean=True)]
             auroc[name] = roc_auc(labels, np.concatenate([x.ravel() for x in maps]))
         out["pixel_auroc"] = auroc
     print(json.dumps(out, indent=2))

@@ -26,7 +26,8 @@ def main() -> None:
     labels = np.concatenate([k.ravel() for k in ts.masks])
     with Projector(m) as proj:
         res = proj.project(ts.images)
-    auroc = roc_auc(labels, np.concatenate([r.map.ravel() for r in res]))
+    # The projection's own map (`.map` on trees before the fused pixel map, which had no projection_map).
+    auroc = roc_auc(labels, np.concatenate([getattr(r, "projection_map", r.map).ravel() for r in res]))
     iters = float(np.mean([i for r in res for i in r.iterations]))
     print(json.dumps({"bundle": bundle, "category": category, "pixel_auroc": auroc, "iterations_per_tile": iters}))
 

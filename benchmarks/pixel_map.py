@@ -54,7 +54,11 @@ def main(argv=None) -> int:
         }
 
     ref = plain(normal_maps, normals)
-    q = {k: {p: float(np.quantile(np.concatenate([a.ravel() for a in v]), p)) for p in (0.99, 0.999)} for k, v in ref.items()}
+    # Floored: a flat normal map (a perfect reconstruction) must not divide by zero.
+    q = {
+        k: {p: max(float(np.quantile(np.concatenate([a.ravel() for a in v]), p)), 1e-12) for p in (0.99, 0.999)}
+        for k, v in ref.items()
+    }
 
     def candidates(amaps, imgs) -> dict[str, list]:
         c = plain(amaps, imgs)

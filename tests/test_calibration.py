@@ -438,17 +438,18 @@ def test_calibration_chooses_the_image_score_on_synthetic_defects(trained_bundle
     assert set(ch["pixel_auroc"]) == {"projection", "fused"} and all(0 <= v <= 1 for v in ch["pixel_auroc"].values())
 
 
-def test_the_line_draws_the_fused_map_and_scores_the_projection_map(trained_bundle, demo_root):
+def test_the_line_draws_the_fused_map_and_scores_the_projection_map(trained_bundle, gate_demo_root):
     """A bundle whose image score has the texture check: each result's `map` (thresholded and drawn by the
     line) is the projection map fused pixel by pixel with the texture check, the score is taken from the
-    projection map itself, and the calibrated pixel threshold sits on the fused map's scale (its normal
-    pixels exceed it at about the target rate)."""
+    projection map itself, and the calibrated pixel threshold sits on the fused map's scale (a typical
+    normal image's pixels exceed it at about the 1% target). The same bundle without the pixel statistics (calibrated
+    before them) draws the projection map, the map its pixel threshold was set on."""
     from edgeproj.runtime.projector import Projector
     from edgeproj.runtime.scoring import image_score, pixel_map
 
     m = load_manifest(trained_bundle)
     assert m.projection.image_score.endswith("_tex")
-    images = [read_image(p, m.channels) for p in normal_images(demo_root / "grid")[:3]]
+    images = [read_image(p, m.channels) for p in normal_images(gate_demo_root / "grid")[:10]]
     with Projector(m) as proj:
         res = proj.project(images)
     for r, img in zip(res, images):
@@ -456,8 +457,14 @@ def test_the_line_draws_the_fused_map_and_scores_the_projection_map(trained_bund
         assert np.array_equal(r.map, pixel_map(r.projection_map, m.projection.image_score, img, proj.map_norm))
         assert r.score == image_score(r.projection_map, m.projection.image_score, img, proj.map_norm)
         assert np.all(r.map >= proj.map_norm.apply(r.projection_map, img, contrast=False))
-    fpr = np.mean(np.concatenate([r.map.ravel() for r in res]) > m.calibration.pixel_threshold)
-    assert fpr < 0.2
+    # Per image, as the target allows; a median, since a few of these images are outliers that training
+    # never saw (the projection map alone flags a quarter of one of them).
+    assert np.median([np.mean(r.map > m.calibration.pixel_threshold) for r in res]) < 0.02
+    older = json.loads(json.dumps(m.calibration.map_norm))
+    del older["texture"]["pixel_z"]
+    with Projector(replace(m, calibration=replace(m.calibration, map_norm=older))) as proj:
+        (r,) = proj.project(images[:1])
+    assert r.map is r.projection_map and r.score == res[0].score
 
 
 def test_the_summary_lists_the_eligible_candidates_and_names_the_best_other(trained_bundle):
@@ -482,6 +489,7 @@ def test_the_summary_lists_the_eligible_candidates_and_names_the_best_other(trai
     figs = s.score_choice.candidates_auroc
     best_other = max((k for k in figs if k not in s.score_choice.eligible), key=figs.get)
     assert other == f"{best_other} {figs[best_other]:.3f}"
+    assert not any(ln.startswith("warning:") for ln in out.getvalue().splitlines()) or s.score_choice.warning
     # What the pixel threshold is set on, and both maps' pixel AUROC on the synthetic defects.
     lines = out.getvalue().splitlines()
     assert any(ln.startswith("pixel threshold: ") and "fused with the texture check" in ln for ln in lines)
@@ -514,6 +522,43 @@ def _choice(images, per_image, mode="texture"):
     maps = [np.abs(img[..., 0] - 0.5) for img in images]
     opts = CalibrationOptions(choice_per_image=per_image)
     return _choose_score(_MapProjector(mode), "map_max", opts, images, maps, 1.0, MapNorm.fit(maps, images))
+
+
+def test_calibrate_prints_the_weak_separation_warning(trained_bundle):
+    import io
+
+    from rich.console import Console
+
+    from edgeproj.calibration.score_choice import separation_warning
+    from edgeproj.calibration.summary import CalibrationSummary
+    from edgeproj.cli.calibrate import _print_summary
+
+    m = load_manifest(trained_bundle)
+    choice = m.calibration.image_score_choice | {"warning": separation_warning("map_max_tex", 0.55)}
+    s = CalibrationSummary.of(replace(m.calibration, image_score_choice=choice), m.channels)
+    out = io.StringIO()
+    _print_summary(Console(file=out, width=10_000), s, 0.01, 0.02, None)
+    assert f"warning: {choice['warning']}" in out.getvalue().splitlines()
+
+
+def test_a_weak_separation_is_warned_and_recorded(monkeypatch):
+    """When the chosen score hardly separates the synthetic defects from the held-out good parts (below
+    WEAK_SEPARATION, or NaN), the choice records a warning that names the score and its AUROC; above, none."""
+    import edgeproj.calibration.calibrate as calibrate_module
+    from edgeproj.calibration.score_choice import MIN_PAIRS, WEAK_SEPARATION, separation_warning
+    from edgeproj.runtime.manifest import IMAGE_SCORES
+
+    assert separation_warning("norm_max_tex", WEAK_SEPARATION) is None and separation_warning("map_max", 0.9) is None
+    w = separation_warning("norm_max_tex", 0.565)
+    assert "norm_max_tex" in w and "AUROC 0.565" in w and "pass as OK" in w and "edgeproj evaluate" in w
+    assert separation_warning("map_max", float("nan")) is not None
+    rng = np.random.default_rng(3)
+    textured = [rng.uniform(0.2, 0.8, (64, 64, 1)).astype(np.float32) for _ in range(MIN_PAIRS + 2)]
+    for level, warned in ((0.55, True), (0.8, False)):
+        figures = {k: level - 0.01 * i for i, k in enumerate(IMAGE_SCORES)}
+        monkeypatch.setattr(calibrate_module, "candidate_figures", lambda *a, f=figures: dict(f))
+        kind, ch = _choice(textured, 1)
+        assert ("warning" in ch) == warned and (not warned or f"AUROC {figures[kind]:.3f}" in ch["warning"])
 
 
 @pytest.mark.parametrize("mode", ["texture", "object"])

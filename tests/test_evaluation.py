@@ -235,6 +235,26 @@ def test_evaluate_reports_the_projection_map_where_nothing_is_fused(evaluated):
     assert res["pixel_map"] == {"map": "projection", "pixel_auroc": res["grad"]["pixel_auroc"], "au_pro": res["grad"]["au_pro"]}
 
 
+def test_evaluate_prints_the_lines_pixel_map_when_it_is_fused(evaluated):
+    import io
+
+    from rich.console import Console
+
+    from edgeproj.cli.evaluate import _print_summary
+    from edgeproj.evaluation.summary import EvaluationSummary
+
+    res, _, _ = evaluated
+
+    def printed(r: dict) -> str:
+        out = io.StringIO()
+        _print_summary(Console(file=out, width=10_000), EvaluationSummary.of(r))
+        return out.getvalue()
+
+    assert "the line's pixel map" not in printed(res)
+    fused = res | {"pixel_map": {"map": "projection fused with the texture check", "pixel_auroc": 0.9123, "au_pro": 0.7456}}
+    assert "the line's pixel map (projection fused with the texture check): pixel AUROC 0.912, AU-PRO 0.746" in printed(fused)
+
+
 def test_evaluate_cli_says_when_the_image_score_was_not_chosen(bundles, demo_root, tmp_path):
     res = run_cli(
         "evaluate", bundles["l2ae"], demo_root, "--category", "grid", "--out", tmp_path / "r", "--no-study", "--limit", "6"

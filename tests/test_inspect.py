@@ -198,7 +198,9 @@ def test_a_negative_threshold_rejects_every_part(bundles, tmp_path):
     from edgeproj.overlays import colour_top
 
     with Projector.from_bundle(bundles["l2ae"]) as proj:
-        summary = inspect(proj, FakeLive(2), tmp_path / "r.sqlite", tmp_path, InspectOptions(image_threshold=-1.0, pixel_threshold=-1.0))
+        summary = inspect(
+            proj, FakeLive(2), tmp_path / "r.sqlite", tmp_path, InspectOptions(image_threshold=-1.0, pixel_threshold=-1.0)
+        )
     assert summary.ok == 0 and summary.ng == summary.processed >= 1
     assert colour_top(-1.0) is None and colour_top(0.0) is None and colour_top(None) is None and colour_top(0.3) == 0.6
 

@@ -301,3 +301,31 @@ def test_inspect_whose_reader_leaves_ends_with_an_error_not_a_normal_exit(calibr
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("edgeproj: error: stdout was closed by its reader: inspect stopped early"), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_inspect_repeats_calibrations_weak_separation_warning(calibrated_bundle, grid_images, tmp_path):
+    """A line whose chosen score hardly separated the synthetic defects from good parts says so when it
+    starts (calibrate warned; a defective part may pass as OK), and the verdicts still come."""
+    from edgeproj.calibration.score_choice import separation_warning
+
+    dst = tmp_path / "bundle"
+    shutil.copytree(calibrated_bundle, dst)
+    doc = json.loads((dst / "manifest.json").read_text())
+    doc["calibration"]["image_score_choice"]["warning"] = separation_warning("map_max_tex", 0.55)
+    (dst / "manifest.json").write_text(json.dumps(doc))
+    res = run_cli("inspect", dst, "--source", grid_images, "--out", tmp_path / "line", "--json", "--max-frames", "1")
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    assert "warning: the image score map_max_tex separates synthetic defects" in res.stderr and "AUROC 0.550" in res.stderr
+
+
+def test_inspect_takes_a_negative_threshold_and_refuses_one_out_of_range(calibrated_bundle, grid_images, tmp_path):
+    """A *_tex score is in normal standard deviations, so a threshold may be negative: every part is then NG
+    (a lower threshold only rejects more). Beyond the range it is one line and exit 2."""
+    res = run_cli("inspect", calibrated_bundle, "--source", grid_images, "--out", tmp_path / "a", "--json",
+                  "--image-threshold", "-1", "--pixel-threshold", "-1")  # fmt: skip
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    rows = [json.loads(ln) for ln in res.stdout.splitlines() if ln.strip()]
+    verdicts = [r["verdict"] for r in rows if r.get("verdict")]
+    assert verdicts and set(verdicts) == {"NG"}
+    one_line_error(run_cli("inspect", calibrated_bundle, "--source", grid_images, "--out", tmp_path / "b",
+                           "--image-threshold", "-2e6"), "--image-threshold")  # fmt: skip

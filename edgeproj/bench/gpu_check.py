@@ -108,8 +108,8 @@ def _compare(ref, got, labels, auc_ref) -> dict:
     from edgeproj.metrics import roc_auc
 
     # np.min keeps a NaN (a constant map): it then fails every limit instead of vanishing from min().
-    corr = float(np.min([np.corrcoef(a.map.ravel(), b.map.ravel())[0, 1] for a, b in zip(ref, got)]))
-    dauc = roc_auc(labels, np.concatenate([r.map.ravel() for r in got])) - auc_ref
+    corr = float(np.min([np.corrcoef(a.projection_map.ravel(), b.projection_map.ravel())[0, 1] for a, b in zip(ref, got)]))
+    dauc = roc_auc(labels, np.concatenate([r.projection_map.ravel() for r in got])) - auc_ref
     its_ref = np.concatenate([r.iterations for r in ref])
     its = np.concatenate([r.iterations for r in got])
     return {
@@ -169,7 +169,7 @@ def run_check(
 
     tick("reference: ort-cpu, stop rules off")
     ref_fixed, _, _ = _project(manifest, "ort-cpu", {}, test.images, fixed)
-    auc_ref = roc_auc(labels, np.concatenate([r.map.ravel() for r in ref_fixed]))
+    auc_ref = roc_auc(labels, np.concatenate([r.projection_map.ravel() for r in ref_fixed]))
     report = CheckReport(reference={"pixel_auroc": auc_ref, "images": len(test.images), "iterations": FIXED_ITERATIONS,
                                     "production_stop_threshold": prod.stop.rec_loss_threshold})  # fmt: skip
     ref_prod: dict = {}
@@ -191,7 +191,7 @@ def run_check(
             got, providers, chunk = _project(manifest, backend, opts, test.images, prod)
             if chunk not in ref_prod:  # the CPU checking the rule where this configuration does
                 ref_prod[chunk] = _project(manifest, "ort-cpu", {"chunk": chunk}, test.images, prod)[0]
-            auc = roc_auc(labels, np.concatenate([r.map.ravel() for r in ref_prod[chunk]]))
+            auc = roc_auc(labels, np.concatenate([r.projection_map.ravel() for r in ref_prod[chunk]]))
             row = _compare(ref_prod[chunk], got, labels, auc) | {"chunk": chunk, "providers": providers}
             report.production[name] = judge_production(row)
         except Exception as exc:  # noqa: BLE001

@@ -27,6 +27,7 @@ from edgeproj.calibration.score_choice import (
     eligible,
     kept,
     pixel_figures,
+    separation_warning,
     synthetic_defects,
 )
 from edgeproj.calibration.thresholds import (
@@ -50,10 +51,9 @@ FP16_MAX_AUROC_DROP = 0.005
 # Fewer normal images than this cannot set an image threshold worth trusting (nor hold any out).
 MIN_NORMAL_IMAGES = 3
 STOP_RULES = ("min", "quantile")
-# What the pixel threshold is set on (scoring.pixel_map), by whether the image score fuses the texture check.
-PIXEL_MAPS = (
-    "projection map",
-    "projection map fused with the texture check (the larger of the border-normalized map and the standardized |z| map)",
+# What the pixel threshold is set on (scoring.pixel_map): the projection map, or for a *_tex score this one.
+FUSED_PIXEL_MAP = (
+    "projection map fused with the texture check (the larger of the border-normalized map and the standardized |z| map)"
 )
 
 
@@ -304,7 +304,7 @@ def calibrate_bundle(
         image_threshold=image_thr,
         method={
             "stop": opts.stop_rule if opts.stop_rule == "min" else f"quantile {opts.stop_quantile}",
-            "pixel": f"quantile of normal-pixel values of the {PIXEL_MAPS[fuses_pixels(kind, norm)]}",
+            "pixel": f"quantile of normal-pixel values of the {FUSED_PIXEL_MAP if fuses_pixels(kind, norm) else 'projection map'}",
             "image": image_method,
             "backend": opts.backend,
             "stop_check": stop_check,
@@ -361,6 +361,7 @@ def _choose_score(
     if not any(np.isfinite(figures[k]) for k in candidates):
         raise DataError("every candidate image score was NaN on the synthetic defects (a projection diverged); check the bundle")
     kind = choose(figures, candidates)
+    warning = separation_warning(kind, figures[kind])
     return kind, {
         "chosen": kind,
         "rule": RULE + ("; " + TEXTURE_RULE if candidates != IMAGE_SCORES else ""),
@@ -371,7 +372,7 @@ def _choose_score(
         "synthetic_defects": {k: sum(d.kind == k for d in defects) for k in sorted({d.kind for d in defects})},
         "pixel_auroc": pixel_figures(defect_maps, defects, norm),
         "before": current,
-    }
+    } | ({"warning": warning} if warning else {})
 
 
 def _synthetic_defects(images: list[np.ndarray], opts: CalibrationOptions) -> list:

@@ -47,6 +47,24 @@ RULE = (
 # depends on the position in the frame, which the texture statistics do not model: every candidate is
 # eligible there.
 TEXTURE_RULE = "texture line: only the candidates with the texture check (*_tex) are eligible"
+# Below this synthetic AUROC of the chosen score, calibrate warns (and inspect repeats it) that defects may
+# pass as OK. Measured on four real photograph sets (docs/method.md): the chosen score's synthetic AUROC was
+# 0.755 (slab), 0.741 (wood), 0.693 (weave), where the real contaminations' image AUROC was 0.937 / 0.972 /
+# 0.973, and 0.565 on granite, where it was 0.588 and the calibrated threshold found 18% of them.
+WEAK_SEPARATION = 0.6
+
+
+def separation_warning(kind: str, auroc: float) -> str | None:
+    """A warning when the chosen score hardly separates synthetic defects from held-out good parts (AUROC
+    below WEAK_SEPARATION, or NaN), else None: a weak line reports defective parts as good."""
+    if np.isfinite(auroc) and auroc >= WEAK_SEPARATION:
+        return None
+    return (
+        f"the image score {kind} separates synthetic defects from the held-out good parts at AUROC {auroc:.3f} "
+        f"(chance 0.5, warned below {WEAK_SEPARATION}): defective parts may pass as OK on this line; measure it on "
+        "labelled defects (`edgeproj evaluate`) before trusting its verdicts, and train on images that cover the "
+        "good parts' whole variation"
+    )
 
 
 def kept(current: str, mode: str) -> str:
@@ -113,7 +131,7 @@ def pixel_figures(defect_maps: list[np.ndarray], defects: list, norm: MapNorm) -
     """Pixel AUROC on the synthetic defects' masks of the projection map and of the map fused with the
     texture check (scoring.fused_pixel_map, where calibration measured its statistics): what the texture
     check adds to the localization on this line. Recorded, not chosen by: the pixel map follows the image
-    score, so that a contour shows what the verdict saw. NaN where a map is not finite."""
+    score, so that what the texture check finds is outlined too. NaN where a map is not finite."""
     from edgeproj.runtime.scoring import fused_pixel_map
 
     labels = np.concatenate([d.mask.ravel() for d in defects])

@@ -58,6 +58,7 @@ class ScoreChoice:
     defects_per_image: int | None = None
     eligible: tuple[str, ...] = ()  # empty: every candidate (calibrated before the texture check)
     pixel_auroc: dict[str, float] | None = None  # synthetic defects: projection map, fused map (None: not measured)
+    warning: str | None = None  # the chosen score hardly separates the synthetic defects (score_choice.separation_warning)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class CalibrationSummary:
     pixel_threshold: float | None
     image_threshold: float | None
     calibration_images: int
-    pixel_map: str
+    pixel_method: str  # what the pixel threshold was set on
     pixel_fpr: float
     image_frr: float
     synthetic: SyntheticThreshold | None
@@ -112,7 +113,7 @@ class CalibrationSummary:
             pixel_threshold=cal.pixel_threshold,
             image_threshold=cal.image_threshold,
             calibration_images=cal.images["calibration"],
-            pixel_map=cal.method.get("pixel", "quantile of normal-pixel map values"),
+            pixel_method=cal.method.get("pixel", "quantile of normal-pixel map values"),
             pixel_fpr=m["calibration_pixel_fpr"],
             image_frr=m["calibration_image_frr"],
             synthetic=SyntheticThreshold(syn["miss_rate"], syn["defects"], syn["threshold_at_normal_frr_target"])
@@ -128,6 +129,7 @@ class CalibrationSummary:
                 choice.get("defects_per_image"),
                 tuple(choice.get("eligible") or ()),
                 choice.get("pixel_auroc"),
+                choice.get("warning"),
             )
             if choice
             else None,  # fmt: skip

@@ -118,6 +118,8 @@ def command(
     with progress(enabled=not (quiet or json_out)) as prog:
         calibration = calibrate_bundle(bundle, paths, opts, labelled=ts, precision=precision, progress=prog)
     if json_out:
+        if warning := calibration.image_score_choice.get("warning"):
+            c.print(f"warning: {warning}", soft_wrap=True)  # stderr: a weak line is said in every mode
         emit_json(calibration.to_dict())
         return
     from edgeproj.calibration.summary import CalibrationSummary
@@ -157,7 +159,9 @@ def _print_summary(c, s, pixel_fpr: float, image_frr: float, synthetic_miss_rate
         )
     elif choice:
         c.print(f"image score {choice.chosen}: {choice.rule}")
-    c.print(f"pixel threshold: {s.pixel_map}")
+    if choice and choice.warning:
+        c.print(f"warning: {choice.warning}", soft_wrap=True)
+    c.print(f"pixel threshold: {s.pixel_method}")
     if choice and choice.pixel_auroc:
         c.print("pixel AUROC of the synthetic defects: " + ", ".join(f"{k} map {v:.3f}" for k, v in choice.pixel_auroc.items()))
     h = s.heldout

@@ -173,7 +173,8 @@ def command(
     capture = Capture(src, maxsize=source_opts.queue_size, max_reconnects=source_opts.max_reconnects)
     try:
         with projector as proj:
-            report.warnings(advisory, gate.advisory)  # said once the setup holds, so a setup error stays one line
+            # Said once the setup holds, so a setup error stays one line; calibration's weak-separation warning too.
+            report.warnings(advisory, gate.advisory, manifest.calibration.image_score_choice.get("warning"))
             summary = inspect(proj, src, store, out, opts, on_result=report.frame, stop=stop, capture=capture, sinks=sinks,
                               every=report.progress, outputs=outputs)  # fmt: skip
     finally:

@@ -225,6 +225,11 @@ class Calibration:
     def __post_init__(self):
         for name in ("rec_loss_threshold", "pixel_threshold", "image_threshold"):
             object.__setattr__(self, name, finite_or_none(name.replace("_", " "), getattr(self, name)))
+        # Every reader does .get() on these sections: a null or a list there is a malformed manifest.
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.type == "dict" and not isinstance(v, dict) or f.name == "labelled" and v is not None and not isinstance(v, dict):
+                raise ConfigError(f"calibration.{f.name} must be an object, got {type(v).__name__}; recalibrate the bundle")
 
     @property
     def calibrated(self) -> bool:

@@ -70,10 +70,14 @@ def image_score(amap: np.ndarray, kind: str = "map_max", image: np.ndarray | Non
 
 
 def image_scores(
-    amap: np.ndarray, kinds: tuple[str, ...] = IMAGE_SCORES, image: np.ndarray | None = None, norm: MapNorm | None = None
+    amap: np.ndarray,
+    kinds: tuple[str, ...] = IMAGE_SCORES,
+    image: np.ndarray | None = None,
+    norm: MapNorm | None = None,
+    zmap: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Several image scores of one map (image_score), each projection score and the frame's texture score
-    computed once however many kinds share them."""
+    computed once however many kinds share them. `zmap`: the frame's |z| map, if already measured."""
     for kind in kinds:
         if kind not in IMAGE_SCORE_SPECS:
             raise ValueError(f"unknown image score '{kind}'; choose one of {IMAGE_SCORES}")
@@ -92,7 +96,7 @@ def image_scores(
             out[kind] = projection[base]
             continue
         if texture is None:
-            texture = norm.texture.score(image)
+            texture = float((norm.texture.zmap(image) if zmap is None else zmap).max())
         out[kind] = norm.texture.combine(base, projection[base], texture)
     return out
 
@@ -125,8 +129,8 @@ def fuses_pixels(kind: str, norm: MapNorm | None) -> bool:
 
 def pixel_map(amap: np.ndarray, kind: str, image: np.ndarray, norm: MapNorm | None, zmap: np.ndarray | None = None) -> np.ndarray:
     """The pixel map a line thresholds and draws for image score `kind`: the projection map, or for a *_tex
-    score the fused map (fused_pixel_map), so that a part rejected by the texture check shows where. The
-    image score is always taken from the projection map. `zmap`: the frame's |z| map, if already measured."""
+    score the fused map (fused_pixel_map), so that what the texture check finds is outlined too. The image
+    score is always taken from the projection map. `zmap`: the frame's |z| map, if already measured."""
     return fused_pixel_map(amap, image, norm, zmap) if fuses_pixels(kind, norm) else amap
 
 
@@ -141,10 +145,8 @@ def score_and_pixel_map(amap: np.ndarray, kind: str, image: np.ndarray, norm: Ma
     """image_score and pixel_map of one frame, its |z| map measured once where both use it (a line's frame)."""
     if not fuses_pixels(kind, norm):
         return image_score(amap, kind, image, norm), amap
-    base = projection_score(kind)
     z = norm.texture.zmap(image)
-    score = norm.texture.combine(base, image_score(amap, base, image, norm), float(z.max()))
-    return score, pixel_map(amap, kind, image, norm, z)
+    return image_scores(amap, (kind,), image, norm, z)[kind], pixel_map(amap, kind, image, norm, z)
 
 
 def raw_counterpart(kind: str) -> str:

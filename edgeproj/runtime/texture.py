@@ -8,12 +8,13 @@ its maximum is the texture score. The *_tex image scores (IMAGE_SCORE_SPECS) fus
 score: each is put on the normal images' scale ((score - mean) / spread over the calibration images) and
 the larger decides, so either kind of evidence can reject a part (the threshold, a quantile of the larger,
 sits higher than the projection score's own at the same false-reject target). The pixel map of such a
-score fuses the same way pixel by pixel (scoring.pixel_map), so a defect's contour shows what the verdict saw.
+score fuses the same way pixel by pixel (scoring.pixel_map), so what the texture check finds is outlined too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -34,9 +35,9 @@ MIN_SPREAD = 1e-6
 # The pixel map of a *_tex score (scoring.pixel_map) keeps, pixel by pixel, the larger of the projection map
 # normalized by border distance (MapNorm) and the |z| map standardized by its normal pixels' mean and spread
 # (`pixel_z`): both in normal standard deviations. Measured on the deployed maps of four real photograph sets
-# (pixel AUROC against the contaminations' masks, slab / wood / granite / weave; docs/method.md): the
-# projection map 0.752 / 0.981 / 0.527 / 0.970, fused this way 0.925 / 0.974 / 0.714 / 0.964, each map
-# divided by its normal 99th percentile instead 0.923 / 0.963 / 0.719 / 0.920 (the rug's normal local
+# (benchmarks/pixel_map.py, pixel AUROC against the contaminations' masks, slab / wood / granite / weave):
+# the projection map 0.753 / 0.981 / 0.527 / 0.987, fused this way 0.922 / 0.974 / 0.714 / 0.987, each map
+# divided by its normal 99th percentile instead 0.922 / 0.963 / 0.719 / 0.969 (the rug's normal local
 # contrast varies more than its contaminations').
 
 
@@ -50,10 +51,18 @@ def local_contrast(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def border_bins(shape: tuple[int, int], edges=BORDER_EDGES) -> np.ndarray:
-    """Each pixel's bin of distance to the nearest image border (0 for the outermost `edges[0]` px)."""
+    """Each pixel's bin of distance to the nearest image border (0 for the outermost `edges[0]` px); read-only,
+    shared between calls with the same shape (a line's frames all have one)."""
+    return _border_bins(tuple(int(v) for v in shape), tuple(edges))
+
+
+@lru_cache(maxsize=8)
+def _border_bins(shape: tuple[int, int], edges: tuple) -> np.ndarray:
     h, w = shape
     yy, xx = np.mgrid[:h, :w]
-    return np.digitize(np.minimum.reduce([yy, xx, h - 1 - yy, w - 1 - xx]), np.asarray(edges))
+    bins = np.digitize(np.minimum.reduce([yy, xx, h - 1 - yy, w - 1 - xx]), np.asarray(edges))
+    bins.setflags(write=False)
+    return bins
 
 
 def log_contrast(image: np.ndarray, sigma: float = TEXTURE_SIGMA) -> np.ndarray:
@@ -127,14 +136,15 @@ class TextureStats:
     def scaled(self, images: list[np.ndarray], fusion_scores: dict[str, np.ndarray]) -> TextureStats:
         """These statistics with the normal scale of the texture score and of the |z| pixels (on `images`) and
         of each projection score (`fusion_scores`: kind -> the normal images' scores)."""
-        zmaps = [self.zmap(img) for img in images]
-        t = np.array([z.max() for z in zmaps], np.float64)
+        t, n, z1, z2 = [], 0, 0.0, 0.0
+        for img in images:  # one |z| map at a time: a calibration set of large frames is not held twice
+            z = self.zmap(img)
+            t.append(float(z.max()))
+            n, z1, z2 = n + z.size, z1 + float(z.sum(dtype=np.float64)), z2 + float(np.square(z, dtype=np.float64).sum())
         fus = {k: _mean_spread(np.asarray(v, np.float64)) for k, v in fusion_scores.items()}
-        tm, ts = _mean_spread(t)  # refuses a NaN |z| map, so the pixel sums below are finite
-        n = sum(z.size for z in zmaps)
-        zm = sum(float(z.sum(dtype=np.float64)) for z in zmaps) / n
-        z2 = sum(float(np.square(z, dtype=np.float64).sum()) for z in zmaps) / n
-        pixel_z = (zm, float(max(np.sqrt(max(z2 - zm * zm, 0.0)), MIN_SPREAD)))
+        tm, ts = _mean_spread(np.array(t, np.float64))  # refuses a NaN |z| map, so the pixel sums are finite
+        zm = z1 / n
+        pixel_z = (zm, float(max(np.sqrt(max(z2 / n - zm * zm, 0.0)), MIN_SPREAD)))
         return replace(self, score_mean=tm, score_spread=ts, fusion=fus, pixel_z=pixel_z)
 
     def zmap(self, image: np.ndarray) -> np.ndarray:
@@ -164,7 +174,9 @@ class TextureStats:
         z = self.zmap(image) if zmap is None else zmap
         h, w = shape
         if z.shape != (h, w):
-            z = cv2.resize(z, (w, h), interpolation=cv2.INTER_LINEAR)
+            # Shrinking by area keeps a narrow peak the image score saw; growing interpolates.
+            smaller = h * w < z.size
+            z = cv2.resize(z, (w, h), interpolation=cv2.INTER_AREA if smaller else cv2.INTER_LINEAR)
         m, s = self.pixel_z
         return ((z - np.float32(m)) / np.float32(s)).astype(np.float32)
 

@@ -329,3 +329,16 @@ def test_inspect_takes_a_negative_threshold_and_refuses_one_out_of_range(calibra
     assert verdicts and set(verdicts) == {"NG"}
     one_line_error(run_cli("inspect", calibrated_bundle, "--source", grid_images, "--out", tmp_path / "b",
                            "--image-threshold", "-2e6"), "--image-threshold")  # fmt: skip
+
+
+@pytest.mark.parametrize("section", ["image_score_choice", "map_norm", "measured"])
+def test_a_null_calibration_section_is_one_line(calibrated_bundle, grid_images, tmp_path, section):
+    """A calibration section that is null (a hand edit, another tool) is a malformed manifest: one line and
+    exit 2 naming it, never an AttributeError traceback from a reader's .get()."""
+    dst = tmp_path / "bundle"
+    shutil.copytree(calibrated_bundle, dst)
+    doc = json.loads((dst / "manifest.json").read_text())
+    doc["calibration"][section] = None
+    (dst / "manifest.json").write_text(json.dumps(doc))
+    res = run_cli("inspect", dst, "--source", grid_images, "--out", tmp_path / "line", "--json", "--max-frames", "1")
+    one_line_error(res, f"calibration.{section} must be an object")

@@ -228,7 +228,8 @@ class Calibration:
         # Every reader does .get() on these sections: a null or a list there is a malformed manifest.
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.type == "dict" and not isinstance(v, dict) or f.name == "labelled" and v is not None and not isinstance(v, dict):
+            optional = f.name == "labelled"  # None: no labelled set was given
+            if f.type in ("dict", "dict | None") and not isinstance(v, dict) and not (optional and v is None):
                 raise ConfigError(f"calibration.{f.name} must be an object, got {type(v).__name__}; recalibrate the bundle")
 
     @property

@@ -402,9 +402,9 @@ def test_gpu_check_keeps_a_nan_correlation_instead_of_dropping_it():
 
     rng = np.random.default_rng(0)
     maps = [rng.random((8, 8)) for _ in range(3)]
-    ref = [SimpleNamespace(map=m, iterations=[1], diverged=0) for m in maps]
-    got = [SimpleNamespace(map=m, iterations=[1], diverged=0) for m in maps[:2]] + [
-        SimpleNamespace(map=np.zeros((8, 8)), iterations=[1], diverged=0)
+    ref = [SimpleNamespace(projection_map=m, iterations=[1], diverged=0) for m in maps]
+    got = [SimpleNamespace(projection_map=m, iterations=[1], diverged=0) for m in maps[:2]] + [
+        SimpleNamespace(projection_map=np.zeros((8, 8)), iterations=[1], diverged=0)
     ]
     labels = (rng.random(3 * 64) > 0.5).astype(np.uint8)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -66,7 +66,7 @@ def main(argv=None) -> int:
             # Good crops reaching columns of the photograph that no training crop covered: does the map
             # flag new normal texture (the photograph's large-scale variation) as anomalous?
             x = np.array([g["x"] for g in goods])
-            seen = (x >= train_x[0]) & (x < train_x[1])
+            seen = (x >= train_x[0]) & (x <= train_x[1])  # photo_textures.py draws x in the range inclusive
             labels = lambda n: np.r_[np.zeros(n), np.ones(len(sb))].astype(bool)  # noqa: E731
             tg = np.array([norm.texture.score(im) for im in good_imgs])
             tb = np.array([norm.texture.score(im) for im, lb in zip(ts.images, lab) if lb])

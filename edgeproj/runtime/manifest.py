@@ -195,6 +195,11 @@ class Projection:
         return replace(self, stop=self.stop.off())
 
 
+_CALIBRATION_SECTIONS = (
+    "method", "targets", "images", "rec_loss_at_x0", "measured", "labelled", "precision", "gate", "map_norm", "image_score_choice",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Thresholds measured on normal images by `edgeproj calibrate`, and how they were obtained.
@@ -226,11 +231,10 @@ class Calibration:
         for name in ("rec_loss_threshold", "pixel_threshold", "image_threshold"):
             object.__setattr__(self, name, finite_or_none(name.replace("_", " "), getattr(self, name)))
         # Every reader does .get() on these sections: a null or a list there is a malformed manifest.
-        for f in fields(self):
-            v = getattr(self, f.name)
-            optional = f.name == "labelled"  # None: no labelled set was given
-            if f.type in ("dict", "dict | None") and not isinstance(v, dict) and not (optional and v is None):
-                raise ConfigError(f"calibration.{f.name} must be an object, got {type(v).__name__}; recalibrate the bundle")
+        for name in _CALIBRATION_SECTIONS:
+            v = getattr(self, name)
+            if not isinstance(v, dict) and not (name == "labelled" and v is None):  # labelled: None without a set
+                raise ConfigError(f"calibration.{name} must be an object, got {type(v).__name__}; recalibrate the bundle")
 
     @property
     def calibrated(self) -> bool:
@@ -315,6 +319,15 @@ class Manifest:
             raise BundleError(f"manifest of '{root}' is not a JSON object; re-export the bundle")
         known = {f.name for f in fields(cls)} - {"root", "extra"}
         try:
+            # Its own message: a malformed calibration is cured by recalibrating, not by re-exporting.
+            calibration = Calibration.from_dict(dict(d.get("calibration", {})))
+        except ConfigError as exc:
+            raise BundleError(f"manifest of '{root}': {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise BundleError(
+                f"manifest of '{root}': the calibration section is malformed ({exc}); recalibrate the bundle"
+            ) from None
+        try:
             manifest = cls(
                 root=Path(root),
                 schema_version=int(d["schema_version"]),
@@ -330,7 +343,7 @@ class Manifest:
                 training=dict(d.get("training", {})),
                 versions=dict(d.get("versions", {})),
                 parity=dict(d.get("parity", {})),
-                calibration=Calibration.from_dict(dict(d.get("calibration", {}))),
+                calibration=calibration,
                 created=str(d.get("created", "")),
                 cost=dict(d.get("cost", {})),
                 notes=dict(d.get("notes", {})),

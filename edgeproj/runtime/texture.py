@@ -56,11 +56,11 @@ def border_bins(shape: tuple[int, int], edges=BORDER_EDGES) -> np.ndarray:
     return _border_bins(tuple(int(v) for v in shape), tuple(edges))
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)  # uint8: a 64-megapixel frame's bins are 64 MB
 def _border_bins(shape: tuple[int, int], edges: tuple) -> np.ndarray:
     h, w = shape
     yy, xx = np.mgrid[:h, :w]
-    bins = np.digitize(np.minimum.reduce([yy, xx, h - 1 - yy, w - 1 - xx]), np.asarray(edges))
+    bins = np.digitize(np.minimum.reduce([yy, xx, h - 1 - yy, w - 1 - xx]), np.asarray(edges)).astype(np.uint8)
     bins.setflags(write=False)
     return bins
 
@@ -174,7 +174,7 @@ class TextureStats:
         z = self.zmap(image) if zmap is None else zmap
         h, w = shape
         if z.shape != (h, w):
-            # Shrinking by area keeps a narrow peak the image score saw; growing interpolates.
+            # Shrinking by area does not skip a narrow peak the image score saw (sampling can); growing interpolates.
             smaller = h * w < z.size
             z = cv2.resize(z, (w, h), interpolation=cv2.INTER_AREA if smaller else cv2.INTER_LINEAR)
         m, s = self.pixel_z

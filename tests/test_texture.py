@@ -162,7 +162,7 @@ def test_a_texture_section_without_a_field_is_refused(norm):
 def test_a_projection_score_without_its_normal_scale_is_refused(norm):
     t = TextureStats(norm.texture.mean, norm.texture.spread, (64, 64), 1.0, 1.0, {})
     with pytest.raises(ConfigError, match="no normal scale"):
-        t.fuse("map_max", 0.1, _grain(1))
+        t.combine("map_max", 0.1, t.score(_grain(1)))
 
 
 def test_non_finite_normal_scores_stop_the_fit():

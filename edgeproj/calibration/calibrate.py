@@ -45,7 +45,7 @@ from edgeproj.preprocess import to_patches
 from edgeproj.runtime.gate import ASPECT_TOLERANCE, MARGIN, FrameGate
 from edgeproj.runtime.manifest import IMAGE_SCORES, Calibration, check_writable, load_manifest, write_manifest
 from edgeproj.runtime.projector import ImageResult, Projector
-from edgeproj.runtime.scoring import MapNorm, fuses_pixels, image_score, pixel_map, raw_counterpart
+from edgeproj.runtime.scoring import MapNorm, fuses_pixels, image_score, raw_counterpart, score_and_pixel_map
 
 FP16_MAX_AUROC_DROP = 0.005
 # Fewer normal images than this cannot set an image threshold worth trusting (nor hold any out).
@@ -146,6 +146,13 @@ def _maps(proj: Projector, images: list[np.ndarray], threshold: float) -> tuple[
     return [r.projection_map for r in res], np.array([r.score for r in res]), res
 
 
+def _scores_and_pixels(maps: list[np.ndarray], imgs: list[np.ndarray], kind: str, norm: MapNorm) -> tuple[np.ndarray, np.ndarray]:
+    """Image scores `kind` of projection maps and the pixel values of the map the line thresholds for them,
+    as the Projector computes them (scoring.score_and_pixel_map: each frame's |z| map measured once)."""
+    pairs = [score_and_pixel_map(m, kind, img, norm) for m, img in zip(maps, imgs)]
+    return np.array([s for s, _ in pairs], np.float64), np.concatenate([p.ravel() for _, p in pairs])
+
+
 def _holdout_order(paths: list[Path], unseen: set[str], rng: np.random.Generator) -> list[int]:
     """A seeded order of the images with those training never saw first: the hold-out then measures the
     false-reject rate on new parts, not on parts the model learned (which score optimistically low)."""
@@ -232,13 +239,8 @@ def calibrate_bundle(
         def scores(maps: list[np.ndarray], imgs: list[np.ndarray]) -> np.ndarray:
             return np.array([image_score(m, kind, img, norm) for m, img in zip(maps, imgs)], np.float64)
 
-        def pixels(maps: list[np.ndarray], imgs: list[np.ndarray]) -> np.ndarray:
-            # The pixel map the line thresholds: fused with the texture check where the image score has it.
-            return np.concatenate([pixel_map(m, kind, img, norm).ravel() for m, img in zip(maps, imgs)])
-
-        cal_scores = scores(cal_maps, cal)
+        cal_scores, cal_pixels = _scores_and_pixels(cal_maps, cal, kind, norm)
         _require_finite(cal_scores, "image score", [paths[i] for i in cal_idx])
-        cal_pixels = pixels(cal_maps, cal)
         _require_finite(cal_pixels, "pixel map", [paths[i] for i in cal_idx])
         pixel_thr = quantile_threshold(cal_pixels, opts.pixel_fpr)
         image_thr = quantile_threshold(cal_scores, opts.image_frr)
@@ -264,13 +266,13 @@ def calibrate_bundle(
             "calibration_image_frr": exceed_rate(cal_scores, image_thr),
         }
         if hold:
-            hold_scores = scores(hold_maps, hold)
+            hold_scores, hold_pixels = _scores_and_pixels(hold_maps, hold, kind, norm)
             _require_finite(hold_scores, "anomaly map", [paths[i] for i in hold_idx])
             gated = gate_results(gate, frame_statistics(hold, [r.rec_loss0 for r in hold_res], manifest.preprocess))
             over = hold_scores > image_thr
             blocked = np.array([not g.passed for g in gated])
             measured |= {
-                "holdout_pixel_fpr": exceed_rate(pixels(hold_maps, hold), pixel_thr),
+                "holdout_pixel_fpr": exceed_rate(hold_pixels, pixel_thr),
                 "holdout_image_frr": exceed_rate(hold_scores, image_thr),
                 "holdout_gate": rejection_summary(gated),
                 "holdout_frr_with_gate": float(np.mean(over | blocked)),
@@ -392,9 +394,7 @@ def _labelled_figures(proj: Projector, ts, stop: float, pixel_thr: float, image_
     """Best-F1 thresholds on a labelled MVTec-layout test set, and what the normal-data thresholds give there."""
     res = proj.project(ts.images, settings=proj.settings(rec_loss_threshold=stop))
     labels = np.concatenate([m.ravel() for m in ts.masks])
-    maps = [r.projection_map for r in res]
-    scores = np.concatenate([pixel_map(m, kind, img, norm).ravel() for m, img in zip(maps, ts.images)])
-    img_scores = np.array([image_score(m, kind, img, norm) for m, img in zip(maps, ts.images)])
+    img_scores, scores = _scores_and_pixels([r.projection_map for r in res], ts.images, kind, norm)
     pix = best_f1(labels, scores)
     img = best_f1(ts.labels, img_scores)
     pred = scores > pixel_thr

@@ -180,13 +180,9 @@ class TextureStats:
         m, s = self.pixel_z
         return ((z - np.float32(m)) / np.float32(s)).astype(np.float32)
 
-    def fuse(self, kind: str, projection_score: float, image: np.ndarray) -> float:
+    def combine(self, kind: str, projection_score: float, texture_score: float) -> float:
         """max(projection score, texture score), each on the normal images' scale. NaN or Inf in either
         (a non-finite map or frame) gives NaN: a FAULT, never a low score."""
-        return self.combine(kind, projection_score, self.score(image))
-
-    def combine(self, kind: str, projection_score: float, texture_score: float) -> float:
-        """fuse() with the frame's texture score already measured."""
         if kind not in self.fusion:
             raise ConfigError(f"map_norm.texture has no normal scale for '{kind}'; recalibrate the bundle")
         m, s = self.fusion[kind]

@@ -256,8 +256,53 @@ def test_evaluate_prints_the_lines_pixel_map_when_it_is_fused(evaluated):
 
 
 def test_evaluate_cli_says_when_the_image_score_was_not_chosen(bundles, demo_root, tmp_path):
+    before = (bundles["l2ae"] / "manifest.json").read_bytes()
     res = run_cli(
-        "evaluate", bundles["l2ae"], demo_root, "--category", "grid", "--out", tmp_path / "r", "--no-study", "--limit", "6"
-    )
+        "evaluate", bundles["l2ae"], demo_root, "--category", "grid", "--out", tmp_path / "r", "--no-study", "--limit", "6",
+        "--no-calibrate",
+    )  # fmt: skip
     assert res.exit_code == 0, (res.stderr, res.exception)
     assert "not chosen for this line" in res.stdout + res.stderr and "edgeproj calibrate" in res.stdout + res.stderr
+    assert "evaluated a copy calibrated" not in res.stdout + res.stderr
+    assert not list((tmp_path / "r").glob("calibrated-*")) and (bundles["l2ae"] / "manifest.json").read_bytes() == before
+
+
+def test_evaluate_calibrates_a_copy_of_an_uncalibrated_bundle(bundles, demo_root, tmp_path):
+    """train, export, evaluate: the figures are those of the line `calibrate` would deploy (its image score,
+    stop threshold and frame gate), measured on a calibrated copy; the exported bundle is left as it is."""
+    bundle = bundles["l2ae"]
+    before = (bundle / "manifest.json").read_bytes()
+    out = tmp_path / "r"
+    args = ("evaluate", bundle, demo_root, "--category", "grid", "--out", out, "--no-study", "--limit", "6")
+    res = run_cli(*args, "--json")
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    doc = json.loads(res.stdout)
+    here = doc["calibrated_for_evaluation"]
+    copy = out / "calibrated-l2ae"
+    assert here["from"] == str(bundle) and here["bundle"] == doc["bundle"] == str(copy)
+    assert here["normal_images"] == len(list((demo_root / "grid" / "train" / "good").glob("*.png")))
+    m = load_manifest(copy)
+    assert m.calibration.calibrated and doc["gate"]["calibrated"]
+    assert doc["image_score"]["deployed"] == m.projection.image_score and doc["image_score"]["choice"]
+    assert (bundle / "manifest.json").read_bytes() == before and not load_manifest(bundle).calibration.calibrated
+    # Again into the same folder: the earlier copy is replaced; the printed summary says what was evaluated.
+    res = run_cli(*args)
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    assert f"evaluated a copy calibrated on the {here['normal_images']} images of" in res.stdout + res.stderr
+    # A calibrated bundle (the copy itself) is evaluated as it is.
+    res = run_cli("evaluate", copy, demo_root, "--category", "grid", "--out", tmp_path / "r2", "--no-study", "--limit", "6",
+                  "--json")  # fmt: skip
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    assert json.loads(res.stdout)["calibrated_for_evaluation"] is None and not list((tmp_path / "r2").glob("calibrated-*"))
+
+
+def test_evaluate_refuses_to_calibrate_over_what_it_did_not_write(bundles, demo_root, tmp_path):
+    out = tmp_path / "r"
+    (out / "calibrated-l2ae").mkdir(parents=True)
+    (out / "calibrated-l2ae" / "notes.txt").write_text("mine")
+    args = ("evaluate", bundles["l2ae"], demo_root, "--category", "grid", "--out", out, "--no-study", "--limit", "6")
+    one_line_error(run_cli(*args), "is not a copy of bundle")
+    assert (out / "calibrated-l2ae" / "notes.txt").read_text() == "mine"
+    # FP16 options: calibration measures in FP32, so an uncalibrated bundle is refused before any work.
+    one_line_error(run_cli(*args[:5], "--out", tmp_path / "fp16", "--force-fp16"), "--no-calibrate")
+    assert not (tmp_path / "fp16").exists()

@@ -51,6 +51,11 @@ def command(
         False, "--appendix-b", help="Iterations to 95% of the final pixel AUROC, stop rules on and off."
     ),
     limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N test images."),
+    calibrate: bool = typer.Option(
+        True,
+        help="An uncalibrated bundle: evaluate a copy in OUT calibrated on the category's train/good images as "
+        "`edgeproj calibrate` would (the line's image score, thresholds and frame gate); --no-calibrate: as exported.",
+    ),
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No progress output (bars on a terminal, timestamped lines otherwise)."
     ),
@@ -76,6 +81,13 @@ def command(
         bundle, data = targets
     from edgeproj.cli.common import output_dir
     from edgeproj.data.mvtec import load_category, normal_images
+
+    if calibrate and not synthetic:  # FP16 options with a bundle that would be calibrated here: refused first
+        from edgeproj.runtime import load_manifest
+        from edgeproj.workstation.reports import refuse_fp16_calibration
+
+        if variants or not load_manifest(bundle).calibration.calibrated:
+            refuse_fp16_calibration(choice, "a bundle trained by --variants" if variants else f"bundle '{bundle}'")
 
     if variants:
         from edgeproj.workstation.bundles import parse_variants
@@ -103,6 +115,7 @@ def command(
             study=study, study_every=study_every, study_iterations=study_iterations, rule_study=rule_study, appendix_b=appendix_b
         ),
         limit,
+        calibrate=calibrate and not synthetic,
     )
     with progress(enabled=not (quiet or json_out)) as prog:
         if variants:
@@ -153,6 +166,13 @@ def _print_summary(c, s) -> None:
             f"  the line's pixel map ({s.pixel_map['map']}): pixel AUROC {s.pixel_map['pixel_auroc']:.3f}, "
             f"AU-PRO {s.pixel_map['au_pro']:.3f}"
         )
+    if here := s.calibrated_for_evaluation:
+        c.print(
+            f"  the bundle was not calibrated: evaluated a copy calibrated on the {here['normal_images']} images of "
+            f"{here['folder']} ({here['bundle']}), as `edgeproj calibrate` would deploy it"
+        )
+        if here.get("warning"):
+            c.print(f"  warning: {here['warning']}", soft_wrap=True)
     g = s.gate
     if g and g.calibrated:
         line = (

@@ -59,6 +59,7 @@ class EvaluationSummary:
     image_score_chosen: str | None  # set when calibrate chose it on synthetic defects
     image_score_rule: str | None  # why it was not chosen, when it was not
     pixel_map: dict | None = None  # the deployed pixel map's name, pixel AUROC and AU-PRO (None: older report)
+    calibrated_for_evaluation: dict | None = None  # the copy evaluate calibrated when the bundle was not
 
     @classmethod
     def of(cls, r: dict) -> EvaluationSummary:
@@ -95,4 +96,5 @@ class EvaluationSummary:
             image_score_chosen=chosen,
             image_score_rule=None if chosen else (choice.get("rule") or "the bundle was not calibrated"),
             pixel_map=r.get("pixel_map"),
+            calibrated_for_evaluation=r.get("calibrated_for_evaluation"),
         )

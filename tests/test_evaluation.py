@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -282,27 +283,56 @@ def test_evaluate_calibrates_a_copy_of_an_uncalibrated_bundle(bundles, demo_root
     assert here["from"] == str(bundle) and here["bundle"] == doc["bundle"] == str(copy)
     assert here["normal_images"] == len(list((demo_root / "grid" / "train" / "good").glob("*.png")))
     m = load_manifest(copy)
-    assert m.calibration.calibrated and doc["gate"]["calibrated"]
-    assert doc["image_score"]["deployed"] == m.projection.image_score and doc["image_score"]["choice"]
+    assert m.calibration.calibrated and doc["gate"]["calibrated"] and doc["gate"]["at_image_threshold"]
+    # The demo grid has too few good images to hold out enough for a choice: calibrate's rule says so.
+    choice = doc["image_score"]["choice"]
+    assert choice["rule"].startswith("not chosen") and not choice.get("candidates_auroc")
     assert (bundle / "manifest.json").read_bytes() == before and not load_manifest(bundle).calibration.calibrated
-    # Again into the same folder: the earlier copy is replaced; the printed summary says what was evaluated.
+    assert sorted(p.name for p in copy.iterdir()) == sorted([p.name for p in bundle.iterdir()] + ["evaluate-copy.json"])
+    # Again into the same folder: the unchanged copy is replaced; the printed summary says what was evaluated
+    # and no longer sends the user to calibrate, which just ran.
     res = run_cli(*args)
     assert res.exit_code == 0, (res.stderr, res.exception)
-    assert f"evaluated a copy calibrated on the {here['normal_images']} images of" in res.stdout + res.stderr
+    text = res.stdout + res.stderr
+    assert f"evaluated a copy calibrated on the {here['normal_images']} images of" in text
+    assert "not chosen for this line" in text and "`edgeproj calibrate` chooses it" not in text
     # A calibrated bundle (the copy itself) is evaluated as it is.
     res = run_cli("evaluate", copy, demo_root, "--category", "grid", "--out", tmp_path / "r2", "--no-study", "--limit", "6",
                   "--json")  # fmt: skip
     assert res.exit_code == 0, (res.stderr, res.exception)
     assert json.loads(res.stdout)["calibrated_for_evaluation"] is None and not list((tmp_path / "r2").glob("calibrated-*"))
+    # Someone used the copy (added a file, recalibrated it): the next evaluation refuses to replace it.
+    (copy / "notes.txt").write_text("mine")
+    one_line_error(run_cli(*args), "not an unchanged copy evaluate wrote", "--no-calibrate")
+    (copy / "notes.txt").unlink()
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["calibration"]["image_threshold"] *= 2
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    one_line_error(run_cli(*args), "not an unchanged copy evaluate wrote")
+    assert json.loads((copy / "manifest.json").read_text()) == manifest
 
 
-def test_evaluate_refuses_to_calibrate_over_what_it_did_not_write(bundles, demo_root, tmp_path):
+def test_evaluate_refuses_to_calibrate_over_what_it_did_not_write(bundle_copy, demo_root, tmp_path):
     out = tmp_path / "r"
-    (out / "calibrated-l2ae").mkdir(parents=True)
-    (out / "calibrated-l2ae" / "notes.txt").write_text("mine")
-    args = ("evaluate", bundles["l2ae"], demo_root, "--category", "grid", "--out", out, "--no-study", "--limit", "6")
-    one_line_error(run_cli(*args), "is not a copy of bundle")
-    assert (out / "calibrated-l2ae" / "notes.txt").read_text() == "mine"
+    (out / "calibrated-bundle").mkdir(parents=True)
+    (out / "calibrated-bundle" / "notes.txt").write_text("mine")
+    args = ("evaluate", bundle_copy, demo_root, "--category", "grid", "--out", out, "--no-study", "--limit", "6")
+    one_line_error(run_cli(*args), "not an unchanged copy evaluate wrote")
+    assert (out / "calibrated-bundle" / "notes.txt").read_text() == "mine"
     # FP16 options: calibration measures in FP32, so an uncalibrated bundle is refused before any work.
     one_line_error(run_cli(*args[:5], "--out", tmp_path / "fp16", "--force-fp16"), "--no-calibrate")
     assert not (tmp_path / "fp16").exists()
+    # Too few good images to calibrate on: one line naming the folder and the way out; nothing left behind.
+    data = tmp_path / "data"
+    shutil.copytree(demo_root / "grid", data / "grid")
+    for p in sorted((data / "grid" / "train" / "good").glob("*.png"))[2:]:
+        p.unlink()
+    one_line_error(run_cli(*args[:2], data, *args[3:5], "--out", tmp_path / "few"), "train/good first", "--no-calibrate")
+    assert not list((tmp_path / "few").glob("calibrated-*"))
+    # A report folder inside the bundle: the copy holds the bundle's files only (no copy of the copy).
+    before = {p.name: p.read_bytes() for p in bundle_copy.iterdir()}
+    res = run_cli(*args[:5], "--out", bundle_copy / "report", "--no-study", "--limit", "6", "--json")
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    assert {p.name: p.read_bytes() for p in bundle_copy.iterdir() if p.name != "report"} == before
+    copied = sorted(p.name for p in (bundle_copy / "report" / "calibrated-bundle").iterdir())
+    assert copied == sorted([*before, "evaluate-copy.json"])

@@ -53,8 +53,9 @@ def command(
     limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N test images."),
     calibrate: bool = typer.Option(
         True,
-        help="An uncalibrated bundle: evaluate a copy in OUT calibrated on the category's train/good images as "
-        "`edgeproj calibrate` would (the line's image score, thresholds and frame gate); --no-calibrate: as exported.",
+        help="An uncalibrated bundle: evaluate a copy in OUT calibrated on every image of DATA/C/train/good as "
+        "`edgeproj calibrate` would (the line's image score, thresholds and frame gate; not with --synthetic). "
+        "--no-calibrate: as exported, a quicker look.",
     ),
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No progress output (bars on a terminal, timestamped lines otherwise)."
@@ -87,7 +88,9 @@ def command(
         from edgeproj.workstation.reports import refuse_fp16_calibration
 
         if variants or not load_manifest(bundle).calibration.calibrated:
-            refuse_fp16_calibration(choice, "a bundle trained by --variants" if variants else f"bundle '{bundle}'")
+            refuse_fp16_calibration(
+                choice, "--variants calibrates the bundles it trains" if variants else f"bundle '{bundle}' is not calibrated"
+            )
 
     if variants:
         from edgeproj.workstation.bundles import parse_variants
@@ -137,10 +140,13 @@ def command(
 
         results[0]["synthetic"] = synthetic_info
         (out / "synthetic.json").write_text(json.dumps(synthetic_info, indent=2) + "\n")
+    c = console()
     if json_out:
+        for r in results:  # stderr: a weak line is said in every mode, as calibrate says it
+            if warning := (r.get("calibrated_for_evaluation") or {}).get("warning"):
+                c.print(f"warning: {warning}", soft_wrap=True)
         emit_json(results[0] if len(results) == 1 else {"results": results, "placement": doc["placement"]})
         return
-    c = console()
     from edgeproj.evaluation.summary import EvaluationSummary
 
     for r in results:
@@ -188,7 +194,9 @@ def _print_summary(c, s) -> None:
         c.print(line)
     elif g:
         c.print("  frame gate: none (the bundle was calibrated before it existed; recalibrate to add it)")
-    if s.image_score_chosen is None:
+    if s.image_score_chosen is None and s.calibrated_for_evaluation:  # calibrate ran and could not choose
+        c.print(f"  image score {s.image_score}: not chosen for this line ({s.image_score_rule})")
+    elif s.image_score_chosen is None:
         c.print(
             f"  image score {s.image_score}: not chosen for this line ({s.image_score_rule}); `edgeproj calibrate` "
             "chooses it on the normal images"

@@ -74,6 +74,7 @@ def evaluate_bundles(
 
 
 CALIBRATED_PREFIX = "calibrated-"
+COPY_MARKER = "evaluate-copy.json"  # what evaluate wrote: a later evaluation may replace only such a folder
 
 
 def refuse_fp16_calibration(choice: BackendChoice, what: str) -> None:
@@ -82,39 +83,67 @@ def refuse_fp16_calibration(choice: BackendChoice, what: str) -> None:
 
     if getattr(choice.options, "fp16", False) or choice.force_fp16:
         raise ConfigError(
-            f"{what} is not calibrated and calibration measures in FP32: run `edgeproj calibrate` on it "
-            "first, or evaluate it as exported with --no-calibrate"
+            f"{what} and calibration measures in FP32: drop --fp16/--force-fp16, calibrate the bundle first "
+            "(`edgeproj calibrate`), or evaluate it as exported with --no-calibrate"
         )
 
 
 def calibrated_copy(bundle: Path, data: Path, opts: ReportOptions, progress: Progress) -> tuple[Path, dict]:
-    """Copy an uncalibrated bundle into the report folder and calibrate the copy as `edgeproj calibrate`
-    would, with its defaults, on the category's good training images; returns the copy and what was done.
+    """Copy an uncalibrated bundle (its manifest and graphs) into the report folder and calibrate the copy
+    as `edgeproj calibrate BUNDLE DATA/C` would with the same backend flags; returns the copy and what was done.
 
     Without it an evaluation would measure a line nobody can deploy (`inspect` refuses an uncalibrated
     bundle): the export's placeholder image score instead of the one chosen for this line, no stop
-    threshold, no frame gate. The given bundle is left as it is."""
+    threshold, no frame gate. The given bundle is left as it is; a folder in the copy's place is replaced
+    only when it is an earlier evaluation's copy that nobody changed since."""
+    import hashlib
+    import json
+    import os
     import shutil
 
     from edgeproj.calibration.calibrate import CalibrationOptions, calibrate_bundle
     from edgeproj.data.mvtec import load_category
-    from edgeproj.errors import ConfigError
+    from edgeproj.errors import ConfigError, EdgeprojError
+    from edgeproj.runtime import load_manifest
+    from edgeproj.runtime.manifest import MANIFEST
 
     choice = opts.choice
-    refuse_fp16_calibration(choice, f"bundle '{bundle}'")
+    refuse_fp16_calibration(choice, f"bundle '{bundle}' is not calibrated")
     normal = load_category(data, opts.category, check_images=False).train
+    files = [MANIFEST] + [g.file for g in load_manifest(bundle).graphs.values()]
     dest = opts.out / f"{CALIBRATED_PREFIX}{bundle.resolve().name}"
     if dest.resolve() == bundle.resolve() or dest.resolve() in bundle.resolve().parents:
         raise ConfigError(f"the calibrated copy {dest} would replace bundle '{bundle}'; choose another --out")
-    if dest.exists():
-        if not _copy_of(dest, bundle):
-            raise ConfigError(f"{dest} exists and is not a copy of bundle '{bundle}'; move it or choose another --out")
-        shutil.rmtree(dest)  # an earlier evaluation's copy of the same graphs: calibrated afresh
-    opts.out.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(bundle, dest)
-    cal = calibrate_bundle(
-        dest, normal, CalibrationOptions(backend=choice.backend, options=choice.options, batch=choice.batch), progress=progress
-    )
+    if dest.exists() or dest.is_symlink():
+        if not _evaluate_wrote(dest, files):
+            raise ConfigError(
+                f"{dest} exists and is not an unchanged copy evaluate wrote; move it, choose another --out, "
+                "or pass --no-calibrate"
+            )
+        shutil.rmtree(dest)
+    partial = dest.with_name(f"{dest.name}.partial-{os.getpid()}")
+    partial.mkdir(parents=True)
+    done = False
+    try:
+        for f in files:  # the files alone, without their permissions: a read-only bundle gives a writable copy
+            (partial / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(bundle / f, partial / f)
+        cal = calibrate_bundle(
+            partial, normal, CalibrationOptions(backend=choice.backend, options=choice.options, batch=choice.batch),
+            progress=progress,
+        )  # fmt: skip
+        done = True
+    except EdgeprojError as exc:
+        raise type(exc)(
+            f"evaluate calibrates an uncalibrated bundle on {data / opts.category / 'train' / 'good'} first: {exc} "
+            "(or evaluate it as exported with --no-calibrate)"
+        ) from None
+    finally:
+        if not done:  # a failed copy or calibration leaves nothing behind
+            shutil.rmtree(partial, ignore_errors=True)
+    digest = hashlib.sha256((partial / MANIFEST).read_bytes()).hexdigest()
+    (partial / COPY_MARKER).write_text(json.dumps({"from": str(bundle), "manifest_sha256": digest}) + "\n")
+    partial.rename(dest)
     return dest, {
         "from": str(bundle),
         "bundle": str(dest),
@@ -124,16 +153,25 @@ def calibrated_copy(bundle: Path, data: Path, opts: ReportOptions, progress: Pro
     }
 
 
-def _copy_of(folder: Path, bundle: Path) -> bool:
-    """Whether `folder` holds a bundle with the same graphs (by checksum) as `bundle`."""
-    from edgeproj.errors import EdgeprojError
-    from edgeproj.runtime import load_manifest
+def _evaluate_wrote(folder: Path, files: list[str]) -> bool:
+    """Whether `folder` is a copy evaluate wrote and nobody changed since: its marker, its manifest as
+    calibrated then, and no file beyond the bundle's own."""
+    import hashlib
+    import json
 
-    try:
-        mine, theirs = load_manifest(folder), load_manifest(bundle)
-    except EdgeprojError:
+    from edgeproj.runtime.manifest import MANIFEST
+
+    if folder.is_symlink() or not folder.is_dir():
         return False
-    return {k: g.sha256 for k, g in mine.graphs.items()} == {k: g.sha256 for k, g in theirs.graphs.items()}
+    try:
+        marker = json.loads((folder / COPY_MARKER).read_text())
+        manifest = (folder / MANIFEST).read_bytes()
+        names = {p.name for p in folder.iterdir()}
+    except (OSError, ValueError):
+        return False
+    expected = {Path(f).parts[0] for f in files} | {COPY_MARKER}
+    same = isinstance(marker, dict) and marker.get("manifest_sha256") == hashlib.sha256(manifest).hexdigest()
+    return same and names <= expected
 
 
 def train_variants(

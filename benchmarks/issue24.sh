@@ -2,10 +2,10 @@
 # Issue 24's figures: real photograph sets, every default (train until the plateau, export, calibrate,
 # evaluate), against the patch-kNN reference. WORK holds runs, bundles and JSON; MINUTES caps each
 # training (the session's budget; unset for the plateau alone).
-#   PHOTOS=/path/vpython_data WORK=/tmp/m24 MINUTES=18 benchmarks/issue24.sh slab granite weave wood
+#   PHOTOS=/path/vpython_data WORK=/tmp/m24 MINUTES=18 benchmarks/issue24.sh slab granite weave wood gravel stucco
 set -euo pipefail
 WORK=${WORK:-/tmp/issue24}; SET=${SET:-$WORK/photoset}; mkdir -p "$WORK"
-[ $# -eq 0 ] && set -- slab granite weave wood
+[ $# -eq 0 ] && set -- slab granite weave wood gravel stucco
 cats=("$@")
 if [ ! -f "$SET/${cats[0]}/knn_reference.json" ]; then
   python scripts/photo_textures.py ${PHOTOS:+--photos "$PHOTOS"} --out "$SET" --categories "$(IFS=,; echo "${cats[*]}")" \

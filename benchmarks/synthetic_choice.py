@@ -10,7 +10,16 @@ in turn) through a bundle with its deployed settings. Reports
   the test set (the ceiling any check can reach against it);
 - for k in 1, 2, 3, 4, 6 and K defects per image (20 random draws of k of each image's K; one at K): the median and 10-90% range of the
   Spearman correlation between synthetic and real AUROCs, and the real AUROC of the candidate the
-  synthetic check would pick (calibration's rule among the eligible candidates, score_choice.choose).
+  synthetic check would pick (calibration's rule among the eligible candidates, score_choice.choose);
+- the pairs of candidates that the real defects can tell apart: a pair is decided when the 95% interval of
+  its real AUROC difference over 1000 bootstrap draws of the test set (stratified) excludes 0; the
+  synthetic check's concordance is the fraction of decided pairs it orders the same way (with all K
+  defects per image). Spearman over all the candidates also weighs the pairs that the test set cannot
+  order, whose real order is noise;
+- with photo_textures.py's dataset.json: the same figures on the test images whose crop lies inside the
+  photograph's trained columns (good and contaminated alike). Crops reaching past them show parts of the
+  photograph training never saw (another lighting, another structure), which can order the candidates
+  by how they respond to that shift rather than to the defects.
 
     python benchmarks/synthetic_choice.py BUNDLE PHOTOSET CATEGORY [--per-image 10] [--out report.json]
 """
@@ -98,6 +107,22 @@ def main(argv=None) -> int:
             "real_auroc_of_pick_median": float(np.median(picks)),
             "real_auroc_of_pick_min": float(np.min(picks)),
         }
+    labels = np.r_[np.zeros(len(bases)), np.ones(len(drawn))].astype(bool)
+    syn_all = {c: float(roc_auc(labels, np.r_[b[c], s[c]])) for c in IMAGE_SCORES}
+    inside = trained_columns(args.root / args.category / "dataset.json", ts.paths)
+    in_columns = None
+    if inside is not None and 0 < int(lab[inside].sum()) < int(inside.sum()):
+        li, ti = lab[inside], {k: v[inside] for k, v in t.items()}
+        real_in = {k: float(roc_auc(li, ti[k])) for k in IMAGE_SCORES}
+        in_columns = {
+            "good": int((~li).sum()),
+            "defect": int(li.sum()),
+            "real_auroc": real_in,
+            "deployed": m.projection.image_score,
+            "deployed_real_auroc": real_in.get(m.projection.image_score),
+            "spearman_synthetic_vs_real": rho(real_in, syn_all),
+            "decided_pairs": decided_pairs(li, ti, real_in, syn_all, rng),
+        }
     report = {
         "bundle": str(args.bundle),
         "category": args.category,
@@ -106,10 +131,65 @@ def main(argv=None) -> int:
         "real_worst": min(real.values()),
         "real_split_half_spearman_median": float(np.median(halves)),
         "synthetic_by_defects_per_image": by_k,
+        "spearman_synthetic_vs_real": rho(real, syn_all),
+        "decided_pairs": decided_pairs(lab, t, real, syn_all, rng),
+        "in_trained_columns": in_columns,
         "synthetic_defects": len(drawn),
         "held_out_normals": len(bases),
     }
     return write_report(report, args.out)
+
+
+def trained_columns(meta_path, paths) -> np.ndarray | None:
+    """Per test image: does its crop lie inside the trained columns (photo_textures.py's dataset.json,
+    test_good / test_defect by the file's number)? None without the file or a position for every image."""
+    import json
+
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    lo, hi = meta.get("train_x_range") or (None, None)
+    pos = {"good": meta.get("test_good") or [], "contamination": meta.get("test_defect") or []}
+    out = []
+    for p in paths:
+        recs = pos.get(p.parent.name)
+        i = int(p.stem) if p.stem.isdigit() else -1
+        if lo is None or recs is None or not 0 <= i < len(recs):
+            return None
+        out.append(lo <= recs[i]["x"] <= hi)  # photo_textures.py draws x in the range inclusive
+    return np.array(out, bool)
+
+
+def decided_pairs(lab, t: dict, real: dict, syn: dict, rng: np.random.Generator, draws: int = 1000) -> dict:
+    """How often the synthetic AUROCs order a pair of candidates as the real ones do, over the pairs whose
+    real order survives a stratified bootstrap of the test set (95% interval of the difference excludes 0)."""
+    from edgeproj.metrics import roc_auc
+
+    pos, neg = np.flatnonzero(lab), np.flatnonzero(~lab)
+    names = list(real)
+    boot = np.empty((draws, len(names)))
+    for d in range(draws):
+        idx = np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]
+        boot[d] = [roc_auc(lab[idx], t[k][idx]) for k in names]
+    pairs, decided, agree, agree_all = 0, 0, 0, 0
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            a, c = names[i], names[j]
+            if real[a] == real[c] or syn[a] == syn[c]:
+                continue
+            pairs += 1
+            same = (real[a] > real[c]) == (syn[a] > syn[c])
+            agree_all += same
+            lo, hi = np.percentile(boot[:, i] - boot[:, j], [2.5, 97.5])
+            if lo > 0 or hi < 0:
+                decided += 1
+                agree += same
+    return {
+        "pairs": pairs,
+        "concordance_all_pairs": agree_all / pairs if pairs else float("nan"),
+        "decided": decided,
+        "concordance_decided": agree / decided if decided else float("nan"),
+    }
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ Categories (named as a user would name a product; --categories picks some)
     tissue RGB: scikit-image's stained tissue (glands in brown/blue stain), irregular but stationary.
     granite gray: granite_texture.jpg, a polished granite slab (coarse crystals, 5-40 px), stochastic.
     wood   RGB: wood_texture.jpg, a planed wood board, fine horizontal grain, evenly lit.
+    gravel RGB: gravel_texture.jpg, fine gravel (2-8 px stones), lit with a gradient.
+    stucco gray: stucco_texture.jpg, a beige stucco wall (small bumps), lit with a gradient.
+    gravel and stucco were added last, as fresh sets on which no default was chosen or tuned.
     Keep brick and tissue (scikit-image's sample photographs) for independent judging: choose and check
     defaults on the vpython sets.
 
@@ -98,9 +101,11 @@ CATEGORIES = {
     "tissue": ("skimage/ihc.png", 3),
     "granite": ("granite_texture.jpg", 1),
     "wood": ("wood_texture.jpg", 3),
+    "gravel": ("gravel_texture.jpg", 3),
+    "stucco": ("stucco_texture.jpg", 1),
 }
 # Seeds per category, fixed so that adding a category never changes the images of another.
-SEED_INDEX = {"slab": 0, "weave": 1, "brick": 2, "tissue": 3, "granite": 4, "wood": 5}
+SEED_INDEX = {"slab": 0, "weave": 1, "brick": 2, "tissue": 3, "granite": 4, "wood": 5, "gravel": 6, "stucco": 7}
 SKIMAGE_PHOTOS = ("brick.png", "ihc.png", "gravel.png", "grass.png")
 NOT_DONORS = {"earth_texture.jpg"}  # a world map, not a photograph
 PATCH, STRIDE, BANK, CHUNK = 16, 4, 20000, 1024

@@ -4,8 +4,10 @@ photo set's contaminations, for several Gaussian window sigmas.
 
 For each category and sigma: edgeproj.runtime.texture.TextureStats fitted on every training image, the
 texture score (largest |z| of log local contrast) of every good and contaminated test image, their AUROC.
+With --gain-normalized, the same with every image (training and test) first scaled to a mean of 0.5: a
+texture check blind to the frame's brightness (a lighting gain), for comparison.
 
-    python benchmarks/texture_window.py PHOTOSET slab,wood,granite [--sigmas 1,1.5,2,3] [--out report.json]
+    python benchmarks/texture_window.py PHOTOSET slab,wood,granite [--sigmas 1,1.5,2,3] [--gain-normalized] [--out report.json]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ def main(argv=None) -> int:
     ap.add_argument("root", type=Path)
     ap.add_argument("categories")
     ap.add_argument("--sigmas", default="1,1.5,2,3")
+    ap.add_argument("--gain-normalized", action="store_true", help="also: each image scaled to a mean of 0.5 first")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
 
@@ -55,9 +58,22 @@ def main(argv=None) -> int:
             t = TextureStats.fit(train, sigma)
             row[str(sigma)] = float(roc_auc(labels, np.array([t.score(img) for img in good + bad])))
         report["image_auroc"][cat] = row
+        if args.gain_normalized:
+            gain = {}
+            for sigma in sigmas:
+
+                def scaled(imgs: list) -> list:
+                    return [img * np.float32(0.5 / max(float(img.mean()), 1e-3)) for img in imgs]
+
+                t = TextureStats.fit(scaled(train), sigma)
+                gain[str(sigma)] = float(roc_auc(labels, np.array([t.score(img) for img in scaled(good + bad)])))
+            report.setdefault("image_auroc_gain_normalized", {})[cat] = gain
     mean = {str(s): float(np.mean([r[str(s)] for r in report["image_auroc"].values()])) for s in sigmas}
     report["mean_over_sets"] = mean
     report["best"] = max(mean, key=mean.get)
+    if args.gain_normalized:
+        g = report["image_auroc_gain_normalized"]
+        report["mean_over_sets_gain_normalized"] = {str(s): float(np.mean([r[str(s)] for r in g.values()])) for s in sigmas}
     return write_report(report, args.out)
 
 

@@ -14,8 +14,10 @@ in turn) through a bundle with its deployed settings. Reports
 - the pairs of candidates that the real defects can tell apart: a pair is decided when the 95% interval of
   its real AUROC difference over 1000 bootstrap draws of the test set (stratified) excludes 0; the
   synthetic check's concordance is the fraction of decided pairs it orders the same way (with all K
-  defects per image). Spearman over all the candidates also weighs the pairs that the test set cannot
-  order, whose real order is noise;
+  defects per image; a synthetic tie counts as not alike), over all pairs and over the pairs of the
+  candidates calibration may pick on the bundle's line (score_choice.eligible: the *_tex family on a
+  texture line, where all pairs are mostly the two families apart). Spearman over all the candidates also
+  weighs the pairs that the test set cannot order, whose real order is noise;
 - with photo_textures.py's dataset.json: the same figures on the test images whose crop lies inside the
   photograph's trained columns (good and contaminated alike). Crops reaching past them show parts of the
   photograph training never saw (another lighting, another structure), which can order the candidates
@@ -121,7 +123,7 @@ def main(argv=None) -> int:
             "deployed": m.projection.image_score,
             "deployed_real_auroc": real_in.get(m.projection.image_score),
             "spearman_synthetic_vs_real": rho(real_in, syn_all),
-            "decided_pairs": decided_pairs(li, ti, real_in, syn_all, rng),
+            "decided_pairs": decided_pairs(li, ti, real_in, syn_all, rng, within=eligible(m.preprocess.mode)),
         }
     report = {
         "bundle": str(args.bundle),
@@ -132,7 +134,8 @@ def main(argv=None) -> int:
         "real_split_half_spearman_median": float(np.median(halves)),
         "synthetic_by_defects_per_image": by_k,
         "spearman_synthetic_vs_real": rho(real, syn_all),
-        "decided_pairs": decided_pairs(lab, t, real, syn_all, rng),
+        "synthetic_auroc": syn_all,
+        "decided_pairs": decided_pairs(lab, t, real, syn_all, rng, within=eligible(m.preprocess.mode)),
         "in_trained_columns": in_columns,
         "synthetic_defects": len(drawn),
         "held_out_normals": len(bases),
@@ -160,9 +163,13 @@ def trained_columns(meta_path, paths) -> np.ndarray | None:
     return np.array(out, bool)
 
 
-def decided_pairs(lab, t: dict, real: dict, syn: dict, rng: np.random.Generator, draws: int = 1000) -> dict:
+def decided_pairs(
+    lab, t: dict, real: dict, syn: dict, rng: np.random.Generator, draws: int = 1000, within: tuple[str, ...] = ()
+) -> dict:
     """How often the synthetic AUROCs order a pair of candidates as the real ones do, over the pairs whose
-    real order survives a stratified bootstrap of the test set (95% interval of the difference excludes 0)."""
+    real order survives a stratified bootstrap of the test set (95% interval of the difference excludes 0).
+    A synthetic tie on such a pair counts as not alike. `within`: the same figures over the pairs of these
+    candidates only (the ones calibration may pick), beside the figures over all pairs."""
     from edgeproj.metrics import roc_auc
 
     pos, neg = np.flatnonzero(lab), np.flatnonzero(~lab)
@@ -171,25 +178,34 @@ def decided_pairs(lab, t: dict, real: dict, syn: dict, rng: np.random.Generator,
     for d in range(draws):
         idx = np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]
         boot[d] = [roc_auc(lab[idx], t[k][idx]) for k in names]
-    pairs, decided, agree, agree_all = 0, 0, 0, 0
-    for i in range(len(names)):
-        for j in range(i + 1, len(names)):
-            a, c = names[i], names[j]
-            if real[a] == real[c] or syn[a] == syn[c]:
-                continue
-            pairs += 1
-            same = (real[a] > real[c]) == (syn[a] > syn[c])
-            agree_all += same
-            lo, hi = np.percentile(boot[:, i] - boot[:, j], [2.5, 97.5])
-            if lo > 0 or hi < 0:
-                decided += 1
-                agree += same
-    return {
-        "pairs": pairs,
-        "concordance_all_pairs": agree_all / pairs if pairs else float("nan"),
-        "decided": decided,
-        "concordance_decided": agree / decided if decided else float("nan"),
-    }
+
+    def count(keep) -> dict:
+        pairs = decided = agree = agree_all = ties = 0
+        for i in range(len(names)):
+            for j in range(i + 1, len(names)):
+                a, c = names[i], names[j]
+                if real[a] == real[c] or not keep(a, c):
+                    continue
+                pairs += 1
+                same = syn[a] != syn[c] and (real[a] > real[c]) == (syn[a] > syn[c])
+                agree_all += same
+                lo, hi = np.percentile(boot[:, i] - boot[:, j], [2.5, 97.5])
+                if lo > 0 or hi < 0:
+                    decided += 1
+                    agree += same
+                    ties += syn[a] == syn[c]
+        return {
+            "pairs": pairs,
+            "concordance_all_pairs": agree_all / pairs if pairs else float("nan"),
+            "decided": decided,
+            "concordance_decided": agree / decided if decided else float("nan"),
+            "synthetic_ties_among_decided": ties,
+        }
+
+    out = count(lambda a, c: True)
+    if within:
+        out["within_eligible"] = count(lambda a, c: a in within and c in within)
+    return out
 
 
 if __name__ == "__main__":

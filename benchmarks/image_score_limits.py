@@ -20,7 +20,7 @@ import argparse
 import json
 
 import numpy as np
-from photoset import add_photoset_args, load_photoset, write_report
+from photoset import add_photoset_args, crop_positions, load_photoset, write_report
 
 
 def main(argv=None) -> int:
@@ -61,12 +61,12 @@ def main(argv=None) -> int:
         recs = meta["test_defect"]
         across = np.array([r["across_px"] for r in recs])
         change = np.array([r["mean_abs_change_in_mask"] for r in recs])
-        goods, train_x = meta.get("test_good") or [], meta.get("train_x_range")
-        if train_x and len(goods) == len(sg):
+        pos = crop_positions(args.root, args.category, ts.paths)
+        if pos is not None:
             # Good crops reaching columns of the photograph that no training crop covered: does the map
             # flag new normal texture (the photograph's large-scale variation) as anomalous?
-            x = np.array([g["x"] for g in goods])
-            seen = (x >= train_x[0]) & (x <= train_x[1])  # photo_textures.py draws x in the range inclusive
+            x, train_x = np.array(pos[0])[~lab], list(pos[1])
+            seen = (x >= train_x[0]) & (x <= train_x[1])
             labels = lambda n: np.r_[np.zeros(n), np.ones(len(sb))].astype(bool)  # noqa: E731
             tg = np.array([norm.texture.score(im) for im in good_imgs])
             tb = np.array([norm.texture.score(im) for im, lb in zip(ts.images, lab) if lb])

@@ -34,6 +34,26 @@ def load_photoset(args):
     return m, ts, read
 
 
+def crop_positions(root: Path, category: str, paths) -> tuple[list[int], tuple[int, int]] | None:
+    """Each test image's crop x in its photograph and the x range of the training crops (photo_textures.py's
+    dataset.json: test/good/NNN.png is test_good[NNN], test/contamination/NNN.png test_defect[NNN]; both ends
+    inclusive, as it draws them). None without the file or a position for every image."""
+    meta_path = Path(root) / category / "dataset.json"
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    train_x = meta.get("train_x_range")
+    recs = {"good": meta.get("test_good") or [], "contamination": meta.get("test_defect") or []}
+    xs = []
+    for p in paths:
+        kind = recs.get(Path(p).parent.name)
+        i = int(Path(p).stem) if Path(p).stem.isdigit() else -1
+        if not train_x or kind is None or not 0 <= i < len(kind):
+            return None
+        xs.append(int(kind[i]["x"]))
+    return xs, (int(train_x[0]), int(train_x[1]))
+
+
 def write_report(report: dict, out: Path | None) -> int:
     """Write the report as JSON to --out when given, then print it; the script's exit status. Written first:
     a closed stdout (a pager quit early) must not lose the report of a long run."""

@@ -31,7 +31,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from photoset import add_photoset_args, load_photoset, write_report
+from photoset import add_photoset_args, crop_positions, load_photoset, write_report
 
 
 def main(argv=None) -> int:
@@ -111,7 +111,8 @@ def main(argv=None) -> int:
         }
     labels = np.r_[np.zeros(len(bases)), np.ones(len(drawn))].astype(bool)
     syn_all = {c: float(roc_auc(labels, np.r_[b[c], s[c]])) for c in IMAGE_SCORES}
-    inside = trained_columns(args.root / args.category / "dataset.json", ts.paths)
+    pos = crop_positions(args.root, args.category, ts.paths)
+    inside = None if pos is None else np.array([pos[1][0] <= x <= pos[1][1] for x in pos[0]], bool)
     in_columns = None
     if inside is not None and 0 < int(lab[inside].sum()) < int(inside.sum()):
         li, ti = lab[inside], {k: v[inside] for k, v in t.items()}
@@ -141,26 +142,6 @@ def main(argv=None) -> int:
         "held_out_normals": len(bases),
     }
     return write_report(report, args.out)
-
-
-def trained_columns(meta_path, paths) -> np.ndarray | None:
-    """Per test image: does its crop lie inside the trained columns (photo_textures.py's dataset.json,
-    test_good / test_defect by the file's number)? None without the file or a position for every image."""
-    import json
-
-    if not meta_path.is_file():
-        return None
-    meta = json.loads(meta_path.read_text())
-    lo, hi = meta.get("train_x_range") or (None, None)
-    pos = {"good": meta.get("test_good") or [], "contamination": meta.get("test_defect") or []}
-    out = []
-    for p in paths:
-        recs = pos.get(p.parent.name)
-        i = int(p.stem) if p.stem.isdigit() else -1
-        if lo is None or recs is None or not 0 <= i < len(recs):
-            return None
-        out.append(lo <= recs[i]["x"] <= hi)  # photo_textures.py draws x in the range inclusive
-    return np.array(out, bool)
 
 
 def decided_pairs(

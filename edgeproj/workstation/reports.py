@@ -8,6 +8,7 @@ from pathlib import Path
 from edgeproj.evaluation.evaluate import EvalOptions
 from edgeproj.evaluation.studies import RULES
 from edgeproj.progress import NullProgress, Progress
+from edgeproj.runtime.manifest import Manifest
 from edgeproj.runtime.projector import BackendChoice
 from edgeproj.workstation.bundles import TrainSettings
 
@@ -48,7 +49,7 @@ def evaluate_bundles(
         ts = load_testset(data, opts.category, m.preprocess, opts.limit)  # a test set it cannot use fails first
         calibrated_here = None
         if opts.calibrate and not m.calibration.calibrated:
-            b, calibrated_here = calibrated_copy(Path(b), data, opts, progress)
+            b, calibrated_here = calibrated_copy(Path(b), m, data, opts, progress)
             m = load_manifest(b)
         e = opts.evaluation
         total = len(ts.tiles) * (1 + 3 * e.study + len(RULES) * len(e.alphas) * e.rule_study + 4 * e.appendix_b)
@@ -88,15 +89,15 @@ def refuse_fp16_calibration(choice: BackendChoice, what: str) -> None:
         )
 
 
-def calibrated_copy(bundle: Path, data: Path, opts: ReportOptions, progress: Progress) -> tuple[Path, dict]:
-    """Copy an uncalibrated bundle (its manifest and graphs) into the report folder and calibrate the copy
-    as `edgeproj calibrate BUNDLE DATA/C` would with the same backend flags; returns the copy and what was done.
+def calibrated_copy(bundle: Path, manifest: Manifest, data: Path, opts: ReportOptions, progress: Progress) -> tuple[Path, dict]:
+    """Copy an uncalibrated bundle (its manifest and graphs; `manifest` as the caller loaded it) into the report
+    folder and calibrate the copy as `edgeproj calibrate BUNDLE DATA/C` would with the same backend flags;
+    returns the copy and what was done.
 
     Without it an evaluation would measure a line nobody can deploy (`inspect` refuses an uncalibrated
     bundle): the export's placeholder image score instead of the one chosen for this line, no stop
     threshold, no frame gate. The given bundle is left as it is; a folder in the copy's place is replaced
     only when it is an earlier evaluation's copy that nobody changed since."""
-    import hashlib
     import json
     import os
     import shutil
@@ -104,13 +105,13 @@ def calibrated_copy(bundle: Path, data: Path, opts: ReportOptions, progress: Pro
     from edgeproj.calibration.calibrate import CalibrationOptions, calibrate_bundle
     from edgeproj.data.mvtec import load_category
     from edgeproj.errors import ConfigError, EdgeprojError
-    from edgeproj.runtime import load_manifest
+    from edgeproj.files import sha256_file
     from edgeproj.runtime.manifest import MANIFEST
 
     choice = opts.choice
     refuse_fp16_calibration(choice, f"bundle '{bundle}' is not calibrated")
     normal = load_category(data, opts.category, check_images=False).train
-    files = [MANIFEST] + [g.file for g in load_manifest(bundle).graphs.values()]
+    files = [MANIFEST] + [g.file for g in manifest.graphs.values()]  # plain names inside the bundle (load_manifest)
     dest = opts.out / f"{CALIBRATED_PREFIX}{bundle.resolve().name}"
     if dest.resolve() == bundle.resolve() or dest.resolve() in bundle.resolve().parents:
         raise ConfigError(f"the calibrated copy {dest} would replace bundle '{bundle}'; choose another --out")
@@ -126,7 +127,6 @@ def calibrated_copy(bundle: Path, data: Path, opts: ReportOptions, progress: Pro
     done = False
     try:
         for f in files:  # the files alone, without their permissions: a read-only bundle gives a writable copy
-            (partial / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(bundle / f, partial / f)
         cal = calibrate_bundle(
             partial, normal, CalibrationOptions(backend=choice.backend, options=choice.options, batch=choice.batch),
@@ -141,8 +141,8 @@ def calibrated_copy(bundle: Path, data: Path, opts: ReportOptions, progress: Pro
     finally:
         if not done:  # a failed copy or calibration leaves nothing behind
             shutil.rmtree(partial, ignore_errors=True)
-    digest = hashlib.sha256((partial / MANIFEST).read_bytes()).hexdigest()
-    (partial / COPY_MARKER).write_text(json.dumps({"from": str(bundle), "manifest_sha256": digest}) + "\n")
+    marker = {"from": str(bundle), "manifest_sha256": sha256_file(partial / MANIFEST)}
+    (partial / COPY_MARKER).write_text(json.dumps(marker) + "\n")
     partial.rename(dest)
     return dest, {
         "from": str(bundle),
@@ -156,22 +156,21 @@ def calibrated_copy(bundle: Path, data: Path, opts: ReportOptions, progress: Pro
 def _evaluate_wrote(folder: Path, files: list[str]) -> bool:
     """Whether `folder` is a copy evaluate wrote and nobody changed since: its marker, its manifest as
     calibrated then, and no file beyond the bundle's own."""
-    import hashlib
     import json
 
+    from edgeproj.files import sha256_file
     from edgeproj.runtime.manifest import MANIFEST
 
     if folder.is_symlink() or not folder.is_dir():
         return False
     try:
         marker = json.loads((folder / COPY_MARKER).read_text())
-        manifest = (folder / MANIFEST).read_bytes()
+        digest = sha256_file(folder / MANIFEST)
         names = {p.name for p in folder.iterdir()}
     except (OSError, ValueError):
         return False
-    expected = {Path(f).parts[0] for f in files} | {COPY_MARKER}
-    same = isinstance(marker, dict) and marker.get("manifest_sha256") == hashlib.sha256(manifest).hexdigest()
-    return same and names <= expected
+    same = isinstance(marker, dict) and marker.get("manifest_sha256") == digest
+    return same and names <= set(files) | {COPY_MARKER}
 
 
 def train_variants(

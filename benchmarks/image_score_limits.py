@@ -20,7 +20,7 @@ import argparse
 import json
 
 import numpy as np
-from photoset import add_photoset_args, crop_positions, load_photoset, write_report
+from photoset import add_photoset_args, crop_positions, inside_trained_columns, load_photoset, write_report
 
 
 def main(argv=None) -> int:
@@ -65,8 +65,7 @@ def main(argv=None) -> int:
         if pos is not None:
             # Good crops reaching columns of the photograph that no training crop covered: does the map
             # flag new normal texture (the photograph's large-scale variation) as anomalous?
-            x, train_x = np.array(pos[0])[~lab], list(pos[1])
-            seen = (x >= train_x[0]) & (x <= train_x[1])
+            x, train_x, seen = np.array(pos[0])[~lab], list(pos[1]), inside_trained_columns(pos)[~lab]
             labels = lambda n: np.r_[np.zeros(n), np.ones(len(sb))].astype(bool)  # noqa: E731
             tg = np.array([norm.texture.score(im) for im in good_imgs])
             tb = np.array([norm.texture.score(im) for im, lb in zip(ts.images, lab) if lb])

@@ -7,6 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 
 def add_photoset_args(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """BUNDLE PHOTOSET CATEGORY and --out REPORT.json."""
@@ -52,6 +54,13 @@ def crop_positions(root: Path, category: str, paths) -> tuple[list[int], tuple[i
             return None
         xs.append(int(kind[i]["x"]))
     return xs, (int(train_x[0]), int(train_x[1]))
+
+
+def inside_trained_columns(pos: tuple[list[int], tuple[int, int]]) -> np.ndarray:
+    """Per test image of `crop_positions`, whether its crop starts inside the training crops' x range (both
+    ends inclusive): a crop past it shows columns of the photograph that no training crop covered."""
+    xs, (lo, hi) = pos
+    return np.array([lo <= x <= hi for x in xs], bool)
 
 
 def write_report(report: dict, out: Path | None) -> int:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from photoset import add_photoset_args, crop_positions, load_photoset, write_report
+from photoset import add_photoset_args, crop_positions, inside_trained_columns, load_photoset, write_report
 
 
 def main(argv=None) -> int:
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     labels = np.r_[np.zeros(len(bases)), np.ones(len(drawn))].astype(bool)
     syn_all = {c: float(roc_auc(labels, np.r_[b[c], s[c]])) for c in IMAGE_SCORES}
     pos = crop_positions(args.root, args.category, ts.paths)
-    inside = None if pos is None else np.array([pos[1][0] <= x <= pos[1][1] for x in pos[0]], bool)
+    inside = None if pos is None else inside_trained_columns(pos)
     in_columns = None
     if inside is not None and 0 < int(lab[inside].sum()) < int(inside.sum()):
         li, ti = lab[inside], {k: v[inside] for k, v in t.items()}
@@ -128,14 +128,15 @@ def main(argv=None) -> int:
             "spearman_synthetic_vs_real": rho(real_in, syn_all),
             "decided_pairs": decided_pairs(li, ti, real_in, syn_all, rng, within=eligible(m.preprocess.mode)),
         }
+    split_half = float(np.median(halves))
     report = {
         "bundle": str(args.bundle),
         "category": args.category,
         "real_auroc": real,
         "real_best": max(real.values()),
         "real_worst": min(real.values()),
-        "real_split_half_spearman_median": float(np.median(halves)),
-        "spearman_ceiling": reliability_ceiling(float(np.median(halves))),
+        "real_split_half_spearman_median": split_half,
+        "spearman_ceiling": reliability_ceiling(split_half),
         "synthetic_by_defects_per_image": by_k,
         "spearman_synthetic_vs_real": rho(real, syn_all),
         "synthetic_auroc": syn_all,

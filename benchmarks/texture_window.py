@@ -59,14 +59,13 @@ def main(argv=None) -> int:
             row[str(sigma)] = float(roc_auc(labels, np.array([t.score(img) for img in good + bad])))
         report["image_auroc"][cat] = row
         if args.gain_normalized:
+            train_g, test_g = (
+                [img * np.float32(0.5 / max(float(img.mean()), 1e-3)) for img in imgs] for imgs in (train, good + bad)
+            )
             gain = {}
             for sigma in sigmas:
-
-                def scaled(imgs: list) -> list:
-                    return [img * np.float32(0.5 / max(float(img.mean()), 1e-3)) for img in imgs]
-
-                t = TextureStats.fit(scaled(train), sigma)
-                gain[str(sigma)] = float(roc_auc(labels, np.array([t.score(img) for img in scaled(good + bad)])))
+                t = TextureStats.fit(train_g, sigma)
+                gain[str(sigma)] = float(roc_auc(labels, np.array([t.score(img) for img in test_g])))
             report.setdefault("image_auroc_gain_normalized", {})[cat] = gain
     mean = {str(s): float(np.mean([r[str(s)] for r in report["image_auroc"].values()])) for s in sigmas}
     report["mean_over_sets"] = mean
